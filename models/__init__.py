@@ -1,0 +1,1 @@
+"""River model specs, signed artifacts and the model registry of riverops."""

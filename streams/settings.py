@@ -1,0 +1,138 @@
+"""The one settings object of riverops, read from ``RIVEROPS_*`` environment variables.
+
+No other module reads the environment: commands build a :class:`Settings` once and pass
+it down. ``kafka_config()`` is the single place that turns it into a librdkafka config.
+
+Examples
+--------
+>>> s = Settings(bootstrap_servers="127.0.0.1:9092", topic_prefix="t.")
+>>> s.kafka_config()["bootstrap.servers"]
+'127.0.0.1:9092'
+>>> Settings(sasl_password="hunter2").sasl_password
+SecretStr('**********')
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.codec import Codec, Encoding, make_codec
+from schemas.errors import ConfigError
+
+__all__ = ["Settings", "SecurityProtocol", "SaslMechanism"]
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class Settings(BaseSettings):
+    """Everything a riverops process can be configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RIVEROPS_", frozen=True, extra="forbid", populate_by_name=True
+    )
+
+    # --- Kafka connection ---------------------------------------------------------
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092",
+        validation_alias=AliasChoices(
+            "bootstrap_servers", "RIVEROPS_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"
+        ),
+        description="Kafka bootstrap servers, host:port[,host:port]",
+    )
+    client_id: str = "riverops"
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: Path | None = None
+    ssl_certificate_location: Path | None = None
+    ssl_key_location: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    ssl_check_hostname: bool = True
+    session_timeout_ms: int = Field(10_000, ge=1_000)
+
+    # --- topics and encoding -------------------------------------------------------
+    topic_prefix: str = Field("riverops.", pattern=r"^[A-Za-z0-9._\-]*$")
+    partitions: int = Field(4, ge=1, description="partitions of the event topics")
+    replication_factor: int = Field(1, ge=1)
+    encoding: Encoding = "single-object"
+    schema_registry_url: str | None = None
+    schema_registry_basic_auth: SecretStr | None = Field(None, description="user:password")
+
+    # --- models ----------------------------------------------------------------------
+    artifact_dir: Path = Path("artifacts")
+    signing_key: SecretStr | None = None
+
+    # --- processing --------------------------------------------------------------------
+    label_ttl_seconds: float = Field(7 * 24 * 3600.0, gt=0, description="longest label delay accepted")
+    batch_size: int = Field(1000, ge=1)
+
+    # --- observability ----------------------------------------------------------------
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9464, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _check_security(self) -> Settings:
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
+            raise ConfigError(
+                f"security_protocol={self.security_protocol} needs RIVEROPS_SASL_MECHANISM, "
+                "RIVEROPS_SASL_USERNAME and RIVEROPS_SASL_PASSWORD"
+            )
+        if self.encoding == "confluent" and not self.schema_registry_url:
+            raise ConfigError("RIVEROPS_ENCODING=confluent needs RIVEROPS_SCHEMA_REGISTRY_URL")
+        return self
+
+    def kafka_config(self, **overrides: Any) -> dict[str, Any]:
+        """The librdkafka configuration shared by every client, plus ``overrides``.
+
+        Overrides use librdkafka's dotted names, so pass them as a dict:
+        ``s.kafka_config(**{"group.id": "g"})``.
+        """
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "client.id": self.client_id,
+            "security.protocol": self.security_protocol,
+            # idle connections closed by the broker are normal, not worth a log line
+            "log.connection.close": False,
+        }
+        if self.security_protocol.startswith("SASL"):
+            assert self.sasl_password is not None  # checked by the validator
+            config["sasl.mechanism"] = self.sasl_mechanism
+            config["sasl.username"] = self.sasl_username
+            config["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            if self.ssl_ca_location:
+                config["ssl.ca.location"] = str(self.ssl_ca_location)
+            if self.ssl_certificate_location:
+                config["ssl.certificate.location"] = str(self.ssl_certificate_location)
+            if self.ssl_key_location:
+                config["ssl.key.location"] = str(self.ssl_key_location)
+            if self.ssl_key_password:
+                config["ssl.key.password"] = self.ssl_key_password.get_secret_value()
+            config["ssl.endpoint.identification.algorithm"] = (
+                "https" if self.ssl_check_hostname else "none"
+            )
+        config.update(overrides)
+        return config
+
+    def codec(self) -> Codec:
+        """The event codec these settings ask for."""
+        registry_config: dict[str, Any] = {}
+        if self.schema_registry_basic_auth:
+            registry_config["basic.auth.user.info"] = (
+                self.schema_registry_basic_auth.get_secret_value()
+            )
+        return make_codec(
+            self.encoding, registry_url=self.schema_registry_url, registry_config=registry_config
+        )
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as JSON-ready values, secrets masked."""
+        return self.model_dump(mode="json")

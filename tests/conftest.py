@@ -1,0 +1,108 @@
+"""Shared fixtures: one real broker per session, uuid-named topics, sample events."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from schemas import events as ev
+from streams.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/tests/integration/" in str(item.path):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def bootstrap_servers() -> Iterator[str]:
+    """KAFKA_BOOTSTRAP_SERVERS when set (docker-compose Kafka), else the embedded broker."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    from streams.broker import EmbeddedBroker
+
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap_servers
+
+
+@pytest.fixture
+def settings(bootstrap_servers: str) -> Settings:
+    """Settings on the session broker with a fresh topic prefix and 6 s sessions."""
+    return Settings(
+        bootstrap_servers=bootstrap_servers,
+        topic_prefix=f"t-{uuid.uuid4().hex[:12]}.",
+        session_timeout_ms=6000,
+        partitions=2,
+    )
+
+
+@pytest.fixture
+def group_id() -> str:
+    return f"g-{uuid.uuid4().hex[:12]}"
+
+
+T0 = datetime(2026, 11, 23, 12, 0, 0, 123000, tzinfo=UTC)
+
+
+def make_sample_events() -> list[ev.Event]:
+    """One valid instance of every event type, with every optional part filled."""
+    features = {"amount": 12.5, "country": "FR", "is_new": True, "missing": None, "count": 3.0}
+    return [
+        ev.FeatureEvent(event_id="e-1", model="fraud", entity_id="card-9", event_time=T0, features=features),
+        ev.PredictionEvent(
+            event_id="e-1", model="fraud", version=3, variant="challenger", prediction=True,
+            scores={"True": 0.81, "False": 0.19}, latency=0.0012, event_time=T0, predicted_at=T0,
+        ),
+        ev.LabelEvent(event_id="e-1", model="fraud", label=False, label_time=T0),
+        ev.FeedbackEvent(
+            event_id="e-1", model="fraud", entity_id="card-9", event_time=T0, features=features,
+            label=False, label_time=T0,
+            predictions=[
+                ev.MadePrediction(version=3, variant="champion", prediction=False, scores={"True": 0.2}),
+                ev.MadePrediction(version=4, variant="shadow", prediction=None, scores={}),
+            ],
+        ),
+        ev.MetricsEvent(
+            model="fraud", version=3, variant="champion", window_kind="time", window_size=300.0,
+            samples=1200, metrics={"accuracy": 0.97, "roc_auc": 0.91}, emitted_at=T0,
+        ),
+        ev.DriftEvent(
+            model="fraud", version=3, variant="champion", kind="data", detector="PSI",
+            statistic=0.31, threshold=0.2, feature="amount", samples=5000, detected_at=T0,
+        ),
+        ev.RetrainRequest(
+            request_id="r-1", model="fraud", reason="drift", requested_by="monitor",
+            requested_at=T0, params={"window_events": 50000.0, "note": "adwin"},
+        ),
+        ev.ModelVersion(
+            model="fraud", version=4, stage="challenger", spec="logreg", task="binary",
+            params={"l2": 0.0}, seed=7, share=0.1, metrics={"roc_auc": 0.93},
+            lineage=ev.Lineage(
+                parent=3,
+                training_data=[ev.OffsetRange(topic="riverops.feedback", partition=0, start=10, end=900)],
+                samples=890, library_versions={"river": "0.26.1"}, code_version="abc123",
+            ),
+            artifact=ev.Artifact(inline=b"\x80\x05pickle", sha256="a" * 64, signature="b" * 64, size=9),
+            changed_by="retrainer", reason="drift retrain", changed_at=T0,
+        ),
+        ev.DeadLetter(
+            source_topic="riverops.features", source_partition=1, source_offset=42, key=b"e-9",
+            value=b"\x00garbage", error_type="DecodeError", reason="bad magic",
+            processor="scorer", failed_at=T0,
+        ),
+    ]
+
+
+@pytest.fixture
+def sample_events() -> list[ev.Event]:
+    return make_sample_events()
