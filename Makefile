@@ -22,7 +22,7 @@ venv: $(STAMP)  ## create .venv and install riverops with the broker and dev ext
 demo: $(STAMP)  ## run the whole loop on the embedded broker
 	$(BIN)/riverops demo
 
-test: $(STAMP)  ## unit, integration and fault tests (embedded broker unless KAFKA_BOOTSTRAP_SERVERS)
+test: lint  ## lint, then unit, integration and fault tests (embedded broker unless KAFKA_BOOTSTRAP_SERVERS)
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)  ## the tests without the slow fault-injection ones

@@ -53,9 +53,11 @@ class Codec(Protocol):
 
     def encode_many(self, name: str, records: Iterable[Mapping[str, Any]]) -> list[bytes]: ...
 
-    def decode(self, name: str, payload: bytes) -> Record: ...
+    def decode(self, name: str, payload: bytes | None) -> Record: ...
 
-    def decode_many(self, name: str, payloads: Sequence[bytes]) -> list[Record | DecodeError]: ...
+    def decode_many(
+        self, name: str, payloads: Sequence[bytes | None]
+    ) -> list[Record | DecodeError]: ...
 
 
 def _write_body(contract: Contract, record: Mapping[str, Any], header: bytes) -> bytes:
@@ -93,14 +95,16 @@ class _BatchMixin:
     def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
         raise NotImplementedError
 
-    def decode(self, name: str, payload: bytes) -> Record:
+    def decode(self, name: str, payload: bytes | None) -> Record:
         raise NotImplementedError
 
     def encode_many(self, name: str, records: Iterable[Mapping[str, Any]]) -> list[bytes]:
         """Encode a batch; the first record that does not fit raises."""
         return [self.encode(name, record) for record in records]
 
-    def decode_many(self, name: str, payloads: Sequence[bytes]) -> list[Record | DecodeError]:
+    def decode_many(
+        self, name: str, payloads: Sequence[bytes | None]
+    ) -> list[Record | DecodeError]:
         """Decode a batch; each undecodable payload becomes a DecodeError in its place."""
         out: list[Record | DecodeError] = []
         for payload in payloads:
@@ -125,7 +129,7 @@ class SingleObjectCodec(_BatchMixin):
         contract = self.store.reader(name)
         return _write_body(contract, record, self._headers[name])
 
-    def decode(self, name: str, payload: bytes) -> Record:
+    def decode(self, name: str, payload: bytes | None) -> Record:
         reader = self.store.reader(name)
         if not isinstance(payload, (bytes, bytearray)):
             raise DecodeError(f"{name}: empty payload (tombstone)", raw=b"")
@@ -190,7 +194,7 @@ class ConfluentCodec(_BatchMixin):
     def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
         return _write_body(self.store.reader(name), record, self._header(name))
 
-    def decode(self, name: str, payload: bytes) -> Record:
+    def decode(self, name: str, payload: bytes | None) -> Record:
         reader = self.store.reader(name)
         if not isinstance(payload, (bytes, bytearray)):
             raise DecodeError(f"{name}: empty payload (tombstone)", raw=b"")

@@ -98,8 +98,9 @@ class SchemaStore:
         """The schema records of ``name`` are encoded with and decoded into."""
         try:
             return self._readers[name]
-        except KeyError:
-            raise ConfigError(f"unknown event schema {name!r}; known: {sorted(self._readers)}")
+        except KeyError as exc:
+            known = sorted(self._readers)
+            raise ConfigError(f"unknown event schema {name!r}; known: {known}") from exc
 
     def writer(self, fingerprint: bytes) -> Contract | None:
         """The writer schema with this fingerprint, if known."""

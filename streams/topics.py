@@ -117,7 +117,7 @@ def create_topics(admin: Any, catalogue: TopicCatalogue, *, timeout: float = 15.
     partitions than the catalogue asks for are reported as mismatched, not changed.
     """
     from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import NewTopic
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
     report = CreateReport()
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from schemas.errors import ConfigError
 from streams.settings import Settings
@@ -26,7 +27,7 @@ def test_kafka_bootstrap_servers_is_honoured(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_settings_are_frozen() -> None:
     settings = Settings()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         settings.partitions = 3  # type: ignore[misc]
 
 
