@@ -17,12 +17,13 @@ from rich.table import Table
 from schemas.errors import RiveropsError
 from streams.settings import Settings
 
-__all__ = ["main", "cli"]
+__all__ = ["main", "cli", "settings_from"]
 
 console = Console(stderr=True)
 
 
-def _settings(ctx: click.Context) -> Settings:
+def settings_from(ctx: click.Context) -> Settings:
+    """The settings of this invocation: environment plus the global options."""
     overrides: dict[str, Any] = ctx.obj or {}
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -63,7 +64,7 @@ def cli(ctx: click.Context, bootstrap_servers: str | None, topic_prefix: str | N
 @click.pass_context
 def settings(ctx: click.Context) -> None:
     """Print the effective settings as JSON (secrets masked)."""
-    click.echo(json.dumps(_settings(ctx).redacted(), indent=2, default=str))
+    click.echo(json.dumps(settings_from(ctx).redacted(), indent=2, default=str))
 
 
 @cli.command()
@@ -118,7 +119,7 @@ def topics_create(ctx: click.Context, timeout: float) -> None:
 
     from streams.topics import TopicCatalogue, create_topics
 
-    settings = _settings(ctx)
+    settings = settings_from(ctx)
     catalogue = TopicCatalogue.from_settings(settings)
     try:
         report = create_topics(AdminClient(settings.kafka_config()), catalogue, timeout=timeout)
@@ -149,7 +150,7 @@ def topics_list(ctx: click.Context, timeout: float) -> None:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    settings = _settings(ctx)
+    settings = settings_from(ctx)
     try:
         metadata = AdminClient(settings.kafka_config()).list_topics(timeout=timeout)
     except KafkaException as exc:
@@ -176,6 +177,80 @@ def demo(ctx: click.Context, events: int, seed: int) -> None:
         )
     except RiveropsError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["features", "labels"]))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model", help="Model name for rows without a 'model' column.")
+@click.option("--rate", type=float, help="Events per second at most (default: as fast as possible).")
+@click.pass_context
+def produce(ctx: click.Context, kind: str, file: Path, model: str | None, rate: float | None) -> None:
+    """Replay a CSV or Parquet FILE of features or labels into Kafka.
+
+    \b
+    features: columns event_id, entity_id, [model], [event_time]; every other column is a feature
+    labels:   columns event_id, label, [model], [label_time]
+    Invalid rows are listed with the reason and make the command exit with status 1.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from streams.producer import EventProducer
+    from streams.replay import events_from_table, read_table, replay
+
+    settings = settings_from(ctx)
+    try:
+        frame = read_table(file)
+        events = events_from_table(frame, kind, model=model)  # type: ignore[arg-type]
+        with Progress(
+            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+            TimeRemainingColumn(), console=console, disable=not console.is_terminal,
+        ) as progress:
+            task = progress.add_task(f"{kind} -> {settings.bootstrap_servers}", total=len(frame))
+            report = replay(
+                EventProducer(settings), events, rate=rate,
+                on_progress=lambda n: progress.advance(task, n),
+            )
+    except RiveropsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"sent {report.sent} {kind} in {report.seconds:.1f}s, {len(report.invalid)} invalid rows")
+    for line in report.invalid[:50]:
+        click.echo(f"  {line}", err=True)
+    if report.invalid:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("role", type=click.Choice(["scorer"]))
+@click.option("--group-id", help="Consumer group (default riverops-ROLE); scale by running more.")
+@click.option("--log-level", default="INFO", show_default=True)
+@click.pass_context
+def worker(ctx: click.Context, role: str, group_id: str | None, log_level: str) -> None:
+    """Run one worker ROLE in the foreground until SIGTERM or Ctrl-C.
+
+    Run more processes of a role to scale it: they share the consumer group and the
+    partitions. A crash stops the worker with a non-zero exit and a log line.
+    """
+    import logging
+
+    from streams.scorer import run_scorer
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_from(ctx)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        stats = run_scorer(settings, stop=stop, group_id=group_id or f"riverops-{role}")
+    except RiveropsError as exc:
+        logging.getLogger("riverops").critical("%s worker failed: %s", role, exc)
+        sys.exit(1)
+    logging.getLogger("riverops").info("%s worker stopped cleanly: %s", role, stats)
+
+
+from streams.cli_models import models_group  # noqa: E402  (the group needs cli defined)
+
+cli.add_command(models_group)
 
 
 def main() -> None:

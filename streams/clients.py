@@ -7,13 +7,17 @@ delivered (at-least-once, made exact by idempotent processing downstream).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from streams.settings import Settings
 
-__all__ = ["make_producer", "make_consumer"]
+log = logging.getLogger(__name__)
+
+__all__ = ["make_producer", "make_consumer", "next_offsets", "ok"]
 
 
 def make_producer(settings: Settings, **overrides: Any) -> Producer:
@@ -45,3 +49,21 @@ def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consum
     )
     config.update(overrides)
     return Consumer(config)
+
+
+def next_offsets(messages: Iterable[Message]) -> list[TopicPartition]:
+    """The offsets to commit after ``messages``: one past the last, per topic-partition."""
+    highest: dict[tuple[str, int], int] = {}
+    for message in messages:
+        key = (message.topic(), message.partition())
+        highest[key] = max(highest.get(key, -1), message.offset())
+    return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in highest.items()]
+
+
+def ok(message: Message) -> bool:
+    """False for a consumer error event (logged); True for a record, tombstones included."""
+    error = message.error()
+    if error is None:
+        return True
+    log.warning("consumer error on %s[%s]: %s", message.topic(), message.partition(), error)
+    return False

@@ -133,6 +133,15 @@ class Settings(BaseSettings):
             self.encoding, registry_url=self.schema_registry_url, registry_config=registry_config
         )
 
+    def signing_key_bytes(self) -> bytes:
+        """The artifact signing key; a clear error when it is not set."""
+        if self.signing_key is None or not self.signing_key.get_secret_value():
+            raise ConfigError(
+                "RIVEROPS_SIGNING_KEY is not set: model artifacts are signed and checked with it "
+                "(e.g. export RIVEROPS_SIGNING_KEY=$(openssl rand -hex 32))"
+            )
+        return self.signing_key.get_secret_value().encode()
+
     def redacted(self) -> dict[str, Any]:
         """The settings as JSON-ready values, secrets masked."""
         return self.model_dump(mode="json")

@@ -1,0 +1,229 @@
+"""The model registry: the fold of the registry topic's ModelVersion records.
+
+Every change (a new version, a promotion, a rollback, an archive) is a record keyed
+``model:version``; the last record of each key wins, as after compaction. Aliases are
+stages: one champion per model, any number of challengers (with a traffic share) and
+shadows. The fold also keeps the order in which versions became champion, so a rollback
+knows the previous champion. Operations here only *build* the records of a change; the
+caller publishes them, and every process that folds the topic sees the same registry.
+
+Examples
+--------
+>>> from schemas.events import Artifact
+>>> art = Artifact(inline=b"x", sha256="0" * 64, signature="0" * 64, size=1)
+>>> reg = Registry()
+>>> for r in reg.new_version("fraud", spec="logreg", task="binary", artifact=art,
+...                          stage="champion", changed_by="me", reason="first"):
+...     reg.apply(r)
+>>> reg.champion("fraud").version
+1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas.errors import RegistryError
+from schemas.events import Artifact, Lineage, ModelVersion, Stage, Task
+
+__all__ = ["Registry", "ModelState", "ServingPlan"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class ModelState:
+    """Everything the registry knows about one model name."""
+
+    versions: dict[int, ModelVersion] = field(default_factory=dict)
+    champion_history: list[int] = field(default_factory=list)  # versions in the order they led
+
+
+@dataclass(frozen=True)
+class ServingPlan:
+    """What a scorer serves for one model: champion, challengers with shares, shadows."""
+
+    champion: ModelVersion | None
+    challengers: tuple[ModelVersion, ...]
+    shadows: tuple[ModelVersion, ...]
+
+    @property
+    def versions(self) -> tuple[ModelVersion, ...]:
+        lead = (self.champion,) if self.champion else ()
+        return (*lead, *self.challengers, *self.shadows)
+
+
+class Registry:
+    """The registry state: fold ModelVersion records in topic order with :meth:`apply`."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, ModelState] = {}
+        self.records_applied = 0
+
+    # --- the fold -------------------------------------------------------------------
+    def apply(self, record: ModelVersion) -> None:
+        """Fold one record (the last record of a key wins)."""
+        state = self._models.setdefault(record.model, ModelState())
+        previous = state.versions.get(record.version)
+        state.versions[record.version] = record
+        if record.stage == "champion" and (previous is None or previous.stage != "champion"):
+            if record.version in state.champion_history:
+                state.champion_history.remove(record.version)
+            state.champion_history.append(record.version)
+        self.records_applied += 1
+
+    def apply_all(self, records: Iterable[ModelVersion]) -> Registry:
+        for record in records:
+            self.apply(record)
+        return self
+
+    # --- queries --------------------------------------------------------------------
+    @property
+    def models(self) -> tuple[str, ...]:
+        return tuple(sorted(self._models))
+
+    def versions(self, model: str) -> tuple[ModelVersion, ...]:
+        state = self._models.get(model)
+        return tuple(state.versions[v] for v in sorted(state.versions)) if state else ()
+
+    def get(self, model: str, version: int) -> ModelVersion:
+        state = self._models.get(model)
+        if state is None or version not in state.versions:
+            raise RegistryError(f"unknown model version {model}:{version}")
+        return state.versions[version]
+
+    def champion(self, model: str) -> ModelVersion | None:
+        """The current champion: the latest version to become champion that still is."""
+        state = self._models.get(model)
+        if state is None:
+            return None
+        for version in reversed(state.champion_history):
+            if state.versions[version].stage == "champion":
+                return state.versions[version]
+        return None
+
+    def previous_champion(self, model: str) -> ModelVersion | None:
+        """The champion before the current one that is still usable (not rejected)."""
+        state = self._models.get(model)
+        current = self.champion(model)
+        if state is None or current is None:
+            return None
+        for version in reversed(state.champion_history):
+            record = state.versions[version]
+            if version != current.version and record.stage not in ("rejected", "champion"):
+                return record
+        return None
+
+    def with_stage(self, model: str, stage: Stage) -> tuple[ModelVersion, ...]:
+        return tuple(v for v in self.versions(model) if v.stage == stage)
+
+    def plan(self, model: str) -> ServingPlan:
+        champion = self.champion(model)
+        challengers = tuple(
+            v for v in self.with_stage(model, "challenger") if v.share and v.share > 0
+        )
+        return ServingPlan(champion, challengers, self.with_stage(model, "shadow"))
+
+    def aliases(self) -> dict[str, dict[str, list[int]]]:
+        """model -> alias (champion, challenger, shadow) -> versions."""
+        out: dict[str, dict[str, list[int]]] = {}
+        for model in self.models:
+            plan = self.plan(model)
+            out[model] = {
+                "champion": [plan.champion.version] if plan.champion else [],
+                "challenger": [v.version for v in self.with_stage(model, "challenger")],
+                "shadow": [v.version for v in plan.shadows],
+            }
+        return out
+
+    def next_version(self, model: str) -> int:
+        state = self._models.get(model)
+        return max(state.versions, default=0) + 1 if state else 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """A comparable view: every key's last record, as JSON-ready dicts."""
+        return {
+            f"{m}:{v.version}": v.model_dump(mode="json") for m in self.models for v in self.versions(m)
+        }
+
+    # --- changes (records to publish) -------------------------------------------------
+    def _restage(
+        self, record: ModelVersion, stage: Stage, *, by: str, reason: str, share: float | None = None
+    ) -> ModelVersion:
+        return record.model_copy(
+            update={"stage": stage, "changed_by": by, "reason": reason, "changed_at": _now(),
+                    "share": share if stage == "challenger" else None}
+        )
+
+    def new_version(
+        self,
+        model: str,
+        *,
+        spec: str,
+        task: Task,
+        artifact: Artifact,
+        changed_by: str,
+        reason: str,
+        stage: Stage = "candidate",
+        params: dict[str, Any] | None = None,
+        seed: int | None = None,
+        share: float | None = None,
+        metrics: dict[str, float] | None = None,
+        lineage: Lineage | None = None,
+    ) -> list[ModelVersion]:
+        """Records that add the next version of ``model`` (and demote the champion if it leads)."""
+        record = ModelVersion(
+            model=model, version=self.next_version(model), stage=stage, spec=spec, task=task,
+            params=params or {}, seed=seed, share=share if stage == "challenger" else None,
+            metrics=metrics or {}, lineage=lineage or Lineage(), artifact=artifact,
+            changed_by=changed_by, reason=reason, changed_at=_now(),
+        )
+        if stage != "champion":
+            return [record]
+        return [*self._demote_champion(model, by=changed_by, reason=f"replaced by v{record.version}"), record]
+
+    def _demote_champion(self, model: str, *, by: str, reason: str) -> list[ModelVersion]:
+        current = self.champion(model)
+        return [self._restage(current, "archived", by=by, reason=reason)] if current else []
+
+    def promote(self, model: str, version: int, *, by: str, reason: str) -> list[ModelVersion]:
+        """Records making ``version`` the champion; the old champion is archived."""
+        record = self.get(model, version)
+        if record.stage == "rejected":
+            raise RegistryError(f"{model}:{version} was rejected; register it again to reuse it")
+        current = self.champion(model)
+        if current is not None and current.version == version:
+            raise RegistryError(f"{model}:{version} is already the champion")
+        demote = self._demote_champion(model, by=by, reason=f"replaced by v{version}: {reason}")
+        return [*demote, self._restage(record, "champion", by=by, reason=reason)]
+
+    def set_stage(
+        self, model: str, version: int, stage: Stage, *, by: str, reason: str, share: float | None = None
+    ) -> list[ModelVersion]:
+        """Records moving a version to challenger (with a share), shadow, candidate or archived."""
+        if stage == "champion":
+            return self.promote(model, version, by=by, reason=reason)
+        record = self.get(model, version)
+        if stage == "challenger" and not (share and 0 < share < 1):
+            raise RegistryError("a challenger needs a traffic share between 0 and 1")
+        if record.stage == "champion" and stage != "champion":
+            raise RegistryError(
+                f"{model}:{version} is the champion: promote another version or roll back first"
+            )
+        return [self._restage(record, stage, by=by, reason=reason, share=share)]
+
+    def rollback(self, model: str, *, by: str, reason: str) -> list[ModelVersion]:
+        """Records rejecting the current champion and restoring the previous one."""
+        current = self.champion(model)
+        previous = self.previous_champion(model)
+        if current is None or previous is None:
+            raise RegistryError(f"{model} has no previous champion to roll back to")
+        return [
+            self._restage(current, "rejected", by=by, reason=f"rolled back: {reason}"),
+            self._restage(previous, "champion", by=by, reason=f"rollback from v{current.version}: {reason}"),
+        ]

@@ -1,0 +1,338 @@
+"""The scorer: feature events in, predictions out, following the registry live.
+
+Core (:class:`ScorerCore`, no Kafka): routes each event to the champion or, on a stable
+hash split of its event_id, to a challenger; scores every shadow on all traffic; batches
+each version's rows into one ``predict_proba_many`` call where the model has it.
+Shell (:func:`run_scorer`): consumes features in batches, polls the registry topic
+between batches (a swap never splits a batch, so no event is dropped or scored twice),
+produces predictions and dead letters, and commits offsets only after delivery.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from models.batch import predict_batch, predict_proba_batch
+
+from models.registry import Registry
+from schemas.errors import DecodeError, InvalidEventError, RiveropsError
+from schemas.events import ModelVersion, Variant
+from streams.clients import make_consumer, make_producer, next_offsets, ok
+from streams.deadletter import dead_letter
+from streams.registry_topic import RegistryFollower
+from streams.settings import Settings
+from streams.topics import TopicCatalogue
+
+__all__ = [
+    "ServingModel", "ScorerCore", "ScoreResult", "ScorerStats", "bucket_of", "validate_features",
+    "apply_registry", "run_scorer",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_FEATURES = 10_000
+MAX_STRING = 4_096
+
+
+def bucket_of(event_id: str) -> float:
+    """A stable position in [0, 1) for an event id (same on every worker and run).
+
+    >>> bucket_of("e-1") == bucket_of("e-1")
+    True
+    """
+    return zlib.crc32(event_id.encode()) / 4_294_967_296.0
+
+
+def validate_features(record: dict[str, Any]) -> None:
+    """Raise InvalidEventError for what the Avro schema alone lets through."""
+    if not record["event_id"]:
+        raise InvalidEventError("empty event_id")
+    if not record["model"]:
+        raise InvalidEventError("empty model name")
+    features = record["features"]
+    if len(features) > MAX_FEATURES:
+        raise InvalidEventError(f"{len(features)} features, more than {MAX_FEATURES}")
+    for name, value in features.items():
+        if type(value) is float and not math.isfinite(value):
+            raise InvalidEventError(f"feature {name!r} is {value}, not a finite number")
+        if type(value) is str and len(value) > MAX_STRING:
+            raise InvalidEventError(f"feature {name!r} is a string of {len(value)} chars")
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """A loaded model version with the variant it serves as."""
+
+    record: ModelVersion
+    model: Any
+    variant: Variant
+
+    @property
+    def version(self) -> int:
+        return self.record.version
+
+
+@dataclass
+class ScoreResult:
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+    invalid: list[tuple[int, RiveropsError]] = field(default_factory=list)  # (index, why)
+
+
+@dataclass
+class _Plan:
+    champion: ServingModel
+    challengers: list[tuple[float, ServingModel]]  # (upper bound of the bucket range, model)
+    shadows: list[ServingModel]
+
+
+class ScorerCore:
+    """Scores batches of decoded feature records with each model's serving plan."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.perf_counter) -> None:
+        self._plans: dict[str, _Plan] = {}
+        self._clock = clock
+
+    def set_plan(
+        self,
+        model: str,
+        *,
+        champion: ServingModel,
+        challengers: Sequence[tuple[ServingModel, float]] = (),
+        shadows: Sequence[ServingModel] = (),
+    ) -> None:
+        """Serve ``model`` with these versions from the next batch on."""
+        bounds, upper = [], 0.0
+        for serving, share in challengers:
+            upper += share
+            bounds.append((upper, serving))
+        if upper > 1.0:
+            raise InvalidEventError(f"challenger shares of {model} add up to {upper:.2f} > 1")
+        self._plans[model] = _Plan(champion, bounds, list(shadows))
+
+    def drop_plan(self, model: str) -> None:
+        self._plans.pop(model, None)
+
+    def serving(self, model: str) -> list[ServingModel]:
+        plan = self._plans.get(model)
+        if plan is None:
+            return []
+        return [plan.champion, *(s for _, s in plan.challengers), *plan.shadows]
+
+    def score(self, records: Sequence[dict[str, Any]]) -> ScoreResult:
+        """Predictions for every valid record; the others come back with the reason."""
+        started = self._clock()
+        result = ScoreResult()
+        # (model name, version, variant) -> indexes of the records it scores
+        jobs: dict[tuple[str, int, str], tuple[ServingModel, list[int]]] = {}
+        for index, record in enumerate(records):
+            try:
+                validate_features(record)
+            except InvalidEventError as exc:
+                result.invalid.append((index, exc))
+                continue
+            plan = self._plans.get(record["model"])
+            if plan is None:
+                result.invalid.append(
+                    (index, InvalidEventError(f"unknown model {record['model']!r} (no champion)"))
+                )
+                continue
+            served = plan.champion
+            if plan.challengers:
+                bucket = bucket_of(record["event_id"])
+                for upper, challenger in plan.challengers:
+                    if bucket < upper:
+                        served = challenger
+                        break
+            for serving in (served, *plan.shadows):
+                key = (record["model"], serving.version, serving.variant)
+                jobs.setdefault(key, (serving, []))[1].append(index)
+
+        outputs: list[tuple[ServingModel, list[int], list[Any], list[dict[str, float]]]] = []
+        for serving, indexes in jobs.values():
+            rows = [records[i]["features"] for i in indexes]
+            if serving.record.task == "regression":
+                values = predict_batch(serving.model, rows)
+                outputs.append((serving, indexes, values, [{} for _ in rows]))
+            else:
+                probas = predict_proba_batch(serving.model, rows)
+                labels = [max(p, key=p.__getitem__) if p else None for p in probas]
+                scores = [{str(k): float(v) for k, v in p.items()} for p in probas]
+                outputs.append((serving, indexes, labels, scores))
+
+        latency = self._clock() - started
+        now = datetime.now(UTC)
+        for serving, indexes, labels, scores in outputs:
+            for index, label, score in zip(indexes, labels, scores, strict=True):
+                record = records[index]
+                result.predictions.append(
+                    {
+                        "event_id": record["event_id"],
+                        "model": record["model"],
+                        "version": serving.version,
+                        "variant": serving.variant,
+                        "prediction": _avro_scalar(label),
+                        "scores": score,
+                        "latency": latency,
+                        "event_time": record["event_time"],
+                        "predicted_at": now,
+                    }
+                )
+        return result
+
+
+def _avro_scalar(value: Any) -> bool | float | str | None:
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value) if math.isfinite(value) else None
+    return str(value)
+
+
+ModelLoader = Callable[[ModelVersion], Any]
+
+
+def _cached_loader(current: dict[tuple[int, str], Any], load: ModelLoader) -> ModelLoader:
+    """Reuse a model object already serving the same version and artifact."""
+
+    def loaded(record: ModelVersion) -> Any:
+        cached = current.get((record.version, record.artifact.sha256))
+        return cached if cached is not None else load(record)
+
+    return loaded
+
+
+def apply_registry(core: ScorerCore, registry: Registry, models: Sequence[str], load: ModelLoader,
+                   on_refusal: Callable[[ModelVersion, Exception], None]) -> None:
+    """Rebuild the plans of ``models`` from ``registry``; a version that fails to load is
+    refused and the model keeps serving what it served before."""
+    for name in models:
+        plan = registry.plan(name)
+        if plan.champion is None:
+            if core.serving(name):
+                log.warning("model %s has no champion any more; still serving the last plan", name)
+            continue
+        current = {(s.version, s.record.artifact.sha256): s.model for s in core.serving(name)}
+        loaded = _cached_loader(current, load)
+
+        try:
+            champion = ServingModel(plan.champion, loaded(plan.champion), "champion")
+        except Exception as exc:  # refusals must never stop the scorer
+            on_refusal(plan.champion, exc)
+            continue
+        challengers, shadows = [], []
+        for record in plan.challengers:
+            try:
+                challengers.append((ServingModel(record, loaded(record), "challenger"), record.share or 0.0))
+            except Exception as exc:
+                on_refusal(record, exc)
+        for record in plan.shadows:
+            try:
+                shadows.append(ServingModel(record, loaded(record), "shadow"))
+            except Exception as exc:
+                on_refusal(record, exc)
+        core.set_plan(name, champion=champion, challengers=challengers, shadows=shadows)
+        log.info(
+            "serving %s: champion v%s, challengers %s, shadows %s", name, champion.version,
+            [c.version for c, _ in challengers], [s.version for s in shadows],
+        )
+
+
+@dataclass
+class ScorerStats:
+    """Counts of the scorer shell, for tests, the status view and logs."""
+
+    batches: int = 0
+    scored: int = 0
+    predictions: int = 0
+    dead_letters: int = 0
+    refusals: int = 0
+    swaps: int = 0
+
+
+def run_scorer(
+    settings: Settings,
+    *,
+    stop: threading.Event,
+    group_id: str = "riverops-scorer",
+    stats: ScorerStats | None = None,
+    on_batch: Callable[[ScorerStats], None] | None = None,
+) -> ScorerStats:
+    """Consume features, score, produce predictions until ``stop`` is set."""
+    from streams.modelops import model_loader
+
+    stats = stats or ScorerStats()
+    load = model_loader(settings)
+    codec = settings.codec()
+    catalogue = TopicCatalogue.from_settings(settings)
+    features, predictions, deadletters = (
+        catalogue.name("features"), catalogue.name("predictions"), catalogue.name("deadletter")
+    )
+
+    def refuse(record: ModelVersion, exc: Exception) -> None:
+        stats.refusals += 1
+        log.error("refused %s v%s: %s: %s", record.model, record.version, type(exc).__name__, exc)
+
+    registry = Registry()
+    follower = RegistryFollower(settings, codec=codec)
+    follower.read_to_end(registry)
+    core = ScorerCore()
+    apply_registry(core, registry, registry.models, load, refuse)
+
+    consumer = make_consumer(settings, group_id)
+    consumer.subscribe([features])
+    producer = make_producer(settings)
+    failures: list[str] = []
+
+    def on_delivery(error: Any, _message: Any) -> None:
+        if error is not None:
+            failures.append(str(error))
+
+    try:
+        while not stop.is_set():
+            updates = follower.poll(timeout=0)
+            if updates:
+                registry.apply_all(updates)
+                changed = sorted({u.model for u in updates})
+                apply_registry(core, registry, changed, load, refuse)
+                stats.swaps += 1
+            messages = [m for m in consumer.consume(settings.batch_size, 0.1) if ok(m)]
+            if not messages:
+                continue
+            decoded = codec.decode_many("FeatureEvent", [m.value() for m in messages])
+            records, sources, dead = [], [], []
+            for message, item in zip(messages, decoded, strict=True):
+                if isinstance(item, DecodeError):
+                    dead.append(dead_letter(message, item, processor="scorer"))
+                else:
+                    records.append(item)
+                    sources.append(message)
+            result = core.score(records)
+            dead += [dead_letter(sources[i], error, processor="scorer") for i, error in result.invalid]
+            for record, payload in zip(
+                result.predictions, codec.encode_many("PredictionEvent", result.predictions), strict=True
+            ):
+                producer.produce(predictions, key=record["event_id"], value=payload, on_delivery=on_delivery)
+            for letter, payload in zip(dead, codec.encode_many("DeadLetter", dead), strict=True):
+                producer.produce(deadletters, key=letter["key"], value=payload, on_delivery=on_delivery)
+            if producer.flush(30) or failures:
+                raise RiveropsError(f"predictions not delivered, offsets not committed: {failures[:3]}")
+            consumer.commit(offsets=next_offsets(messages), asynchronous=False)
+            stats.batches += 1
+            stats.scored += len(records) - len(result.invalid)
+            stats.predictions += len(result.predictions)
+            stats.dead_letters += len(dead)
+            if on_batch is not None:
+                on_batch(stats)
+    finally:
+        producer.flush(10)
+        consumer.close()
+        follower.close()
+    return stats

@@ -1,0 +1,108 @@
+"""The registry fold: last record per key wins, aliases, promotion, rollback, history."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.registry import Registry
+from schemas.errors import RegistryError
+from schemas.events import Artifact, ModelVersion
+
+ART = Artifact(inline=b"x", sha256="0" * 64, signature="1" * 64, size=1)
+
+
+def _add(registry: Registry, stage: str = "candidate", share: float | None = None) -> ModelVersion:
+    records = registry.new_version("fraud", spec="logreg", task="binary", artifact=ART,
+                                   stage=stage, share=share, changed_by="t", reason="r")  # type: ignore[arg-type]
+    registry.apply_all(records)
+    return records[-1]
+
+
+def test_versions_count_up_and_the_first_champion_leads() -> None:
+    registry = Registry()
+    v1 = _add(registry, "champion")
+    v2 = _add(registry)
+    assert (v1.version, v2.version) == (1, 2)
+    assert registry.champion("fraud") == v1
+
+
+def test_promote_archives_the_old_champion() -> None:
+    registry = Registry()
+    _add(registry, "champion")
+    _add(registry)
+    registry.apply_all(registry.promote("fraud", 2, by="ops", reason="better"))
+    champion = registry.champion("fraud")
+    assert champion is not None and champion.version == 2 and champion.changed_by == "ops"
+    assert registry.get("fraud", 1).stage == "archived"
+
+
+def test_rollback_restores_the_previous_champion_and_rejects_the_bad_one() -> None:
+    registry = Registry()
+    _add(registry, "champion")
+    _add(registry)
+    registry.apply_all(registry.promote("fraud", 2, by="ops", reason="better"))
+    registry.apply_all(registry.rollback("fraud", by="monitor", reason="accuracy fell"))
+    champion = registry.champion("fraud")
+    assert champion is not None and champion.version == 1
+    assert registry.get("fraud", 2).stage == "rejected"
+    with pytest.raises(RegistryError):
+        registry.promote("fraud", 2, by="ops", reason="again")
+
+
+def test_rollback_without_a_previous_champion_is_refused() -> None:
+    registry = Registry()
+    _add(registry, "champion")
+    with pytest.raises(RegistryError, match="no previous champion"):
+        registry.rollback("fraud", by="ops", reason="x")
+
+
+def test_new_champion_record_demotes_the_current_one() -> None:
+    registry = Registry()
+    _add(registry, "champion")
+    _add(registry, "champion")
+    assert registry.get("fraud", 1).stage == "archived"
+    assert [v.version for v in registry.with_stage("fraud", "champion")] == [2]
+
+
+def test_plan_has_challengers_with_shares_and_shadows() -> None:
+    registry = Registry()
+    _add(registry, "champion")
+    _add(registry, "challenger", share=0.2)
+    _add(registry, "shadow")
+    plan = registry.plan("fraud")
+    assert plan.champion is not None and plan.champion.version == 1
+    assert [(c.version, c.share) for c in plan.challengers] == [(2, 0.2)]
+    assert [s.version for s in plan.shadows] == [3]
+    assert registry.aliases() == {"fraud": {"champion": [1], "challenger": [2], "shadow": [3]}}
+
+
+def test_a_challenger_needs_a_share_and_the_champion_cannot_be_archived() -> None:
+    registry = Registry()
+    _add(registry, "champion")
+    _add(registry)
+    with pytest.raises(RegistryError, match="share"):
+        registry.set_stage("fraud", 2, "challenger", by="o", reason="r")
+    with pytest.raises(RegistryError, match="champion"):
+        registry.set_stage("fraud", 1, "archived", by="o", reason="r")
+
+
+def test_the_fold_is_order_deterministic() -> None:
+    live = Registry()
+    log: list[ModelVersion] = []
+    for stage in ("champion", "candidate", "challenger", "shadow"):
+        records = live.new_version("fraud", spec="logreg", task="binary", artifact=ART,
+                                   stage=stage, share=0.1 if stage == "challenger" else None,  # type: ignore[arg-type]
+                                   changed_by="t", reason="r")
+        live.apply_all(records)
+        log += records
+    promote = live.promote("fraud", 2, by="o", reason="r")
+    live.apply_all(promote)
+    rollback = live.rollback("fraud", by="o", reason="r")
+    live.apply_all(rollback)
+    log += promote + rollback
+    assert Registry().apply_all(log).snapshot() == live.snapshot()
+
+
+def test_unknown_version_is_a_clear_error() -> None:
+    with pytest.raises(RegistryError, match="unknown model version fraud:9"):
+        Registry().get("fraud", 9)
