@@ -155,9 +155,11 @@ class Registry:
     def _restage(
         self, record: ModelVersion, stage: Stage, *, by: str, reason: str, share: float | None = None
     ) -> ModelVersion:
-        return record.model_copy(
-            update={"stage": stage, "changed_by": by, "reason": reason, "changed_at": _now(),
-                    "share": share if stage == "challenger" else None}
+        # validate (not model_copy) so the change is checked and timestamps are truncated
+        # to milliseconds exactly as they will be after a trip through the topic
+        return ModelVersion.model_validate(
+            {**record.model_dump(), "stage": stage, "changed_by": by, "reason": reason,
+             "changed_at": _now(), "share": share if stage == "challenger" else None}
         )
 
     def new_version(
@@ -205,13 +207,14 @@ class Registry:
     def set_stage(
         self, model: str, version: int, stage: Stage, *, by: str, reason: str, share: float | None = None
     ) -> list[ModelVersion]:
-        """Records moving a version to challenger (with a share), shadow, candidate or archived."""
+        """Records moving a version to challenger (with a share), shadow, candidate or archived;
+        use :meth:`promote` for champion."""
         if stage == "champion":
-            return self.promote(model, version, by=by, reason=reason)
+            raise RegistryError("use promote to make a version the champion")
         record = self.get(model, version)
         if stage == "challenger" and not (share and 0 < share < 1):
             raise RegistryError("a challenger needs a traffic share between 0 and 1")
-        if record.stage == "champion" and stage != "champion":
+        if record.stage == "champion":
             raise RegistryError(
                 f"{model}:{version} is the champion: promote another version or roll back first"
             )

@@ -103,7 +103,7 @@ Scores = dict[str, Annotated[Finite, AfterValidator(_probability)]]
 class Event(BaseModel):
     """Base of the event models: frozen, strict about unknown fields."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
     schema_name: ClassVar[str]
 
     def to_avro(self) -> dict[str, Any]:
@@ -224,7 +224,7 @@ class Lineage(BaseModel):
 class Artifact(BaseModel):
     """Where a model's pickle lives (inline bytes or a uri) and how to check it."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
     inline: bytes | None = None
     uri: str | None = None
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]

@@ -171,4 +171,4 @@ def archive(ctx: click.Context, model: str, version: int, reason: str) -> None:
 @click.pass_context
 def stage(ctx: click.Context, model: str, version: int, stage: str, share: float | None, reason: str) -> None:
     """Move VERSION to challenger (with --share), shadow, candidate or archived."""
-    _change(ctx, lambda r: r.set_stage(model, version, stage, by=_who(), reason=reason, share=share))  # type: ignore[arg-type]
+    _change(ctx, lambda r: r.set_stage(model, version, stage, by=_who(), reason=reason, share=share))

@@ -55,8 +55,10 @@ def next_offsets(messages: Iterable[Message]) -> list[TopicPartition]:
     """The offsets to commit after ``messages``: one past the last, per topic-partition."""
     highest: dict[tuple[str, int], int] = {}
     for message in messages:
-        key = (message.topic(), message.partition())
-        highest[key] = max(highest.get(key, -1), message.offset())
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        if topic is None or partition is None or offset is None:
+            continue
+        highest[(topic, partition)] = max(highest.get((topic, partition), -1), offset)
     return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in highest.items()]
 
 

@@ -51,10 +51,12 @@ class EventProducer:
         else:
             self.failures.append(f"{message.topic()} key={message.key()!r}: {error}")
 
-    def _produce(self, topic: str, key: str, payload: bytes) -> None:
+    def _produce(self, topic: str, key: str, payload: bytes, timestamp_ms: int) -> None:
         while True:
             try:
-                self._producer.produce(topic, key=key, value=payload, on_delivery=self._on_delivery)
+                self._producer.produce(
+                    topic, key=key, value=payload, timestamp=timestamp_ms, on_delivery=self._on_delivery
+                )
                 break
             except BufferError:  # local queue full: serve callbacks, then retry
                 self._producer.poll(0.1)
@@ -62,9 +64,17 @@ class EventProducer:
         self.sent += 1
 
     def send(self, event: FeatureEvent | LabelEvent) -> None:
-        """Produce one validated event to its topic."""
-        topic = self._features if isinstance(event, FeatureEvent) else self._labels
-        self._produce(topic, event.event_id, self._codec.encode(event.schema_name, event.to_avro()))
+        """Produce one validated event to its topic.
+
+        The Kafka timestamp is the event's own time (event_time or label_time), so stream
+        processors can keep time by the data, not by when they happen to read it.
+        """
+        if isinstance(event, FeatureEvent):
+            topic, when = self._features, event.event_time
+        else:
+            topic, when = self._labels, event.label_time
+        payload = self._codec.encode(event.schema_name, event.to_avro())
+        self._produce(topic, event.event_id, payload, int(when.timestamp() * 1000))
 
     def send_features(
         self,

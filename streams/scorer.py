@@ -255,6 +255,7 @@ class ScorerStats:
     dead_letters: int = 0
     refusals: int = 0
     swaps: int = 0
+    assigned: bool = False  # the consumer group gave this worker its partitions
 
 
 def run_scorer(
@@ -287,7 +288,11 @@ def run_scorer(
     apply_registry(core, registry, registry.models, load, refuse)
 
     consumer = make_consumer(settings, group_id)
-    consumer.subscribe([features])
+    def on_assign(_consumer: Any, partitions: list[Any]) -> None:
+        stats.assigned = True
+        log.info("scorer assigned %s", [f"{p.topic}[{p.partition}]" for p in partitions])
+
+    consumer.subscribe([features], on_assign=on_assign)
     producer = make_producer(settings)
     failures: list[str] = []
 

@@ -84,6 +84,10 @@ def scorer(scoring: Settings) -> Iterator[Any]:
         thread.start()
         running = RunningScorer(stop, stats, thread, errors)
         started.append(running)
+        deadline = time.monotonic() + 30
+        while not stats.assigned and time.monotonic() < deadline and not errors:
+            time.sleep(0.05)
+        assert stats.assigned, f"scorer never joined its group: {errors}"
         return running
 
     yield start
@@ -129,7 +133,9 @@ def test_hot_swap_without_loss_or_duplicates(scoring: Settings, scorer: Any) -> 
     running = scorer()
     sender = threading.Thread(target=_send, args=(scoring, 0, 6000), kwargs={"rate": 1500})
     sender.start()
-    time.sleep(2.0)
+    deadline = time.monotonic() + 30
+    while running.stats.predictions < 1500 and time.monotonic() < deadline:
+        time.sleep(0.05)
     swap_records = registry.promote("fraud", v2.version, by="test", reason="swap")
     publish_records(scoring, swap_records)
     published_at = time.time()
@@ -213,8 +219,9 @@ def test_registry_rebuilt_in_a_fresh_process_equals_the_live_one(scoring: Settin
     )
     out = subprocess.run(
         [sys.executable, "-c", code, scoring.bootstrap_servers, scoring.topic_prefix],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True, text=True, timeout=60,
     )
+    assert out.returncode == 0, out.stderr[-3000:]
     rebuilt = json.loads(out.stdout)
     assert rebuilt == json.loads(json.dumps(registry.snapshot(), sort_keys=True))
     champion = read_registry(scoring).champion("fraud")

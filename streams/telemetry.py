@@ -1,0 +1,249 @@
+"""The Prometheus metrics of a riverops service: one typed bundle on an injected registry.
+
+Every metric carries a ``role`` label (scorer, joiner, monitor, ...) so dashboards can sum
+across services; durations are in seconds. Nothing touches the global registry: a process
+builds one :class:`Telemetry` on its own :class:`~prometheus_client.CollectorRegistry`
+and exposes it with :func:`serve`.
+
+Examples
+--------
+>>> from prometheus_client import CollectorRegistry, generate_latest
+>>> telemetry = Telemetry(CollectorRegistry(), role="monitor")
+>>> telemetry.count_in("feedback", 3)
+>>> b'riverops_events_in_total{role="monitor",topic="feedback"} 3.0' in generate_latest(
+...     telemetry.registry)
+True
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from schemas.events import Variant, WindowKind
+
+__all__ = [
+    "Telemetry",
+    "MonitorRow",
+    "MetricsServer",
+    "serve",
+    "LATENCY_BUCKETS",
+    "LABEL_DELAY_BUCKETS",
+]
+
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)
+"""Seconds a batch spends in one processing stage: sub-millisecond to a slow flush."""
+
+_MINUTE, _HOUR, _DAY = 60.0, 3600.0, 86400.0
+LABEL_DELAY_BUCKETS: tuple[float, ...] = (
+    1.0, 5.0, 15.0, 30.0, _MINUTE, 5 * _MINUTE, 15 * _MINUTE, 30 * _MINUTE, _HOUR, 3 * _HOUR,
+    6 * _HOUR, 12 * _HOUR, _DAY, 2 * _DAY, 3 * _DAY, 7 * _DAY, 14 * _DAY, 30 * _DAY,
+)
+"""Seconds from an event to its label: labels arrive seconds to days late."""
+
+
+class MonitorRow(Protocol):
+    """What :meth:`Telemetry.export_monitor` reads (``streams.monitor.KeyStatus`` fits)."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def variant(self) -> Variant: ...
+    @property
+    def samples(self) -> int: ...
+    @property
+    def metrics(self) -> Mapping[WindowKind, Mapping[str, float]]: ...
+
+
+class Telemetry:
+    """Counters, gauges and histograms of one service, registered on ``registry``.
+
+    The metric objects are public for unusual uses; the methods fill the ``role`` label.
+    """
+
+    def __init__(
+        self, registry: CollectorRegistry, *, role: str, namespace: str = "riverops"
+    ) -> None:
+        self.registry = registry
+        self.role = role
+
+        def counter(name: str, doc: str, *labels: str) -> Counter:
+            return Counter(name, doc, ("role", *labels), namespace=namespace, registry=registry)
+
+        def gauge(name: str, doc: str, *labels: str) -> Gauge:
+            return Gauge(name, doc, ("role", *labels), namespace=namespace, registry=registry)
+
+        def histogram(name: str, doc: str, buckets: tuple[float, ...], *labels: str) -> Histogram:
+            return Histogram(
+                name, doc, ("role", *labels), namespace=namespace, registry=registry,
+                buckets=buckets,
+            )
+
+        self.events_in = counter("events_in", "Records consumed.", "topic")
+        self.events_out = counter("events_out", "Records produced.", "topic")
+        self.latency = histogram(
+            "processing_seconds", "Time spent per batch in a stage.", LATENCY_BUCKETS, "stage"
+        )
+        self.model_metric = gauge(
+            "model_metric", "Rolling metric of a model version and variant over a window.",
+            "model", "version", "variant", "metric", "window",
+        )
+        self.model_samples = gauge(
+            "model_samples", "Labelled outcomes seen per model version and variant.",
+            "model", "version", "variant",
+        )
+        self.data_drift_score = gauge(
+            "data_drift_score", "Latest PSI or KS statistic of a feature against its reference.",
+            "model", "feature", "detector",
+        )
+        self.drift_alarms = counter(
+            "drift_alarms", "Drift alarms raised (rising error or shifted feature).",
+            "model", "version", "variant", "kind", "detector", "feature",
+        )
+        self.label_delay = histogram(
+            "label_delay_seconds", "Event time to label time.", LABEL_DELAY_BUCKETS, "model"
+        )
+        self.pending_items = gauge("join_pending_items", "Items waiting in the join state.")
+        self.pending_bytes = gauge("join_pending_bytes", "Bytes held by the join state.")
+        self.expired = counter("join_expired", "Join items dropped by the TTL.", "kind")
+        self.dead_letters = counter(
+            "dead_letters", "Records sent to the dead-letter topic.", "topic", "error_type"
+        )
+        self.alias_version = gauge(
+            "model_alias_version", "Version an alias (champion, ...) points to.", "model", "alias"
+        )
+        self.consumer_lag = gauge(
+            "consumer_lag", "Records behind the high watermark.", "group", "topic", "partition"
+        )
+        self.registry_refusals = counter(
+            "registry_refusals", "Registry changes refused.", "model", "reason"
+        )
+        self._exported: dict[Gauge, set[tuple[str, ...]]] = {}
+
+    def count_in(self, topic: str, n: int = 1) -> None:
+        """Count ``n`` records consumed from ``topic``."""
+        self.events_in.labels(self.role, topic).inc(n)
+
+    def count_out(self, topic: str, n: int = 1) -> None:
+        """Count ``n`` records produced to ``topic``."""
+        self.events_out.labels(self.role, topic).inc(n)
+
+    def observe_latency(self, stage: str, seconds: float) -> None:
+        """Record the seconds one batch spent in ``stage``."""
+        self.latency.labels(self.role, stage).observe(seconds)
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Time the enclosed block as one observation of ``stage``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.observe_latency(stage, time.perf_counter() - start)
+
+    def count_drift(self, events: Iterable[Mapping[str, Any]]) -> None:
+        """Count DriftEvent dicts (a missing feature is the empty label)."""
+        for e in events:
+            self.drift_alarms.labels(
+                self.role, e["model"], str(e["version"]), e["variant"], e["kind"],
+                e["detector"], e.get("feature") or "",
+            ).inc()
+
+    def observe_label_delay(self, model: str, seconds: float) -> None:
+        """Record how long a label took to arrive after its event."""
+        self.label_delay.labels(self.role, model).observe(seconds)
+
+    def set_pending(self, *, items: int, nbytes: int) -> None:
+        """Set the size of the join state."""
+        self.pending_items.labels(self.role).set(items)
+        self.pending_bytes.labels(self.role).set(nbytes)
+
+    def count_expired(self, kind: str, n: int = 1) -> None:
+        """Count join items of ``kind`` (features, prediction, label) dropped by the TTL."""
+        self.expired.labels(self.role, kind).inc(n)
+
+    def count_dead_letter(self, topic: str, error_type: str) -> None:
+        """Count one record from ``topic`` dead-lettered with ``error_type``."""
+        self.dead_letters.labels(self.role, topic, error_type).inc()
+
+    def set_alias(self, model: str, alias: str, version: int) -> None:
+        """Record that ``alias`` of ``model`` now points to ``version``."""
+        self.alias_version.labels(self.role, model, alias).set(version)
+
+    def set_lag(self, group: str, topic: str, partition: int, lag: int) -> None:
+        """Set the lag of ``group`` on one topic partition."""
+        self.consumer_lag.labels(self.role, group, topic, str(partition)).set(lag)
+
+    def count_refusal(self, model: str, reason: str) -> None:
+        """Count one registry change refused for ``reason``."""
+        self.registry_refusals.labels(self.role, model, reason).inc()
+
+    def export_monitor(
+        self,
+        rows: Iterable[MonitorRow],
+        data_drift: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
+    ) -> None:
+        """Set the model gauges from the monitor's current values.
+
+        Series that are no longer reported (an emptied time window, a gone feature) are
+        removed rather than left frozen at their last value.
+        """
+        metric_values: dict[tuple[str, ...], float] = {}
+        sample_values: dict[tuple[str, ...], float] = {}
+        for row in rows:
+            key = (self.role, row.model, str(row.version), row.variant)
+            sample_values[key] = row.samples
+            for window, values in row.metrics.items():
+                for name, value in values.items():
+                    metric_values[(*key, name, window)] = value
+        drift_values: dict[tuple[str, ...], float] = {
+            (self.role, model, feature, detector): value
+            for model, features in (data_drift or {}).items()
+            for feature, scores in features.items()
+            for detector, value in scores.items()
+        }
+        self._replace(self.model_metric, metric_values)
+        self._replace(self.model_samples, sample_values)
+        self._replace(self.data_drift_score, drift_values)
+
+    def _replace(self, gauge: Gauge, values: Mapping[tuple[str, ...], float]) -> None:
+        for labels in self._exported.get(gauge, set()) - values.keys():
+            gauge.remove(*labels)
+        for labels, value in values.items():
+            gauge.labels(*labels).set(value)
+        self._exported[gauge] = set(values)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsServer:
+    """A running /metrics HTTP server; ``close()`` stops it and frees the port."""
+
+    server: WSGIServer
+    thread: threading.Thread
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when asked for port 0)."""
+        return int(self.server.server_port)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+def serve(registry: CollectorRegistry, host: str, port: int) -> MetricsServer:
+    """Serve ``registry`` on http://host:port/metrics from a daemon thread."""
+    server, thread = start_http_server(port, addr=host, registry=registry)
+    return MetricsServer(server, thread)
