@@ -43,7 +43,7 @@ import re
 import tempfile
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from schemas.errors import ArtifactError, ConfigError, SignatureError
@@ -74,7 +74,6 @@ ALLOWED_MODULES: tuple[str, ...] = (
     "river.linear_model",
     "river.metrics",
     "river.optim",
-    "river.preprocessing",
     "river.proba",
     "river.stats",
     "river.tree",
@@ -82,21 +81,16 @@ ALLOWED_MODULES: tuple[str, ...] = (
 )
 """Modules (and their submodules) whose classes and functions an artifact may name.
 
-The River subpackages the zoo's models are made of (none of them runs code, opens files
-or imports at load time), not ``river`` as a whole: ``river.datasets`` downloads and
-unpacks archives. ``models.specs`` holds :class:`models.specs.FeatureEncoder`; the rest of
-``models`` (the artifact store writes files) is not allowed.
+Exactly the River subpackages the trained zoo models are made of (none of them execs,
+opens files or starts processes), not ``river`` as a whole: ``river.datasets`` downloads
+and unpacks archives. ``models.specs`` holds :class:`models.specs.FeatureEncoder`; the rest
+of ``models`` (the artifact store writes files) is not allowed.
 """
 
 ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
     {
-        *(
-            ("builtins", name)
-            for name in (
-                "bool", "bytearray", "bytes", "complex", "dict", "float", "frozenset",
-                "int", "list", "set", "slice", "str", "tuple",
-            )
-        ),
+        # plain types, named in a pickle as the factory of a defaultdict
+        *(("builtins", name) for name in ("bool", "dict", "float", "int", "list", "set", "str")),
         ("collections", "Counter"),
         ("collections", "OrderedDict"),
         ("collections", "defaultdict"),
@@ -107,11 +101,13 @@ ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
         ("numpy._core.multiarray", "scalar"),
     }
 )
-"""Single globals an artifact may name outside :data:`ALLOWED_MODULES`: plain data types.
+"""Single globals an artifact may name outside :data:`ALLOWED_MODULES`.
 
-Measured: these are every global a pickle of each zoo spec names after training on
-numeric, boolean, string and missing features. ``functools.partial`` adds no power (a
-pickle can already call an allowed callable), ``random.Random`` is the forest's RNG.
+Measured: a pickle of each zoo spec trained on numeric, boolean, string and missing
+features names ``builtins`` dict, float and int, the three ``collections`` types,
+``functools.partial`` (no added power: a pickle can already call an allowed callable),
+``random.Random`` (the forest's RNG), ``statistics.NormalDist`` (Gaussian splitters) and
+the two numpy names of a numpy scalar; list, set, bool and str are as harmless.
 """
 
 
@@ -152,7 +148,8 @@ class ArtifactStore:
     def put(self, data: bytes) -> str:
         """Store ``data`` (once: same bytes, same file) and return its ``file://`` URI."""
         path = self.path_of(sha256_hex(data))
-        if not path.exists():
+        # same name, same size: already stored (load re-checks the hash of what it reads)
+        if not (path.exists() and path.stat().st_size == len(data)):
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".pkl")
@@ -161,6 +158,7 @@ class ArtifactStore:
                         handle.write(data)
                         handle.flush()
                         os.fsync(handle.fileno())
+                    os.chmod(tmp, 0o644)  # mkstemp makes 0600; scorers may run as other users
                     os.replace(tmp, path)  # readers see the whole file or none
                 except BaseException:
                     Path(tmp).unlink(missing_ok=True)
@@ -174,7 +172,7 @@ class ArtifactStore:
         parsed = urlparse(uri)
         if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
             raise ArtifactError(f"artifact uri {uri!r} is not a local file:// uri")
-        path = Path(url2pathname(unquote(parsed.path))).resolve()
+        path = Path(url2pathname(parsed.path)).resolve()
         root = self.root.resolve()
         if not path.is_relative_to(root):
             raise ArtifactError(f"artifact uri {uri!r} is outside the artifact store {root}")

@@ -2,31 +2,35 @@
 
 A batch of feature rows becomes one pandas DataFrame and goes through River's
 ``predict_proba_many`` / ``predict_many`` / ``learn_many`` when every step of the model has
-a mini-batch method (the zoo's linear pipelines); other models (the trees, the forest) get
+a mini-batch method (the zoo's linear specs); other models (the trees, the forest) get
 ``*_one`` calls in row order. Either way ``None`` and NaN values are missing features.
 
 Missing features on the mini-batch path: the DataFrame holds NaN where a row lacks a
-feature. River's ``StandardScaler.learn_many`` would turn a feature's variance into NaN
-from one such value, and a linear model's weights with it. The zoo's linear specs read NaN
-per column instead (:class:`models.specs.NanSafeScaler` keeps statistics of the observed
-values and scales a missing value to 0, ``OneHotEncoder(drop_zeros=True)`` emits no dummy
-for it), which is what ``*_one`` does with an absent key: predictions match the one-by-one
-path, and the cost is a NaN mask in the scaler, a few per cent. A model whose steps are
-not known to read NaN that way gets the one-by-one path for any batch with a missing value,
-and so does a batch in which one feature has both string and numeric values.
+feature, and River's ``StandardScaler.learn_many`` would turn that feature's variance, and
+then every prediction, into NaN. The linear specs start with
+:class:`models.specs.FeatureEncoder`, which keeps per-column statistics of the observed
+values and writes 0 for a missing one: exactly what ``*_one`` does with an absent key, so
+batched predictions match one-by-one ones (to 1e-9, tested) with or without holes. The cost
+is two NaN masks per batch, lost in the noise below. A model not known to read NaN that way
+gets the one-by-one path for any batch with a hole, and so does a batch in which one feature
+has both string and numeric values, or whose feature names are not strings.
 
-Note that ``learn_many`` takes one mean-gradient step per batch where ``learn_one`` takes
-one step per row: the batched learner is mini-batch SGD, not the same model. On Phishing
-and Agrawal test accuracy was within 1 point of the one-by-one learner for batches of 8 to
-1000 rows.
+``learn_many`` takes one mean-gradient step per batch where ``learn_one`` takes one per
+row: the batched learner is mini-batch SGD, not the same model. On Phishing and Agrawal its
+test accuracy stayed within 1 point of the one-by-one learner for batches of 8 to 1000.
 
-Measured on this project's machine (one core, 20 numeric features, logreg spec, 1000-row
-batches, DataFrame build included, ``python -m models.batch``):
+Measured with ``python -m models.batch`` (2-core machine shared with other jobs, best of 3,
+20 numeric features, 1000-row batches, DataFrame build and per-row outputs included), in
+events/s, ``logreg`` spec (plain ``StandardScaler | LogisticRegression`` in brackets):
 
-- predict-then-learn: ~78k events/s batched vs ~16k events/s one by one (x4.7);
-- same with 10% of the values missing: ~58k events/s batched;
-- a plain ``StandardScaler | LogisticRegression`` on the same machine: ~97k/s batched vs
-  ~28k/s one by one; the spec's numeric/categorical split costs the rest.
+- predict + learn, one by one: ~27k (~32k);
+- predict + learn, batched: ~130k (~128k), with two DataFrame builds per batch;
+- ``predict_proba_batch`` alone, the scorer's share: ~270k (~250k);
+- ``learn_batch`` alone, the learner's share: ~310k (~270k);
+- the same with 10% of the values missing: ~28k, ~125k, ~260k, ~265k.
+
+Per 1000 rows: ~1.8 ms to build the DataFrame, ~0.6 ms of ``predict_proba_many``,
+~0.8 ms of ``learn_many``, ~1 ms to turn probabilities back into per-row dicts.
 
 Examples
 --------
@@ -35,7 +39,7 @@ Examples
 >>> rows = [{"x": 1.0, "c": "a"}, {"x": -1.0, "c": None}, {"x": 2.0}]
 >>> learn_batch(model, rows, [True, False, True])
 >>> [round(p[True], 4) for p in predict_proba_batch(model, rows)]
-[0.5065, 0.4947, 0.5052]
+[0.5011, 0.4989, 0.5016]
 """
 
 from __future__ import annotations
@@ -56,8 +60,9 @@ def to_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame | None:
     missing, string features as strings; ``None`` when a feature mixes strings and numbers
     (the caller then takes the one-by-one path).
 
-    >>> to_frame([{"a": 1, "b": True, "s": "x"}, {"a": None, "s": None}]).dtypes.tolist()
-    [dtype('float64'), dtype('float64'), <StringDtype(storage='python', na_value=nan)>]
+    >>> frame = to_frame([{"a": 1, "b": True, "s": "x"}, {"a": None, "s": None}])
+    >>> frame.to_dict("list")
+    {'a': [1.0, nan], 'b': [1.0, nan], 's': ['x', nan]}
     >>> to_frame([{"a": 1.0}, {"a": "x"}]) is None
     True
     """
@@ -72,7 +77,7 @@ def to_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame | None:
         if kind == "empty":
             frame = frame.drop(columns=name)
         elif kind == "string":
-            frame[name] = frame[name].astype("str")
+            continue  # strings with None: FeatureEncoder gives None no dummy
         elif kind in ("boolean", "integer", "floating", "mixed-integer-float", "decimal"):
             frame[name] = pd.to_numeric(frame[name]).astype("float64")
         else:
@@ -133,7 +138,8 @@ def predict_proba_batch(model: Any, rows: Sequence[Mapping[str, Any]]) -> list[d
         return [model.predict_proba_one(drop_missing(row)) for row in rows]
     probas = model.predict_proba_many(frame)
     labels = list(probas.columns)
-    return [dict(zip(labels, values, strict=True)) for values in probas.to_numpy().tolist()]
+    # strict=False: rows have one value per label by construction, and strict costs ~40%
+    return [dict(zip(labels, values, strict=False)) for values in probas.to_numpy().tolist()]
 
 
 def predict_batch(model: Any, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
@@ -159,7 +165,7 @@ def learn_batch(model: Any, rows: Sequence[Mapping[str, Any]], labels: Sequence[
 
 def _benchmark(*, n: int = 20_000, batch: int = 1000, missing: float = 0.0,
                repeats: int = 3) -> dict[str, float]:
-    """Events/s of predict-then-learn on 20-feature rows, best of ``repeats`` runs."""
+    """Events/s on 20-feature rows, best of ``repeats`` runs, for ``python -m models.batch``."""
     import random
     import time
 
@@ -171,36 +177,53 @@ def _benchmark(*, n: int = 20_000, batch: int = 1000, missing: float = 0.0,
     names = [f"f{i}" for i in range(20)]
     rows = [{k: None if rng.random() < missing else rng.gauss(0, 1) for k in names} for _ in range(n)]
     labels = [(row["f0"] or 0.0) + rng.gauss(0, 1) > 0 for row in rows]
-    makers: dict[str, Callable[[], Any]] = {
-        "logreg": lambda: get_spec("logreg").build(),
-        "StandardScaler|LogisticRegression": lambda: (
+    chunks = [(rows[i : i + batch], labels[i : i + batch]) for i in range(0, n, batch)]
+
+    def one_by_one(model: Any) -> None:
+        for row, y in zip(rows, labels, strict=True):
+            x = drop_missing(row)
+            model.predict_proba_one(x)
+            model.learn_one(x, y)
+
+    def predict(model: Any) -> None:
+        for xs, _ in chunks:
+            predict_proba_batch(model, xs)
+
+    def learn(model: Any) -> None:
+        for xs, ys in chunks:
+            learn_batch(model, xs, ys)
+
+    def both(model: Any) -> None:
+        for xs, ys in chunks:
+            predict_proba_batch(model, xs)
+            learn_batch(model, xs, ys)
+
+    makers: dict[str, Callable[[], Any]] = {"logreg": get_spec("logreg").build}
+    if not missing:  # the plain pipeline would take the one-by-one path on holes
+        makers["StandardScaler|LogisticRegression"] = lambda: (
             preprocessing.StandardScaler() | linear_model.LogisticRegression()
-        ),
+        )
+    runs: dict[str, Callable[[Any], None]] = {
+        "predict+learn one-by-one": one_by_one,
+        "predict+learn batched": both,
+        "predict_proba_batch": predict,
+        "learn_batch": learn,
     }
-    if missing:  # the plain pipeline is poisoned by NaN on the mini-batch path
-        del makers["StandardScaler|LogisticRegression"]
     results: dict[str, float] = {}
     for name, make in makers.items():
-        for path in ("batched", "one-by-one"):
+        for label, run in runs.items():
             best = float("inf")
             for _ in range(repeats):
                 model = make()
+                learn_batch(model, *chunks[0])  # predict on a fitted model
                 started = time.perf_counter()
-                if path == "batched":
-                    for i in range(0, n, batch):
-                        predict_proba_batch(model, rows[i : i + batch])
-                        learn_batch(model, rows[i : i + batch], labels[i : i + batch])
-                else:
-                    for row, y in zip(rows, labels, strict=True):
-                        x = drop_missing(row)
-                        model.predict_proba_one(x)
-                        model.learn_one(x, y)
+                run(model)
                 best = min(best, time.perf_counter() - started)
-            results[f"{name} {path}"] = n / best
+            results[f"{name}: {label}"] = n / best
     return results
 
 
 if __name__ == "__main__":
     for share in (0.0, 0.1):
         for label, rate in _benchmark(missing=share).items():
-            print(f"{label:<45} missing={share:>4.0%}: {rate:>9,.0f} events/s")
+            print(f"{label:<62} missing={share:>4.0%}: {rate:>9,.0f} events/s")

@@ -43,10 +43,10 @@ from schemas.events import Task
 
 __all__ = ["drop_missing", "FeatureEncoder", "ModelSpec", "ZOO", "get_spec"]
 
-K = TypeVar("K", bound=Hashable)
+_K = TypeVar("_K", bound=Hashable)
 
 
-def drop_missing(x: Mapping[K, Any]) -> dict[K, Any]:
+def drop_missing(x: Mapping[_K, Any]) -> dict[_K, Any]:
     """A copy of ``x`` without its missing values (``None`` or float NaN).
 
     River reads an absent key as a missing feature; a ``None`` would instead reach a
@@ -87,26 +87,32 @@ class FeatureEncoder(preprocessing.StandardScaler):
     {'a': 1.0, 'c_x': 1}
     """
 
+    def __init__(self, with_std: bool = True) -> None:
+        super().__init__(with_std=with_std)  # no rolling window: running statistics only
+
     def learn_one(self, x: dict[Hashable, Any]) -> None:
-        scaler = preprocessing.StandardScaler
-        scaler.learn_one(self, {k: v for k, v in x.items() if not isinstance(v, str)})
+        if any(isinstance(v, str) for v in x.values()):  # most rows skip the copy
+            x = {k: v for k, v in x.items() if not isinstance(v, str)}
+        preprocessing.StandardScaler.learn_one(self, x)
 
     def transform_one(self, x: dict[Hashable, Any]) -> dict[Hashable, Any]:
-        scaler = preprocessing.StandardScaler
-        out: dict[Hashable, Any] = scaler.transform_one(
-            self, {k: v for k, v in x.items() if not isinstance(v, str)}
-        )
-        out.update({f"{k}_{v}": 1 for k, v in x.items() if isinstance(v, str)})
+        # StandardScaler.transform_one, plus the strings, and with .get: River's indexing
+        # of its defaultdicts would store every feature name a prediction ever shows
+        means, variances = self.means, self.vars
+        out: dict[Hashable, Any] = {}
+        for k, v in x.items():
+            if isinstance(v, str):
+                out[f"{k}_{v}"] = 1
+            elif not self.with_std:
+                out[k] = v - means.get(k, 0.0)
+            else:
+                var = variances.get(k, 0.0)
+                out[k] = (v - means.get(k, 0.0)) / var**0.5 if var else 0.0
         return out
 
     def learn_many(self, X: pd.DataFrame) -> None:
         X = _numeric(X)
         if X.shape[1] == 0:
-            return
-        if self.window_size is not None:  # River feeds rolling windows row by row too
-            rows: list[dict[Hashable, Any]] = X.to_dict(orient="records")
-            for row in rows:
-                self.learn_one(drop_missing(row))
             return
         values = X.to_numpy(dtype=np.float64)
         observed = ~np.isnan(values)
@@ -132,13 +138,27 @@ class FeatureEncoder(preprocessing.StandardScaler):
         numeric = _numeric(X)
         parts: list[pd.DataFrame] = []
         if numeric.shape[1]:
-            parts.append(super().transform_many(numeric).fillna(0.0))
+            parts.append(self._scale_many(numeric))
         if numeric.shape[1] < X.shape[1]:
             strings = X.drop(columns=numeric.columns)
             parts.append(pd.get_dummies(strings, prefix_sep="_", dtype="float64"))
         if len(parts) == 1:
             return parts[0]
         return pd.concat(parts, axis=1) if parts else X
+
+    def _scale_many(self, X: pd.DataFrame) -> pd.DataFrame:
+        # River's transform_many leaves x - mean where the variance is 0, transform_one
+        # writes 0: do as transform_one, so that both paths agree
+        columns = list(X.columns)
+        values = X.to_numpy(dtype=np.float64)
+        means = np.array([self.means.get(c, 0.0) for c in columns], dtype=np.float64)
+        scaled = values - means
+        if self.with_std:
+            stds = np.sqrt([self.vars.get(c, 0.0) for c in columns])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                scaled = np.where(stds > 0, scaled / stds, 0.0)
+        scaled[np.isnan(scaled)] = 0.0  # a missing value weighs nothing
+        return pd.DataFrame(scaled, columns=columns, index=X.index)
 
 
 def _numeric(X: pd.DataFrame) -> pd.DataFrame:
@@ -147,19 +167,15 @@ def _numeric(X: pd.DataFrame) -> pd.DataFrame:
     return X if all(keep) else X.loc[:, keep]
 
 
-def _sgd(learning_rate: float) -> optim.SGD:
-    return optim.SGD(learning_rate)
-
-
 def _logreg(*, learning_rate: float, l2: float, intercept_lr: float) -> compose.Pipeline:
     return FeatureEncoder() | linear_model.LogisticRegression(
-        optimizer=_sgd(learning_rate), l2=l2, intercept_lr=intercept_lr
+        optimizer=optim.SGD(learning_rate), l2=l2, intercept_lr=intercept_lr
     )
 
 
 def _linreg(*, learning_rate: float, l2: float, intercept_lr: float) -> compose.Pipeline:
     return FeatureEncoder() | linear_model.LinearRegression(
-        optimizer=_sgd(learning_rate), l2=l2, intercept_lr=intercept_lr
+        optimizer=optim.SGD(learning_rate), l2=l2, intercept_lr=intercept_lr
     )
 
 
@@ -257,7 +273,8 @@ ZOO: Mapping[str, ModelSpec] = MappingProxyType(
         )
     }
 )
-"""Every spec riverops knows, by name."""
+"""Every spec riverops knows, by name. ``hat`` and ``arf`` also learn multiclass targets;
+a spec names one task, the one its registry records and metrics assume."""
 
 
 def get_spec(name: str) -> ModelSpec:

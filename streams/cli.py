@@ -221,31 +221,35 @@ def produce(ctx: click.Context, kind: str, file: Path, model: str | None, rate: 
 
 
 @cli.command()
-@click.argument("role", type=click.Choice(["scorer"]))
-@click.option("--group-id", help="Consumer group (default riverops-ROLE); scale by running more.")
+@click.argument("role", type=click.Choice(["scorer", "joiner", "monitor", "lag", "all"]))
+@click.option("--group-prefix", default="riverops", show_default=True,
+              help="Consumer groups are PREFIX-ROLE; scale a role by running more workers.")
 @click.option("--log-level", default="INFO", show_default=True)
+@click.option("--no-metrics", is_flag=True, help="Do not serve /metrics.")
 @click.pass_context
-def worker(ctx: click.Context, role: str, group_id: str | None, log_level: str) -> None:
-    """Run one worker ROLE in the foreground until SIGTERM or Ctrl-C.
+def worker(ctx: click.Context, role: str, group_prefix: str, log_level: str, no_metrics: bool) -> None:
+    """Run one worker ROLE (or all of them) in the foreground until SIGTERM or Ctrl-C.
 
-    Run more processes of a role to scale it: they share the consumer group and the
-    partitions. A crash stops the worker with a non-zero exit and a log line.
+    \b
+    scorer   features -> predictions, following the registry live
+    joiner   features + predictions + labels -> feedback (state in RIVEROPS_STATE_DIR)
+    monitor  feedback -> rolling metrics, drift alarms
+    lag      consumer lag per group, topic and partition
+    Prometheus metrics are served on RIVEROPS_METRICS_HOST:RIVEROPS_METRICS_PORT. A failing
+    role stops the worker with exit status 1 and a log line saying why.
     """
     import logging
 
-    from streams.scorer import run_scorer
+    from streams.worker import ROLES, run_roles
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_from(ctx)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    try:
-        stats = run_scorer(settings, stop=stop, group_id=group_id or f"riverops-{role}")
-    except RiveropsError as exc:
-        logging.getLogger("riverops").critical("%s worker failed: %s", role, exc)
-        sys.exit(1)
-    logging.getLogger("riverops").info("%s worker stopped cleanly: %s", role, stats)
+    roles = list(ROLES) if role == "all" else [role]
+    sys.exit(run_roles(settings, roles, stop=stop, serve_metrics=not no_metrics,  # type: ignore[arg-type]
+                       group_prefix=group_prefix))
 
 
 from streams.cli_models import models_group  # noqa: E402  (the group needs cli defined)

@@ -29,6 +29,9 @@ def make_producer(settings: Settings, **overrides: Any) -> Producer:
             "linger.ms": 5,
             "compression.type": "lz4",
             "batch.num.messages": 10_000,
+            # Java's partitioner: producers in any language put an event_id on the same
+            # partition, which the joins rely on
+            "partitioner": "murmur2_random",
         }
     )
     config.update(overrides)

@@ -11,7 +11,8 @@ What the shell (the Kafka loop around this core) does:
 - per consumed record, ``add(kind, key.decode(), value, timestamp, (topic, partition,
   offset))``: the Kafka key IS the event_id (topic contract) and the Kafka timestamp is
   the record time, so nothing is decoded on the hot path. The timestamp is stored in the
-  log, hence identical on replay; producers should set it to event_time / label_time;
+  log, hence identical on replay; producers should set it to event_time / label_time
+  (mixing in wall-clock timestamps makes stream time jump ahead);
 - ``flush()`` after each consumed batch, then produce ``feedback`` (key: ``model``) and
   ``dead_letters`` (key: their ``key``);
 - checkpoint after delivery: store ``snapshot()`` (consumed positions included) and
@@ -20,6 +21,10 @@ What the shell (the Kafka loop around this core) does:
   usable snapshot, a fresh core consuming from the committed ``replay_from()`` offsets
   rebuilds every pending event, but may emit again events already emitted after those
   offsets (the done set is in the snapshot only): at-least-once, dedupe by event_id.
+
+Limitation: the done set keeps event ids only, so a prediction arriving after its event
+was emitted is counted ``late_predictions`` (not added, not told apart from a re-scored
+duplicate); the feedback holds the predictions that arrived by the flush that emitted it.
 
 Examples
 --------
@@ -227,7 +232,7 @@ class JoinCore:
             self._remove(event_id, blob)  # expired before this record: it starts afresh
             self._expire(event_id, item)
             item, blob = Item(now), None
-        assert payload is not None  # _admit refused tombstones
+        assert payload is not None  # admit() refused tombstones
         if not item.merge(kind, (tp, offset, payload), sliced):
             self._counts["duplicates"] += 1
             return

@@ -17,6 +17,8 @@ the dead letter when it never joins). A prediction keeps only its *compact body*
 Avro encoding of (version, variant, prediction, scores), which is the slice of the
 PredictionEvent body between ``model`` and ``latency``, taken without decoding anything
 (:func:`slice_prediction`) when the writer schema is the layout this module knows.
+:func:`admit` is the gate in front of all this: it checks each payload's header on
+arrival so that a record that could never be joined is dead-lettered at once.
 
 Examples
 --------
@@ -49,6 +51,7 @@ __all__ = [
     "unpack_item",
     "first_seen_of",
     "refs_of",
+    "check_item",
     "prediction_layout_fingerprint",
     "slice_prediction",
     "compact_prediction",
@@ -184,8 +187,7 @@ def first_seen_of(blob: bytes) -> int:
 
 
 def refs_of(blob: bytes) -> list[tuple[int, int]]:
-    """The (topic-partition index, offset) of every record a blob holds, payloads untouched;
-    struct.error or ValueError if the blob is not well formed."""
+    """The (topic-partition index, offset) of every record a blob holds, payloads untouched."""
     _, features_len, label_len = _HEAD.unpack_from(blob)
     pos, refs = _HEAD.size, []
     for length in (features_len, label_len):
@@ -193,14 +195,30 @@ def refs_of(blob: bytes) -> list[tuple[int, int]]:
             refs.append(_REF.unpack_from(blob, pos))
             pos += _REF.size + length
     while pos < len(blob):
-        tp, offset, _, variant, length = _PRED.unpack_from(blob, pos)
-        if variant >= len(VARIANTS):
-            raise ValueError(f"unknown variant index {variant}")
+        tp, offset, _, _, length = _PRED.unpack_from(blob, pos)
         refs.append((tp, offset))
+        pos += _PRED.size + length
+    return refs
+
+
+def check_item(blob: bytes, partitions: int) -> int:
+    """The first_seen of a well-formed blob whose records name topic-partition indexes
+    below ``partitions``; ValueError or struct.error for anything else (snapshot loading)."""
+    first_seen, features_len, label_len = _HEAD.unpack_from(blob)
+    pos = _HEAD.size
+    for length in (features_len, label_len):
+        if length >= 0:
+            if _REF.unpack_from(blob, pos)[0] >= partitions:
+                raise ValueError("unknown topic-partition index")
+            pos += _REF.size + length
+    while pos < len(blob):
+        tp, _, _, variant, length = _PRED.unpack_from(blob, pos)
+        if tp >= partitions or variant >= len(VARIANTS):
+            raise ValueError("unknown topic-partition or variant index")
         pos += _PRED.size + length
     if pos != len(blob):
         raise ValueError(f"item ends at {pos}, blob has {len(blob)} bytes")
-    return refs
+    return int(first_seen)
 
 
 @functools.cache

@@ -8,8 +8,8 @@ drift of the features. Re-delivered feedback (same model and event_id) is counte
 
 Metric choice needs the model's task: given in ``tasks``, else inferred from the first
 label seen (bool -> "binary", str -> "multiclass", number -> "regression").
-Binary: the positive class is ``True``; its score is ``scores["True"]``, else
-``1 - scores["False"]``, else unknown (ROC AUC and log loss then skip that outcome); the
+Binary: the positive class is ``True``; its score is ``scores["True"]`` (or "1", "1.0"), else
+``1 - scores["False"]`` (or "0", "0.0"), else unknown (ROC AUC and log loss skip it); the
 predicted class is ``prediction``, else score >= 0.5. Labels may be bools, 0/1 numbers or
 the strings true/false/1/0. Multiclass classes are ``str(label)``, as the score keys are.
 
@@ -44,7 +44,6 @@ from schemas.errors import ConfigError, InvalidEventError
 from schemas.events import Task, Variant, WindowKind
 from streams.drift import (
     ConceptDriftDetector,
-    DataDetector,
     DataDriftMonitor,
     DataDriftOptions,
     DetectorName,
@@ -107,13 +106,13 @@ def _as_bool(value: Any) -> bool:
 
 
 def _positive_score(scores: Mapping[str, float]) -> float | None:
-    if "True" in scores:
-        p = scores["True"]
-    elif "False" in scores:
-        p = 1.0 - scores["False"]
-    else:
-        return None
-    return p if math.isfinite(p) else None
+    for name in ("True", "1", "1.0"):
+        if name in scores and math.isfinite(scores[name]):
+            return scores[name]
+    for name in ("False", "0", "0.0"):
+        if name in scores and math.isfinite(scores[name]):
+            return 1.0 - scores[name]
+    return None
 
 
 def _outcome(task: Task, label: Any, made: Mapping[str, Any]) -> _Outcome | None:
@@ -157,20 +156,18 @@ class _MetricSet:
         self._probas = {name: cls() for name, cls in _SCORE_METRICS[task].items()}
 
     def update(self, outcome: _Outcome) -> None:
+        self._apply("update", outcome)
         self.n += 1
-        for metric in self._labels.values():
-            metric.update(outcome.y_true, outcome.y_pred)
-        if outcome.proba is not None:
-            for metric in self._probas.values():
-                metric.update(outcome.y_true, outcome.proba)
 
     def revert(self, outcome: _Outcome) -> None:
+        self._apply("revert", outcome)
         self.n -= 1
+
+    def _apply(self, method: str, o: _Outcome) -> None:
         for metric in self._labels.values():
-            metric.revert(outcome.y_true, outcome.y_pred)
-        if outcome.proba is not None:
-            for metric in self._probas.values():
-                metric.revert(outcome.y_true, outcome.proba)
+            getattr(metric, method)(o.y_true, o.y_pred)
+        for metric in self._probas.values() if o.proba is not None else ():
+            getattr(metric, method)(o.y_true, o.proba)
 
     def values(self) -> dict[str, float]:
         """Finite metric values (a NaN or inf is left out) plus ``window_samples``."""
@@ -391,13 +388,10 @@ class MonitorCore:
                 windows["count"] = state.count.obj.values()
             if state.time.obj.n:
                 windows["time"] = state.time.obj.values()
-            rows.append(
-                KeyStatus(
-                    model, version, variant, state.task, state.samples, state.unscored,
-                    windows, state.detector.detector, state.detector.rises,
-                    state.detector.falls,
-                )
-            )
+            detector = state.detector
+            rows.append(KeyStatus(model, version, variant, state.task, state.samples,
+                                  state.unscored, windows, detector.detector, detector.rises,
+                                  detector.falls))
         return rows
 
     def metrics_events(self, now: datetime) -> list[dict[str, Any]]:
@@ -418,9 +412,12 @@ class MonitorCore:
             for kind, values in row.metrics.items()
         ]
 
-    def data_drift_scores(self) -> dict[str, dict[str, dict[DataDetector, float]]]:
+    def data_drift_scores(self) -> dict[str, dict[str, dict[str, float]]]:
         """model -> feature -> detector (PSI, KS) -> latest statistic."""
         return {
-            model: {feature: dict(scores) for feature, scores in monitor.scores.items()}
+            model: {
+                feature: {str(name): value for name, value in scores.items()}
+                for feature, scores in monitor.scores.items()
+            }
             for model, monitor in self._data.items()
         }

@@ -15,13 +15,13 @@ import math
 import threading
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from models.batch import predict_batch, predict_proba_batch
-
 from models.registry import Registry
 from schemas.errors import DecodeError, InvalidEventError, RiveropsError
 from schemas.events import ModelVersion, Variant
@@ -29,7 +29,8 @@ from streams.clients import make_consumer, make_producer, next_offsets, ok
 from streams.deadletter import dead_letter
 from streams.registry_topic import RegistryFollower
 from streams.settings import Settings
-from streams.topics import TopicCatalogue
+from streams.telemetry import Telemetry
+from streams.topics import PREDICTIONS_HEADER, TopicCatalogue
 
 __all__ = [
     "ServingModel", "ScorerCore", "ScoreResult", "ScorerStats", "bucket_of", "validate_features",
@@ -169,10 +170,11 @@ class ScorerCore:
 
         latency = self._clock() - started
         now = datetime.now(UTC)
+        made: list[tuple[int, dict[str, Any]]] = []
         for serving, indexes, labels, scores in outputs:
             for index, label, score in zip(indexes, labels, scores, strict=True):
                 record = records[index]
-                result.predictions.append(
+                made.append((index,
                     {
                         "event_id": record["event_id"],
                         "model": record["model"],
@@ -184,7 +186,11 @@ class ScorerCore:
                         "event_time": record["event_time"],
                         "predicted_at": now,
                     }
-                )
+                ))
+        # the predictions of one event leave together, so a joiner reading them in
+        # batches sees them as one run (see PREDICTIONS_HEADER)
+        made.sort(key=lambda pair: pair[0])
+        result.predictions = [prediction for _, prediction in made]
         return result
 
 
@@ -265,6 +271,7 @@ def run_scorer(
     group_id: str = "riverops-scorer",
     stats: ScorerStats | None = None,
     on_batch: Callable[[ScorerStats], None] | None = None,
+    telemetry: Telemetry | None = None,
 ) -> ScorerStats:
     """Consume features, score, produce predictions until ``stop`` is set."""
     from streams.modelops import model_loader
@@ -279,6 +286,8 @@ def run_scorer(
 
     def refuse(record: ModelVersion, exc: Exception) -> None:
         stats.refusals += 1
+        if telemetry is not None:
+            telemetry.count_refusal(record.model, type(exc).__name__)
         log.error("refused %s v%s: %s: %s", record.model, record.version, type(exc).__name__, exc)
 
     registry = Registry()
@@ -309,8 +318,14 @@ def run_scorer(
                 apply_registry(core, registry, changed, load, refuse)
                 stats.swaps += 1
             messages = [m for m in consumer.consume(settings.batch_size, 0.1) if ok(m)]
+            if telemetry is not None and (updates or stats.batches == 0):
+                for model, aliases in registry.aliases().items():
+                    for alias, versions in aliases.items():
+                        if versions:
+                            telemetry.set_alias(model, alias, versions[-1])
             if not messages:
                 continue
+            started = time.perf_counter()
             decoded = codec.decode_many("FeatureEvent", [m.value() for m in messages])
             records, sources, dead = [], [], []
             for message, item in zip(messages, decoded, strict=True):
@@ -321,10 +336,15 @@ def run_scorer(
                     sources.append(message)
             result = core.score(records)
             dead += [dead_letter(sources[i], error, processor="scorer") for i, error in result.invalid]
+            per_event = Counter(p["event_id"] for p in result.predictions)
             for record, payload in zip(
                 result.predictions, codec.encode_many("PredictionEvent", result.predictions), strict=True
             ):
-                producer.produce(predictions, key=record["event_id"], value=payload, on_delivery=on_delivery)
+                producer.produce(
+                    predictions, key=record["event_id"], value=payload, on_delivery=on_delivery,
+                    timestamp=int(record["event_time"].timestamp() * 1000),  # stream time = event time
+                    headers=[(PREDICTIONS_HEADER, str(per_event[record["event_id"]]).encode())],
+                )
             for letter, payload in zip(dead, codec.encode_many("DeadLetter", dead), strict=True):
                 producer.produce(deadletters, key=letter["key"], value=payload, on_delivery=on_delivery)
             if producer.flush(30) or failures:
@@ -334,6 +354,12 @@ def run_scorer(
             stats.scored += len(records) - len(result.invalid)
             stats.predictions += len(result.predictions)
             stats.dead_letters += len(dead)
+            if telemetry is not None:
+                telemetry.count_in(features, len(messages))
+                telemetry.count_out(predictions, len(result.predictions))
+                for letter in dead:
+                    telemetry.count_dead_letter(features, letter["error_type"])
+                telemetry.observe_latency("scorer", time.perf_counter() - started)
             if on_batch is not None:
                 on_batch(stats)
     finally:

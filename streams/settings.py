@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     signing_key: SecretStr | None = None
 
     # --- processing --------------------------------------------------------------------
+    state_dir: Path = Field(Path("state"), description="local checkpoints of stateful workers")
+    checkpoint_seconds: float = Field(2.0, gt=0, description="how often the joiner checkpoints")
     label_ttl_seconds: float = Field(7 * 24 * 3600.0, gt=0, description="longest label delay accepted")
     batch_size: int = Field(1000, ge=1)
 

@@ -23,7 +23,13 @@ from typing import Any, Literal, get_args
 from schemas.errors import TopicError
 from streams.settings import Settings
 
-__all__ = ["TopicRole", "TOPIC_ROLES", "TopicSpec", "TopicCatalogue", "CreateReport", "create_topics"]
+__all__ = [
+    "PREDICTIONS_HEADER","TopicRole", "TOPIC_ROLES", "TopicSpec", "TopicCatalogue", "CreateReport", "create_topics"]
+
+#: Kafka header on every prediction: how many predictions were made for its event (champion
+#: or challenger, plus shadows). They are produced back to back, so a consumer knows when
+#: it has the whole run.
+PREDICTIONS_HEADER = "riverops-predictions"
 
 TopicRole = Literal[
     "features",

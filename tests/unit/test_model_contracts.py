@@ -7,7 +7,7 @@ import copy
 import math
 import pickle
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import pytest
@@ -84,7 +84,9 @@ def test_learn_and_predict_do_not_mutate_inputs(spec: ModelSpec) -> None:
         _predict(spec, model, x)
     assert x == before
 
-    rows = [{"amount": 1.0, "vip": None, "country": "fr"}, {"amount": 2.0}, {"country": "de"}]
+    rows: list[dict[str, Any]] = [
+        {"amount": 1.0, "vip": None, "country": "fr"}, {"amount": 2.0}, {"country": "de"}
+    ]
     rows_before = copy.deepcopy(rows)
     learn_batch(model, rows, [y] * len(rows))
     (predict_batch if spec.task == "regression" else predict_proba_batch)(model, rows)
@@ -199,8 +201,10 @@ def test_builds_are_fresh_and_seeds_reach_the_estimators() -> None:
 
 
 def _phishing_with_strings(n: int) -> list[Row]:
+    """Phishing plus a string, a boolean and a constant feature."""
     rng = random.Random(3)
-    return [({**x, "channel": rng.choice(["web", "app", "pos"]), "vip": rng.random() < 0.2}, bool(y))
+    return [({**x, "channel": rng.choice(["web", "app", "pos"]), "vip": rng.random() < 0.2,
+              "constant": 1.0}, bool(y))
             for x, y in datasets.Phishing().take(n)]
 
 
@@ -226,6 +230,8 @@ def test_predict_proba_batch_matches_one_by_one(share: float) -> None:
     rows = _phishing_with_strings(600)
     model = _trained(get_spec("logreg"), rows[:500])
     probes = _with_holes(rows[500:], share=share)
+    probes[0]["constant"] = 3.0  # unseen value of a feature with no variance
+    probes[1]["channel"] = "never seen"
     calls = _spy(model, "predict_proba_many")
     batched = predict_proba_batch(model, probes)
     assert calls == [100]  # the mini-batch path was taken
@@ -256,7 +262,8 @@ def test_learn_batch_with_missing_values_keeps_the_statistics_of_observed_values
     assert calls == [300]
     encoder, reference = model[0], FeatureEncoder()
     for x in holey:
-        reference.learn_one(drop_missing(x))
+        observed: dict[Hashable, Any] = {k: v for k, v in x.items() if v is not None}
+        reference.learn_one(observed)
     assert set(encoder.counts) == set(reference.counts)
     for key in reference.counts:
         assert encoder.counts[key] == reference.counts[key]
@@ -287,7 +294,7 @@ def test_trees_take_the_one_by_one_path_with_the_same_results() -> None:
 
 
 def test_a_feature_mixing_strings_and_numbers_falls_back_to_one_by_one() -> None:
-    rows = [{"a": 1.0, "b": "x"}, {"a": "one", "b": "y"}]
+    rows: list[dict[str, Any]] = [{"a": 1.0, "b": "x"}, {"a": "one", "b": "y"}]
     assert to_frame(rows) is None
     model = get_spec("logreg").build()
     learn_batch(model, rows, [True, False])
@@ -304,3 +311,14 @@ def test_empty_batches() -> None:
     assert predict_proba_batch(model(), []) == []
     assert predict_batch(get_spec("linreg").build(), []) == []
     learn_batch(model(), [], [])
+
+
+def test_predicting_does_not_change_the_model(spec: ModelSpec) -> None:
+    rows = _rows_for(spec, 300)
+    model = _trained(spec, rows)
+    before = pickle.dumps(model, protocol=5)
+    probes = [x for x, _ in rows[:20]] + [{"never_seen": 1.0, "never_seen_either": "x"}]
+    for x in probes:
+        _predict(spec, model, x)
+    (predict_batch if spec.task == "regression" else predict_proba_batch)(model, probes)
+    assert pickle.dumps(model, protocol=5) == before

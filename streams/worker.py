@@ -1,0 +1,87 @@
+"""``riverops worker ROLE``: run one role (or all) in the foreground with /metrics.
+
+Each role runs in its own thread of the process; if any role fails, the others are
+stopped and the process exits non-zero with a log line naming the role and the error.
+SIGTERM and SIGINT stop every role cleanly (outputs flushed, state checkpointed).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Literal, get_args
+
+from prometheus_client import CollectorRegistry
+
+from streams.settings import Settings
+from streams.telemetry import Telemetry, serve
+
+__all__ = ["Role", "ROLES", "run_roles"]
+
+log = logging.getLogger("riverops.worker")
+
+Role = Literal["scorer", "joiner", "monitor", "lag"]
+ROLES: tuple[Role, ...] = get_args(Role)
+
+
+def _runner(role: Role) -> Callable[..., Any]:
+    if role == "scorer":
+        from streams.scorer import run_scorer
+
+        return run_scorer
+    if role == "joiner":
+        from streams.join_worker import run_joiner
+
+        return run_joiner
+    if role == "monitor":
+        from streams.monitor_worker import run_monitor
+
+        return run_monitor
+    from streams.lag_worker import run_lag
+
+    return run_lag
+
+
+def run_roles(
+    settings: Settings,
+    roles: list[Role],
+    *,
+    stop: threading.Event,
+    serve_metrics: bool = True,
+    group_prefix: str = "riverops",
+) -> int:
+    """Run ``roles`` until ``stop`` is set or one fails; the exit code (0 or 1)."""
+    registry = CollectorRegistry()
+    server = serve(registry, settings.metrics_host, settings.metrics_port) if serve_metrics else None
+    if server is not None:
+        log.info("metrics on http://%s:%s/metrics", settings.metrics_host, server.port)
+    failed: list[str] = []
+
+    def target(role: Role) -> None:
+        telemetry = Telemetry(registry, role=role)
+        try:
+            kwargs: dict[str, Any] = {"stop": stop, "group_id": f"{group_prefix}-{role}"}
+            if role in ("monitor", "lag", "scorer", "joiner"):
+                kwargs["telemetry"] = telemetry
+            result = _runner(role)(settings, **kwargs)
+            log.info("%s stopped: %s", role, result)
+        except BaseException as exc:  # report every failure, then stop the other roles
+            log.critical("%s failed: %s: %s", role, type(exc).__name__, exc, exc_info=exc)
+            failed.append(role)
+            stop.set()
+
+    threads = [threading.Thread(target=target, args=(r,), name=f"riverops-{r}") for r in roles]
+    for thread in threads:
+        thread.start()
+    try:
+        while any(t.is_alive() for t in threads):
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        if server is not None:
+            server.close()
+    return 1 if failed else 0

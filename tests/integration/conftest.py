@@ -1,0 +1,91 @@
+"""Helpers for tests that run workers on the real broker."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from streams.clients import make_consumer
+from streams.settings import Settings
+from streams.topics import TopicCatalogue, create_topics
+
+
+@pytest.fixture
+def loop_settings(settings: Settings, tmp_path: Path) -> Settings:
+    """Settings with a signing key, artifact and state directories, topics created."""
+    scoped = Settings(**{
+        **settings.model_dump(), "signing_key": "test-signing-key",
+        "artifact_dir": tmp_path / "artifacts", "state_dir": tmp_path / "state",
+        "checkpoint_seconds": 0.5,
+    })
+    create_topics(AdminClient(scoped.kafka_config()), TopicCatalogue.from_settings(scoped))
+    return scoped
+
+
+@dataclass
+class Running:
+    name: str
+    stop: threading.Event
+    thread: threading.Thread
+    stats: Any
+    errors: list[BaseException]
+
+
+@pytest.fixture
+def start_worker() -> Iterator[Callable[..., Running]]:
+    """start_worker(run_function, settings, stats, **kwargs): a role in a thread, stopped at
+    the end of the test; waits until its consumer group assigned it partitions."""
+    started: list[Running] = []
+
+    def start(run: Callable[..., Any], settings: Settings, stats: Any, **kwargs: Any) -> Running:
+        stop, errors = threading.Event(), []
+
+        def target() -> None:
+            try:
+                run(settings, stop=stop, stats=stats, group_id=f"riverops-t-{uuid.uuid4().hex[:6]}", **kwargs)
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        running = Running(run.__name__, stop, thread, stats, errors)
+        started.append(running)
+        deadline = time.monotonic() + 30
+        while not getattr(stats, "assigned", True) and time.monotonic() < deadline and not errors:
+            time.sleep(0.05)
+        assert not errors, errors
+        return running
+
+    yield start
+    for running in started:
+        running.stop.set()
+    for running in started:
+        running.thread.join(30)
+        assert not running.errors, f"{running.name} failed: {running.errors}"
+
+
+def read_topic(settings: Settings, role: str, schema: str, *, expected: int, timeout: float = 60,
+               settle: float = 1.0) -> list[dict[str, Any]]:
+    """Every record of a topic until ``expected`` arrived (then ``settle`` s more)."""
+    codec = settings.codec()
+    consumer = make_consumer(settings, f"read-{uuid.uuid4().hex[:6]}")
+    consumer.subscribe([TopicCatalogue.from_settings(settings).name(role)])  # type: ignore[arg-type]
+    out: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < expected and time.monotonic() < deadline:
+            out += [codec.decode(schema, m.value()) for m in consumer.consume(1000, 0.5) if m.error() is None]
+        end = time.monotonic() + settle
+        while time.monotonic() < end:
+            out += [codec.decode(schema, m.value()) for m in consumer.consume(1000, 0.2) if m.error() is None]
+    finally:
+        consumer.close()
+    return out
