@@ -119,7 +119,7 @@ def run_joiner(
             try:
                 core = JoinCore.restore(path.read_bytes(), ttl_ms=ttl_ms, codec=codec)
                 stats.restored += 1
-                log.info("partition %s restored from %s", partition, path)
+                log.info("partition %s restored from %s at %s", partition, path, core.positions())
                 return core
             except DecodeError as exc:
                 log.error("unusable checkpoint %s (%s): replaying from committed offsets", path, exc)
