@@ -252,6 +252,36 @@ def worker(ctx: click.Context, role: str, group_prefix: str, log_level: str, no_
                        group_prefix=group_prefix))
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("--watch", type=float, metavar="SECONDS", help="Refresh every SECONDS until Ctrl-C.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool, watch: float | None) -> None:
+    """Lag per group and partition, models and aliases, rolling metrics, drift alarms."""
+    import time as _time
+
+    from rich.live import Live
+
+    from streams.status import collect_status, render_status
+
+    settings = settings_from(ctx)
+    try:
+        if as_json:
+            click.echo(json.dumps(collect_status(settings), indent=2, default=str))
+            return
+        if not watch:
+            Console().print(render_status(collect_status(settings)))
+            return
+        with Live(render_status(collect_status(settings)), console=Console(), screen=False) as live:
+            while True:
+                _time.sleep(watch)
+                live.update(render_status(collect_status(settings)))
+    except KeyboardInterrupt:
+        return
+    except RiveropsError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 from streams.cli_models import models_group  # noqa: E402  (the group needs cli defined)
 
 cli.add_command(models_group)

@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -130,6 +131,13 @@ class Telemetry:
             "registry_refusals", "Registry changes refused.", "model", "reason"
         )
         self._exported: dict[Gauge, set[tuple[str, ...]]] = {}
+
+    def for_role(self, role: str) -> Telemetry:
+        """The same metrics labelled with another role (several roles in one process)."""
+        view = copy.copy(self)
+        view.role = role
+        view._exported = {}
+        return view
 
     def count_in(self, topic: str, n: int = 1) -> None:
         """Count ``n`` records consumed from ``topic``."""

@@ -58,9 +58,10 @@ def run_roles(
     if server is not None:
         log.info("metrics on http://%s:%s/metrics", settings.metrics_host, server.port)
     failed: list[str] = []
+    shared = Telemetry(registry, role=roles[0])
 
     def target(role: Role) -> None:
-        telemetry = Telemetry(registry, role=role)
+        telemetry = shared.for_role(role)
         try:
             kwargs: dict[str, Any] = {"stop": stop, "group_id": f"{group_prefix}-{role}"}
             if role in ("monitor", "lag", "scorer", "joiner"):
