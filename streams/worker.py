@@ -51,9 +51,15 @@ def run_roles(
     stop: threading.Event,
     serve_metrics: bool = True,
     group_prefix: str = "riverops",
+    registry: CollectorRegistry | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
 ) -> int:
-    """Run ``roles`` until ``stop`` is set or one fails; the exit code (0 or 1)."""
-    registry = CollectorRegistry()
+    """Run ``roles`` until ``stop`` is set or one fails; the exit code (0 or 1).
+
+    ``registry`` lets the caller read the metrics directly (the demo's live view);
+    ``options`` passes extra keyword arguments to a role's run function.
+    """
+    registry = registry if registry is not None else CollectorRegistry()
     server = serve(registry, settings.metrics_host, settings.metrics_port) if serve_metrics else None
     if server is not None:
         log.info("metrics on http://%s:%s/metrics", settings.metrics_host, server.port)
@@ -64,8 +70,8 @@ def run_roles(
         telemetry = shared.for_role(role)
         try:
             kwargs: dict[str, Any] = {"stop": stop, "group_id": f"{group_prefix}-{role}"}
-            if role in ("monitor", "lag", "scorer", "joiner"):
-                kwargs["telemetry"] = telemetry
+            kwargs["telemetry"] = telemetry
+            kwargs.update((options or {}).get(role, {}))
             result = _runner(role)(settings, **kwargs)
             log.info("%s stopped: %s", role, result)
         except BaseException as exc:  # report every failure, then stop the other roles
