@@ -160,21 +160,31 @@ def topics_list(ctx: click.Context, timeout: float) -> None:
 
 
 @cli.command()
-@click.option("--events", default=5_000, show_default=True, help="Feature events to stream.")
-@click.option("--seed", default=42, show_default=True, help="Seed of the data and the model.")
+@click.option("--events", default=60_000, show_default=True, help="Card transactions to stream.")
+@click.option("--rate", default=2_000.0, show_default=True, help="Transactions per second offered.")
+@click.option("--seed", default=42, show_default=True, help="Seed of the data and the models.")
+@click.option("--drift-at", type=int, help="Transaction index where the fraud pattern changes "
+              "(default: 40% of --events).")
+@click.option("--duration", default=240.0, show_default=True, help="Seconds at most.")
+@click.option("--output", default="demo-output", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Where the plot and logs go.")
+@click.option("--live/--no-live", default=None, help="Live view (default: when on a terminal).")
 @click.pass_context
-def demo(ctx: click.Context, events: int, seed: int) -> None:
-    """Run the loop end to end on a fresh embedded broker (or --bootstrap-servers)."""
-    from streams.demo import run_demo
+def demo(ctx: click.Context, events: int, rate: float, seed: int, drift_at: int | None,
+         duration: float, output: Path, live: bool | None) -> None:
+    """Run the whole loop on a fresh embedded broker (or --bootstrap-servers).
+
+    A synthetic card-transaction stream with late labels and a change of fraud pattern is
+    scored, joined, monitored, learned from and retrained on; a live view shows throughput,
+    lag, rolling metrics and alarms; a summary and a PNG plot are left in --output.
+    """
+    from streams.demo import DemoOptions, run_demo
 
     overrides = ctx.obj or {}
+    options = DemoOptions(events=events, rate=rate, seed=seed, drift_at=drift_at, duration=duration,
+                          output=output, bootstrap_servers=overrides.get("bootstrap_servers"), live=live)
     try:
-        run_demo(
-            events=events,
-            seed=seed,
-            bootstrap_servers=overrides.get("bootstrap_servers"),
-            console=Console(),
-        )
+        run_demo(options, console=Console())
     except RiveropsError as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -1,142 +1,243 @@
-"""The smallest real loop: features and late labels through Kafka, scored and learned online.
+"""``make demo``: the whole loop on an embedded broker, with a live view, a summary and a plot.
 
-A placeholder for the full demo (scorer, joiner, monitor, learner, retrainer workers):
-it already runs on the real broker, with the real codec and a real River model.
+It starts a broker (unless ``--bootstrap-servers``), creates the topics, trains and
+registers an initial champion on a warm-up stream, starts every worker role in this
+process, and replays the synthetic card-transaction stream (``streams/cardgen.py``) with
+late labels and a change of fraud pattern partway through. At the end it reads the
+metrics, drift and registry topics back and writes a PNG plot and a summary.
 """
 
 from __future__ import annotations
 
+import secrets
+import threading
 import time
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka.admin import AdminClient
+from prometheus_client import CollectorRegistry
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
-from schemas.errors import DecodeError
-from streams.broker import EmbeddedBroker
-from streams.clients import make_consumer, make_producer
+from models.batch import learn_in_order
+from models.registry import Registry
+from models.specs import get_spec
+from streams.broker import EmbeddedBroker, free_port
+from streams.cardgen import CardStream, merged_events
+from streams.live import render_live, take_snapshot
+from streams.modelops import register_trained
+from streams.producer import EventProducer
+from streams.registry_topic import publish_records
 from streams.settings import Settings
+from streams.status import read_to_end
 from streams.topics import TopicCatalogue, create_topics
+from streams.worker import ROLES, run_roles
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DemoOptions", "DemoResult", "run_demo"]
 
 
 @dataclass(frozen=True)
+class DemoOptions:
+    events: int = 60_000
+    rate: float = 2_000.0  # feature events per second offered
+    seed: int = 42
+    drift_at: int | None = None  # default: 40% of the events
+    warmup: int = 5_000
+    duration: float = 240.0  # seconds at most for streaming and draining
+    output: Path = Path("demo-output")
+    bootstrap_servers: str | None = None
+    live: bool | None = None  # default: when the console is a terminal
+
+
+@dataclass
 class DemoResult:
     events: int
+    labels: int
     predictions: int
-    labels_learned: int
-    accuracy: float
-    roc_auc: float
+    feedback: int
+    drift_alarms: int
+    versions: int
+    promotions: int
+    dead_letters: int
     seconds: float
+    plot: Path | None
+    metrics: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _stream(events: int, seed: int) -> list[tuple[dict[str, Any], bool]]:
-    from river.datasets import synth
+def _warm_champion(settings: Settings, options: DemoOptions) -> None:
+    """Train the first champion on a warm-up stream from before the drift."""
+    model = get_spec("logreg").build(seed=options.seed)
+    warm = list(CardStream(events=options.warmup, seed=options.seed + 1000, id_prefix="warm"))
+    learn_in_order(model, [tx.features for tx in warm], [tx.label for tx in warm])
+    registry = Registry()
+    records = register_trained(
+        settings, registry, "fraud", model, spec_name="logreg", stage="champion", by="demo",
+        reason=f"initial champion, trained on {len(warm)} warm-up transactions", seed=options.seed,
+        samples=len(warm),
+    )
+    publish_records(settings, records)
 
-    return [(x, bool(y)) for x, y in synth.Agrawal(classification_function=2, seed=seed).take(events)]
+
+def _replay(settings: Settings, stream: CardStream, rate: float, counts: dict[str, int],
+            stop: threading.Event) -> None:
+    started = time.monotonic()
+    with EventProducer(settings) as producer:
+        for kind, record in merged_events(stream):
+            if stop.is_set():
+                break
+            if kind == "features":
+                producer.send_features(**record)
+                counts["features"] += 1
+                ahead = counts["features"] / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+            else:
+                producer.send_label(**record)
+                counts["labels"] += 1
 
 
-def run_demo(
-    *, events: int, seed: int, bootstrap_servers: str | None = None, console: Console | None = None
-) -> DemoResult:
-    """Produce ``events`` features and labels, then score and learn them from Kafka."""
-    from river import compose, linear_model, metrics, preprocessing
-
+def run_demo(options: DemoOptions, *, console: Console | None = None) -> DemoResult:
+    """Run the demo; returns its counts (also printed, with where to look next)."""
     console = console or Console()
-    broker = None if bootstrap_servers else EmbeddedBroker().start()
+    live_view = console.is_terminal if options.live is None else options.live
+    drift_at = options.drift_at if options.drift_at is not None else int(options.events * 0.4)
+    output = options.output
+    output.mkdir(parents=True, exist_ok=True)
+    broker = None if options.bootstrap_servers else EmbeddedBroker(log_path=output / "broker.log").start()
+    servers = options.bootstrap_servers or (broker.bootstrap_servers if broker else "")
+    run_id = uuid.uuid4().hex[:8]
+    settings = Settings(
+        bootstrap_servers=servers, topic_prefix=f"demo-{run_id}.", partitions=2,
+        signing_key=secrets.token_hex(32), artifact_dir=output / "artifacts",  # type: ignore[arg-type]
+        state_dir=output / "state" / run_id, metrics_port=free_port(), session_timeout_ms=6000,
+        label_ttl_seconds=600.0,
+    )
+    started = time.monotonic()
+    stop, feeder_stop = threading.Event(), threading.Event()
+    counts = {"features": 0, "labels": 0}
+    notes: list[str] = []
     try:
-        servers = bootstrap_servers or (broker.bootstrap_servers if broker else "")
-        settings = Settings(bootstrap_servers=servers, topic_prefix=f"demo-{uuid.uuid4().hex[:8]}.")
-        catalogue = TopicCatalogue.from_settings(settings)
-        create_topics(AdminClient(settings.kafka_config()), catalogue)
-        console.print(f"broker {servers}, topics {settings.topic_prefix}*")
-        codec = settings.codec()
-        now = datetime.now(UTC)
-
-        producer = make_producer(settings)
-        for i, (x, y) in enumerate(_stream(events, seed)):
-            event_id = f"e{i}"
-            producer.produce(
-                catalogue.name("features"),
-                key=event_id,
-                value=codec.encode("FeatureEvent", {
-                    "event_id": event_id, "model": "demo", "entity_id": f"c{i % 97}",
-                    "event_time": now, "features": x,
-                }),
-            )
-            producer.produce(
-                catalogue.name("labels"),
-                key=event_id,
-                value=codec.encode("LabelEvent", {
-                    "event_id": event_id, "model": "demo", "label": y, "label_time": now,
-                }),
-            )
-            producer.poll(0)
-        producer.flush(30)
-
-        model = compose.Pipeline(preprocessing.StandardScaler(), linear_model.LogisticRegression())
-        accuracy, roc_auc = metrics.Accuracy(), metrics.ROCAUC()
-        scored: dict[str, tuple[dict[str, Any], float]] = {}
-        waiting_labels: dict[str, bool] = {}
-        learned = predictions = 0
-        consumer = make_consumer(settings, f"demo-{uuid.uuid4().hex[:8]}", **{"session.timeout.ms": 6000})
-        consumer.subscribe([catalogue.name("features"), catalogue.name("labels")])
-        start = time.monotonic()
-        features_topic = catalogue.name("features")
-        try:
-            while learned < events and time.monotonic() - start < 120:
-                for message in consumer.consume(1000, 0.5):
-                    if message.error() is not None:
-                        continue
-                    if message.topic() == features_topic:
-                        record = codec.decode("FeatureEvent", message.value())
-                        proba = model.predict_proba_one(record["features"]).get(True, 0.0)
-                        scored[record["event_id"]] = (record["features"], proba)
-                        predictions += 1
-                        event_id = record["event_id"]
-                        if event_id in waiting_labels:
-                            label = waiting_labels.pop(event_id)
-                        else:
-                            continue
-                    else:
-                        try:
-                            record = codec.decode("LabelEvent", message.value())
-                        except DecodeError:
-                            continue
-                        event_id, label = record["event_id"], bool(record["label"])
-                        if event_id not in scored:
-                            waiting_labels[event_id] = label
-                            continue
-                    x, proba = scored.pop(event_id)
-                    accuracy.update(label, proba >= 0.5)
-                    roc_auc.update(label, proba)
-                    model.learn_one(x, label)
-                    learned += 1
-        finally:
-            consumer.close()
-        result = DemoResult(
-            events=events, predictions=predictions, labels_learned=learned,
-            accuracy=accuracy.get(), roc_auc=roc_auc.get(), seconds=time.monotonic() - start,
+        create_topics(AdminClient(settings.kafka_config()), TopicCatalogue.from_settings(settings))
+        console.print(f"[bold]riverops demo[/]: broker {servers}, topics demo-{run_id}.*, "
+                      f"metrics http://127.0.0.1:{settings.metrics_port}/metrics")
+        _warm_champion(settings, options)
+        notes.append("registered fraud v1 (champion, warm-up trained)")
+        registry = CollectorRegistry()
+        exit_code: list[int] = []
+        workers = threading.Thread(
+            target=lambda: exit_code.append(run_roles(
+                settings, list(ROLES), stop=stop, registry=registry, group_prefix=f"riverops-demo-{run_id}",
+            )), daemon=True,
         )
+        workers.start()
+        stream = CardStream(events=options.events, seed=options.seed, drift_at=drift_at,
+                            events_per_second=options.rate)
+        feeder = threading.Thread(target=_replay, args=(settings, stream, options.rate, counts, feeder_stop),
+                                  daemon=True)
+        feeder.start()
+        previous = take_snapshot(registry)
+
+        def view() -> Any:
+            nonlocal previous
+            now = take_snapshot(registry)
+            header = (f"events {counts['features']:,}/{options.events:,}  labels {counts['labels']:,}  "
+                      f"drift at event {drift_at:,}  elapsed {time.monotonic() - started:,.0f}s")
+            rendered = render_live(now, previous, header=header, notes=notes)
+            previous = now
+            return rendered
+
+        def finished() -> bool:
+            if feeder.is_alive() or not workers.is_alive():
+                return not workers.is_alive()
+            snap = take_snapshot(registry)
+            champion = [v for (m, _, variant), v in snap.samples.items() if variant == "champion"]
+            return sum(champion) >= counts["labels"] * 0.99 and snap.pending <= counts["features"] * 0.02
+
+        deadline = started + options.duration
+        if live_view:
+            with Live(view(), console=console, refresh_per_second=2) as live:
+                while not finished() and time.monotonic() < deadline:
+                    time.sleep(1.0)
+                    live.update(view())
+        else:
+            last_print = 0.0
+            while not finished() and time.monotonic() < deadline:
+                time.sleep(1.0)
+                if time.monotonic() - last_print >= 10:
+                    console.print(f"[{time.monotonic() - started:5.0f}s] features {counts['features']:,} "
+                                  f"labels {counts['labels']:,}")
+                    last_print = time.monotonic()
+        feeder_stop.set()
+        stop.set()
+        workers.join(60)
+        if exit_code and exit_code[0] != 0:
+            console.print("[red]a worker role failed; see the log above[/]")
+        return _finish(settings, options, counts, started, console, output)
     finally:
+        feeder_stop.set()
+        stop.set()
         if broker is not None:
             broker.stop()
-    table = Table(title="riverops demo (minimal loop)")
+
+
+def _finish(settings: Settings, options: DemoOptions, counts: dict[str, int], started: float,
+            console: Console, output: Path) -> DemoResult:
+    metrics = read_to_end(settings, "metrics", "MetricsEvent")
+    drift = read_to_end(settings, "drift", "DriftEvent")
+    versions = read_to_end(settings, "model-registry", "ModelVersion")
+    predictions = read_to_end(settings, "predictions", "PredictionEvent", timeout=30)
+    feedback = read_to_end(settings, "feedback", "FeedbackEvent", timeout=30)
+    dead = read_to_end(settings, "deadletter", "DeadLetter")
+    plot_path: Path | None = None
+    try:
+        from streams.plot import plot_rolling_metrics
+
+        plot_path = plot_rolling_metrics(
+            metrics, drift_events=drift, registry_records=versions, path=output / "rolling_metrics.png",
+            title=f"riverops demo: {options.events:,} transactions, drift at {options.drift_at or int(options.events * 0.4):,}",
+        )
+    except ImportError:
+        plot_path = None
+    result = DemoResult(
+        events=counts["features"], labels=counts["labels"], predictions=len(predictions),
+        feedback=len({f["event_id"] for f in feedback}), drift_alarms=len(drift),
+        versions=len({v["version"] for v in versions}),
+        promotions=sum(1 for v in versions if v["stage"] == "champion"),
+        dead_letters=len(dead), seconds=time.monotonic() - started, plot=plot_path, metrics=metrics,
+    )
+    table = Table(title="riverops demo summary")
     table.add_column("figure")
     table.add_column("value", justify="right")
     for name, value in (
-        ("feature events", f"{result.events}"),
-        ("predictions", f"{result.predictions}"),
-        ("labels learned", f"{result.labels_learned}"),
-        ("progressive accuracy", f"{result.accuracy:.2%}"),
-        ("progressive ROC AUC", f"{result.roc_auc:.2%}"),
-        ("seconds", f"{result.seconds:.1f}"),
+        ("feature events", f"{result.events:,}"), ("labels", f"{result.labels:,}"),
+        ("predictions", f"{result.predictions:,}"), ("joined (feedback events)", f"{result.feedback:,}"),
+        ("drift alarms", f"{result.drift_alarms}"), ("model versions", f"{result.versions}"),
+        ("champion records (promotions)", f"{result.promotions}"), ("dead letters", f"{result.dead_letters}"),
+        ("seconds", f"{result.seconds:.0f}"),
     ):
         table.add_row(name, value)
     console.print(table)
+    latest: dict[tuple[int, str], dict[str, Any]] = {}
+    for event in metrics:
+        if event["window_kind"] == "count":
+            latest[(event["version"], event["variant"])] = event
+    final = Table(title="final rolling metrics (last 1000 labelled events)")
+    for column in ("version", "variant", "samples", "accuracy", "roc_auc", "f1"):
+        final.add_column(column, justify="right")
+    for (version, variant), event in sorted(latest.items()):
+        values = event["metrics"]
+        final.add_row(str(version), variant, f"{event['samples']:,}",
+                      *(f"{values[k]:.4f}" if k in values else "" for k in ("accuracy", "roc_auc", "f1")))
+    console.print(final)
+    console.print(
+        "Where to look next:\n"
+        f"  plot of rolling metrics   {plot_path or '(not drawn)'}\n"
+        f"  broker log                {output / 'broker.log'}\n"
+        "  the same loop for real    riverops broker & riverops topics create & riverops worker all\n"
+        "  watch it                  riverops status --watch 5   (docs/operations.md)"
+    )
     return result

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from models.artifacts import ArtifactStore, load, pack
-from models.batch import learn_batch
-from models.specs import get_spec
-
+from models.batch import learn_in_order
 from models.registry import Registry
+from models.specs import get_spec
 from schemas.errors import ConfigError
 from schemas.events import Lineage, ModelVersion, OffsetRange, Stage
 from streams.settings import Settings
@@ -108,7 +107,7 @@ def build_and_register(
         labels = frame.pop(label_column).tolist()
         drop = [c for c in ("event_id", "model", "entity_id", "event_time") if c in frame.columns]
         rows = frame.drop(columns=drop).to_dict(orient="records")
-        learn_batch(estimator, rows, labels)
+        learn_in_order(estimator, rows, labels)
         samples = len(rows)
     return register_trained(
         settings, registry, model, estimator, spec_name=spec_name, stage=stage,  # type: ignore[arg-type]

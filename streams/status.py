@@ -28,9 +28,9 @@ def read_to_end(settings: Settings, role: TopicRole, schema: str, *, timeout: fl
     partitions = [TopicPartition(spec.name, p, OFFSET_BEGINNING) for p in range(spec.partitions)]
     consumer.assign(partitions)
     out: list[dict[str, Any]] = []
-    deadline, idle = time.monotonic() + timeout, 0
+    deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline and idle < 5:
+        while time.monotonic() < deadline:
             messages = consumer.consume(5000, 0.2)
             for message in messages:
                 if message.error() is None:
@@ -39,9 +39,7 @@ def read_to_end(settings: Settings, role: TopicRole, schema: str, *, timeout: fl
                     except Exception:  # a bad record is the dead-letter topic's business
                         continue
             if messages:
-                idle = 0
                 continue
-            idle += 1
             try:
                 positions = consumer.position([TopicPartition(spec.name, p) for p in range(spec.partitions)])
                 highs = [consumer.get_watermark_offsets(tp, cached=True)[1] for tp in positions]

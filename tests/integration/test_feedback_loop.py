@@ -11,7 +11,7 @@ import pytest
 from river import metrics
 from river.datasets import synth
 
-from models.batch import learn_batch
+from models.batch import learn_in_order
 from models.registry import Registry
 from models.specs import get_spec
 from streams.join_worker import JoinerStats, run_joiner
@@ -33,7 +33,7 @@ def _register(settings: Settings) -> None:
     for stage, seed in (("champion", 1), ("shadow", 2)):
         model = get_spec("logreg").build(seed=seed)
         rows = [(x, bool(y)) for x, y in synth.Agrawal(classification_function=0, seed=seed).take(300)]
-        learn_batch(model, [x for x, _ in rows], [y for _, y in rows])
+        learn_in_order(model, [x for x, _ in rows], [y for _, y in rows])
         records = register_trained(settings, registry, "fraud", model, spec_name="logreg", stage=stage,  # type: ignore[arg-type]
                                    by="test", reason=stage, seed=seed, samples=300)
         publish_records(settings, records)

@@ -18,7 +18,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from river.datasets import synth
 
-from models.batch import learn_batch
+from models.batch import learn_in_order
 from models.registry import Registry
 from models.specs import get_spec
 from schemas.events import Artifact, ModelVersion
@@ -50,7 +50,7 @@ def _register(settings: Settings, registry: Registry, *, stage: str, seed: int, 
               share: float | None = None) -> list[ModelVersion]:
     model = get_spec("logreg").build(seed=seed)
     rows = _rows(500, seed)
-    learn_batch(model, [x for x, _ in rows], [y for _, y in rows])
+    learn_in_order(model, [x for x, _ in rows], [y for _, y in rows])
     records = register_trained(settings, registry, "fraud", model, spec_name="logreg",
                                stage=stage, by="test", reason=reason, seed=seed, share=share,  # type: ignore[arg-type]
                                samples=len(rows))
