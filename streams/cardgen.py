@@ -26,13 +26,13 @@ simulated time and do not depend on it.
 
 Examples
 --------
->>> stream = CardStream(events=3, seed=7)
->>> [(tx.event_id, tx.entity_id) for tx in stream]
-[('tx0000000', 'card01063'), ('tx0000001', 'card00180'), ('tx0000002', 'card00939')]
->>> sorted(next(iter(stream)).features) == sorted(FEATURE_NAMES)
-True
->>> [kind for kind, _ in merged_events(stream)]
-['features', 'features', 'label', 'label', 'features', 'label']
+>>> stream = CardStream(events=4, seed=3)
+>>> tx = next(iter(stream))
+>>> tx.event_id, tx.entity_id, tx.label, sorted(tx.features) == sorted(FEATURE_NAMES)
+('tx0000000', 'card00705', False, True)
+>>> [(kind[0], event["event_id"]) for kind, event in merged_events(stream)]  # doctest: +NORMALIZE_WHITESPACE
+[('f', 'tx0000000'), ('f', 'tx0000001'), ('f', 'tx0000002'), ('l', 'tx0000001'),
+ ('l', 'tx0000002'), ('f', 'tx0000003'), ('l', 'tx0000003'), ('l', 'tx0000000')]
 """
 
 from __future__ import annotations
@@ -89,6 +89,11 @@ _LEGIT_HOURS = _per_hour((
 ))  # fmt: skip
 
 
+def _boost(hours: Sequence[float], factors: Sequence[float]) -> tuple[float, ...]:
+    """Fraud's hours: the shoppers' hours (fraud hides among them) times a preference."""
+    return _per_hour([h * f for h, f in zip(hours, factors, strict=True)])
+
+
 @dataclass(frozen=True)
 class _Pattern:
     """How a fraud episode looks: its size, pace, hours, categories and amounts."""
@@ -109,15 +114,15 @@ class _Pattern:
 
 _BIG_TICKET = _Pattern(
     extra_mean=0.7, gap_mean=2_700.0,
-    hours=_per_hour((1.4, 1.5, 1.5, 1.5, 1.4, 1.2, 1.0, 0.8, 0.8, 0.8, 0.8, 0.8,
-                     0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4)),
+    hours=_boost(_LEGIT_HOURS, (1.8, 1.8, 1.8, 1.8, 1.8, 1.5, 1.2, 1, 1, 1, 1, 1,
+                                1, 1, 1, 1, 1, 1, 1, 1, 1, 1.2, 1.5, 1.8)),
     category_cum=tuple(accumulate((1, 1, 0.5, 0.5, 2, 25, 3, 15, 35, 17))),
     log_amount=(1.3, 0.6, True), foreign=0.45, present=0.2,
 )  # fmt: skip
 _CARD_TESTING = _Pattern(
     extra_mean=5.0, gap_mean=120.0,
-    hours=_per_hour((0.3, 0.2, 0.2, 0.2, 0.2, 0.3, 0.5, 0.9, 1.3, 1.6, 1.7, 1.7,
-                     1.7, 1.7, 1.7, 1.7, 1.6, 1.5, 1.3, 1.1, 0.9, 0.7, 0.5, 0.4)),
+    hours=_boost(_LEGIT_HOURS, (0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.7, 1, 1.2, 1.3, 1.3, 1.3,
+                                1.3, 1.3, 1.3, 1.3, 1.3, 1.2, 1, 1, 1, 0.8, 0.6, 0.5)),
     category_cum=tuple(accumulate((15, 6, 15, 4, 4, 4, 50, 0.5, 1, 0.5))),
     log_amount=(math.log(3.0), 0.6, False), foreign=0.02, present=0.5,
 )  # fmt: skip
@@ -178,7 +183,9 @@ class CardStream:
         id_prefix: str = "tx",
     ) -> None:
         if events < 0 or cards < 1 or tx_per_card_day <= 0 or label_delay_mean <= 0:
-            raise ConfigError("events >= 0, cards >= 1, tx_per_card_day > 0 and label_delay_mean > 0")
+            raise ConfigError("need events >= 0, cards >= 1, tx_per_card_day > 0, label_delay_mean > 0")
+        if drift_at is not None and drift_at < 0:
+            raise ConfigError(f"drift_at must be an event index >= 0, got {drift_at}")
         for name, rate in (("fraud_rate", fraud_rate), ("drift_fraud_rate", drift_fraud_rate),
                            ("chargeback_share", chargeback_share)):  # fmt: skip
             if not 0.0 <= rate < 1.0:

@@ -231,7 +231,7 @@ def produce(ctx: click.Context, kind: str, file: Path, model: str | None, rate: 
 
 
 @cli.command()
-@click.argument("role", type=click.Choice(["scorer", "joiner", "monitor", "lag", "all"]))
+@click.argument("role", type=click.Choice(["scorer", "joiner", "monitor", "retrainer", "lag", "all"]))
 @click.option("--group-prefix", default="riverops", show_default=True,
               help="Consumer groups are PREFIX-ROLE; scale a role by running more workers.")
 @click.option("--log-level", default="INFO", show_default=True)
@@ -244,6 +244,7 @@ def worker(ctx: click.Context, role: str, group_prefix: str, log_level: str, no_
     scorer   features -> predictions, following the registry live
     joiner   features + predictions + labels -> feedback (state in RIVEROPS_STATE_DIR)
     monitor  feedback -> rolling metrics, drift alarms
+    retrainer drift alarms, degradation, requests -> retrained candidates, promotion, rollback
     lag      consumer lag per group, topic and partition
     Prometheus metrics are served on RIVEROPS_METRICS_HOST:RIVEROPS_METRICS_PORT. A failing
     role stops the worker with exit status 1 and a log line saying why.
@@ -290,6 +291,27 @@ def status(ctx: click.Context, as_json: bool, watch: float | None) -> None:
         return
     except RiveropsError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--reason", type=click.Choice(["manual", "drift", "degradation", "schedule"]),
+              default="manual", show_default=True)
+@click.option("--window-events", type=int, help="Train on the last N feedback events.")
+@click.pass_context
+def retrain(ctx: click.Context, model: str, reason: str, window_events: int | None) -> None:
+    """Ask the retrainer for a fresh version of MODEL (it decides about promotion)."""
+    import getpass
+
+    from streams.retrain_worker import request_retrain
+
+    params: dict[str, Any] = {"window_events": float(window_events)} if window_events else {}
+    try:
+        request = request_retrain(settings_from(ctx), model, reason=reason, by=getpass.getuser(),
+                                  params=params)
+    except RiveropsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"retrain request {request.request_id} for {model} sent ({reason})")
 
 
 from streams.cli_models import models_group  # noqa: E402  (the group needs cli defined)

@@ -112,7 +112,7 @@ def run_demo(options: DemoOptions, *, console: Console | None = None) -> DemoRes
     run_id = uuid.uuid4().hex[:8]
     settings = Settings(
         bootstrap_servers=servers, topic_prefix=f"demo-{run_id}.", partitions=2,
-        signing_key=secrets.token_hex(32), artifact_dir=output / "artifacts",  # type: ignore[arg-type]
+        signing_key=secrets.token_hex(32), artifact_dir=output / "artifacts",
         state_dir=output / "state" / run_id, metrics_port=free_port(), session_timeout_ms=6000,
         label_ttl_seconds=600.0,
     )

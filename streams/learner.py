@@ -44,7 +44,7 @@ import math
 import pickle
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from river import metrics
 
@@ -62,11 +62,14 @@ __all__ = [
     "LearnResult",
     "LearnerStatus",
     "LearnerCore",
+    "LearnMode",
     "ProgressiveMetrics",
     "coerce_label",
     "check_features",
 ]
 
+LearnMode = Literal["batch", "row"]
+"""``batch``: mini-batches through ``learn_batch``; ``row``: predict then learn per row."""
 _Failure = tuple[int, InvalidEventError]
 _SCALARS = frozenset({bool, int, str, type(None)})
 _TRUE = {"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False}
@@ -221,7 +224,8 @@ class ProgressiveMetrics:
 
 
 class _Learner:
-    def __init__(self, start: Start) -> None:
+    def __init__(self, start: Start, mode: LearnMode) -> None:
+        self.mode = mode
         self.estimator = start.estimator
         self.spec = start.spec
         self.parent = start.parent
@@ -241,7 +245,7 @@ class _Learner:
         batch) and the rows go one at a time, so that only the bad ones are rejected.
         Other models (the trees) go one at a time anyway, as ``learn_batch`` would.
         """
-        if not supports_many(self.estimator):
+        if self.mode == "row" or not supports_many(self.estimator):
             return self._learn_each(rows, labels)
         backup = pickle.dumps(self.estimator, protocol=pickle.HIGHEST_PROTOCOL)
         try:
@@ -301,7 +305,10 @@ class LearnerCore:
 
     ``start`` gives the model to learn from on a model name's first feedback; a snapshot
     is due after ``every_samples`` samples or ``every_seconds`` of caller time with at least
-    one sample; ``batch_size`` rows go to each ``learn_batch`` call.
+    one sample; ``batch_size`` rows go to each ``learn_batch`` call. ``mode="row"`` learns
+    one row at a time instead (River's loop, ~27k rows/s for ``logreg``): one ``learn_many``
+    call is one SGD step, so 1000-row batches keep a linear model's probabilities near 0.5
+    for tens of thousands of samples (ROC AUC ~0.5 on Phishing, on SEA after 50k rows).
     """
 
     def __init__(
@@ -311,6 +318,7 @@ class LearnerCore:
         every_samples: int = 5000,
         every_seconds: float = 60.0,
         batch_size: int = 1000,
+        mode: LearnMode = "batch",
         dedupe_size: int = 200_000,
     ) -> None:
         if every_samples < 1 or every_seconds <= 0 or batch_size < 1 or dedupe_size < 1:
@@ -321,6 +329,7 @@ class LearnerCore:
         self.every_samples = every_samples
         self.every_seconds = every_seconds
         self.batch_size = batch_size
+        self.mode: LearnMode = mode
         self.dedupe_size = dedupe_size
         self.duplicates = 0
         self.rejected = 0
@@ -390,7 +399,7 @@ class LearnerCore:
             raise InvalidEventError(f"feedback {event_id} has no label")
         learner = self._learners.get(model)
         if learner is None:
-            learner = self._learners[model] = _Learner(self._start(model))
+            learner = self._learners[model] = _Learner(self._start(model), self.mode)
         return (model, event_id), coerce_label(learner.task, record["label"])
 
     def due(self, now_seconds: float) -> list[str]:

@@ -40,6 +40,7 @@ from typing import Any, NamedTuple
 
 from river import metrics, utils
 
+from models.metrics import ExactROCAUC
 from schemas.errors import ConfigError, InvalidEventError
 from schemas.events import Task, Variant, WindowKind
 from streams.drift import (
@@ -64,7 +65,7 @@ _LABEL_METRICS: dict[Task, dict[str, Any]] = {
     "regression": {"mae": metrics.MAE, "rmse": metrics.RMSE, "r2": metrics.R2},
 }
 _SCORE_METRICS: dict[Task, dict[str, Any]] = {
-    "binary": {"roc_auc": metrics.ROCAUC, "log_loss": metrics.LogLoss},
+    "binary": {"roc_auc": ExactROCAUC, "log_loss": metrics.LogLoss},
     "multiclass": {"log_loss": metrics.CrossEntropy},
     "regression": {},
 }

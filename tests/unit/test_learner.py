@@ -224,3 +224,15 @@ def test_rows_the_model_cannot_take_are_rejected_and_the_rest_learned() -> None:
     assert snap.samples == 19
     assert [snap.estimator.predict_proba_one(x) for x in rows] == [
         reference.predict_proba_one(x) for x in rows]
+
+
+def test_row_mode_is_rivers_progressive_validation() -> None:
+    data = list(datasets.Phishing())
+    core = LearnerCore(Starts(), mode="row")
+    assert core.update(stream(data)).learned == len(data)
+    expected = {
+        name: evaluate.progressive_val_score(data, get_spec("logreg").build(), metric).get()
+        for name, metric in (("accuracy", metrics.Accuracy()), ("roc_auc", metrics.ROCAUC()))
+    }
+    assert core.snapshot("fraud").metrics == pytest.approx(expected, abs=1e-9)
+    assert round(expected["accuracy"], 4) == 0.8928
