@@ -8,7 +8,7 @@ its previous transaction). Legitimate purchases follow a diurnal profile and eac
 habits; fraud comes in *episodes* on a compromised card, with a pattern that changes at
 event index ``drift_at``:
 
-- before: big-ticket fraud, one or two purchases far apart, at night, in electronics,
+- before: big-ticket fraud, one or two purchases far apart, more often at night, in electronics,
   jewelry, online retail and travel, often foreign and card-not-present;
 - after: card testing, bursts of small purchases minutes apart in the daytime, mostly in
   digital goods, groceries and fuel, domestic, and more frequent (``drift_fraud_rate``).
@@ -42,7 +42,7 @@ import heapq
 import math
 import random
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
@@ -361,7 +361,7 @@ def _at(millis: int) -> datetime:
 
 
 def merged_events(
-    transactions: CardStream | Sequence[Transaction] | Iterator[Transaction],
+    transactions: Iterable[Transaction],
     *,
     model: str = "fraud",
     late_labels: bool = True,

@@ -161,7 +161,7 @@ def topics_list(ctx: click.Context, timeout: float) -> None:
 
 @cli.command()
 @click.option("--events", default=60_000, show_default=True, help="Card transactions to stream.")
-@click.option("--rate", default=2_000.0, show_default=True, help="Transactions per second offered.")
+@click.option("--rate", default=1_000.0, show_default=True, help="Transactions per second offered.")
 @click.option("--seed", default=42, show_default=True, help="Seed of the data and the models.")
 @click.option("--drift-at", type=int, help="Transaction index where the fraud pattern changes "
               "(default: 40% of --events).")

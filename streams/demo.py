@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ __all__ = ["DemoOptions", "DemoResult", "run_demo"]
 @dataclass(frozen=True)
 class DemoOptions:
     events: int = 60_000
-    rate: float = 2_000.0  # feature events per second offered
+    rate: float = 1_000.0  # feature events per second offered
     seed: int = 42
     drift_at: int | None = None  # default: 40% of the events
     warmup: int = 5_000
@@ -131,11 +132,15 @@ def run_demo(options: DemoOptions, *, console: Console | None = None) -> DemoRes
         workers = threading.Thread(
             target=lambda: exit_code.append(run_roles(
                 settings, list(ROLES), stop=stop, registry=registry, group_prefix=f"riverops-demo-{run_id}",
+                options={"retrainer": {"window_events": 3_000, "cooldown_seconds": 8.0,
+                                       "degradation_below": 0.85}},
             )), daemon=True,
         )
         workers.start()
+        # event times start now and advance at the offered rate, so the stream's clock, the
+        # workers' clock and the plot's time axis agree
         stream = CardStream(events=options.events, seed=options.seed, drift_at=drift_at,
-                            events_per_second=options.rate)
+                            events_per_second=options.rate, start=datetime.now(UTC))
         feeder = threading.Thread(target=_replay, args=(settings, stream, options.rate, counts, feeder_stop),
                                   daemon=True)
         feeder.start()
@@ -233,6 +238,19 @@ def _finish(settings: Settings, options: DemoOptions, counts: dict[str, int], st
         final.add_row(str(version), variant, f"{event['samples']:,}",
                       *(f"{values[k]:.4f}" if k in values else "" for k in ("accuracy", "roc_auc", "f1")))
     console.print(final)
+    story = Table(title="the registry's story (every change, in order)")
+    for column in ("when", "version", "stage", "by", "reason"):
+        story.add_column(column)
+    for record in versions:
+        story.add_row(record["changed_at"].strftime("%H:%M:%S"), str(record["version"]), record["stage"],
+                      record["changed_by"], record["reason"][:90])
+    console.print(story)
+    if drift:
+        first = min(d["detected_at"] for d in drift if d["kind"] == "concept") if any(
+            d["kind"] == "concept" for d in drift) else None
+        console.print(f"concept drift alarms: {sum(d['kind'] == 'concept' for d in drift)}, "
+                      f"data drift alarms: {sum(d['kind'] == 'data' for d in drift)}"
+                      + (f", first concept alarm at {first:%H:%M:%S}" if first else ""))
     console.print(
         "Where to look next:\n"
         f"  plot of rolling metrics   {plot_path or '(not drawn)'}\n"

@@ -318,7 +318,7 @@ class LearnerCore:
         every_samples: int = 5000,
         every_seconds: float = 60.0,
         batch_size: int = 1000,
-        mode: LearnMode = "batch",
+        mode: LearnMode = "row",
         dedupe_size: int = 200_000,
     ) -> None:
         if every_samples < 1 or every_seconds <= 0 or batch_size < 1 or dedupe_size < 1:

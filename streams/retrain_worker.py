@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from confluent_kafka import KafkaException
+
 from models.registry import Registry
 from schemas.errors import DecodeError, InvalidEventError, RiveropsError
 from schemas.events import ModelVersion, OffsetRange, RetrainRequest
@@ -77,6 +79,7 @@ def run_retrainer(
     degradation_below: float | None = None,
     schedule_seconds: float | None = None,
     seed: int = 42,
+    min_error_rise: float = 0.02,
 ) -> RetrainerStats:
     """Retrain on demand until ``stop`` is set."""
     stats = stats or RetrainerStats()
@@ -96,6 +99,18 @@ def run_retrainer(
     live: dict[tuple[str, int], tuple[float, int]] = {}  # latest (metric, samples) of champions
     consumer = make_consumer(settings, group_id)
     consumer.subscribe(list(topics), on_assign=lambda *_: setattr(stats, "assigned", True))
+    feedback_topic = catalogue.name("feedback")
+    waiting: list[tuple[float, dict[str, Any]]] = []  # (received at, request)
+
+    def feedback_caught_up() -> bool:
+        """The window holds the feedback that was out when the request was made."""
+        assigned = [tp for tp in consumer.assignment() if tp.topic == feedback_topic]
+        try:
+            positions = consumer.position(assigned)
+            highs = [consumer.get_watermark_offsets(tp, cached=True)[1] for tp in assigned]
+        except KafkaException:
+            return False
+        return all(h >= 0 and p.offset >= h - 10 for p, h in zip(positions, highs, strict=True))
     last_schedule = time.monotonic()
 
     def publish(records: list[ModelVersion]) -> None:
@@ -182,17 +197,27 @@ def run_retrainer(
                     source = (message.topic() or "", message.partition() or 0, message.offset() or 0)
                     windows[record["model"]].append((record, source))
                 elif role == "drift":
-                    if record["kind"] == "concept" and record["variant"] == "champion":
+                    # act on a concept alarm of the champion whose error rose by enough to
+                    # matter (the statistic is the error after the change, the threshold
+                    # the error before it): bursts of fraud move ADWIN without a new concept
+                    rise = record["statistic"] - (record["threshold"] or 0.0)
+                    if (record["kind"] == "concept" and record["variant"] == "champion"
+                            and rise >= min_error_rise):
                         trigger(record["model"], "drift", "monitor",
                                 {"detector": record["detector"], "error_after": record["statistic"]})
                 elif role == "metrics":
                     watch(record)
                 else:
-                    try:
-                        execute(record)
-                    except (RiveropsError, ValueError) as exc:
-                        stats.failed += 1
-                        log.error("retrain of %s failed: %s", record["model"], exc)
+                    waiting.append((time.monotonic(), record))
+            # a request waits (10 s at most) until the feedback window has caught up, so a
+            # retrain after a drift alarm sees the feedback that raised it
+            while waiting and (feedback_caught_up() or time.monotonic() - waiting[0][0] > 10):
+                _, request = waiting.pop(0)
+                try:
+                    execute(request)
+                except (RiveropsError, ValueError) as exc:
+                    stats.failed += 1
+                    log.error("retrain of %s failed: %s", request["model"], exc)
             if schedule_seconds and time.monotonic() - last_schedule >= schedule_seconds:
                 last_schedule = time.monotonic()
                 for model in registry.models:

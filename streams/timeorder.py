@@ -29,8 +29,8 @@ label before features, a lower partition), so ``<=`` would not be safe. A partit
 has sent nothing holds everything back; :meth:`unregister` a revoked or idle partition, or
 :meth:`drain` everything at the end of input or when the caller decides to stop waiting
 (e.g. a partition idle for a timeout). Records stamped below what was already released
-(after a drain, or from a partition registered late) are released as soon as possible and
-counted ``late``: the order guarantee holds for the others only.
+(after a drain, or from a partition registered late) go out with the next release that
+covers them and are counted ``late``: the order guarantee holds for the others only.
 
 Examples
 --------
