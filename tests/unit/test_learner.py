@@ -46,7 +46,7 @@ class Starts:
 
 
 def test_learns_like_learn_batch_and_scores_each_batch_before_learning() -> None:
-    core = LearnerCore(Starts(), batch_size=100)
+    core = LearnerCore(Starts(), batch_size=100, mode="batch")
     records = stream(PHISHING)
     for lo in range(0, len(records), 250):  # update() calls do not align with batches
         core.update(records[lo : lo + 250])
@@ -72,7 +72,7 @@ def test_learns_like_learn_batch_and_scores_each_batch_before_learning() -> None
 
 def test_one_learner_per_model_started_once() -> None:
     starts = Starts({"fraud": "logreg", "price": "linreg"})
-    core = LearnerCore(starts)
+    core = LearnerCore(starts, mode="batch")
     mixed = [r for pair in zip(stream(PHISHING[:100]), stream(TRUMP[:100], model="price"),
                                strict=True) for r in pair]
     result = core.update(mixed)
