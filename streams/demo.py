@@ -131,7 +131,7 @@ def run_demo(options: DemoOptions, *, console: Console | None = None) -> DemoRes
         exit_code: list[int] = []
         workers = threading.Thread(
             target=lambda: exit_code.append(run_roles(
-                settings, list(ROLES), stop=stop, registry=registry, group_prefix=f"riverops-demo-{run_id}",
+                settings, [r for r in ROLES if r != "online"], stop=stop, registry=registry, group_prefix=f"riverops-demo-{run_id}",
                 options={"retrainer": {"window_events": 3_000, "cooldown_seconds": 8.0,
                                        "degradation_below": 0.85}},
             )), daemon=True,

@@ -1,0 +1,166 @@
+"""The ``online`` role: River's predict-then-learn over Kafka, one model object per model name.
+
+Features and labels are consumed together and put back in time order by
+:class:`~streams.timeorder.TimeOrderMerge` (the Kafka timestamp is the event or label
+time), then handed to :class:`~streams.online.OnlineCore`, which predicts on features
+(published as variant ``online``) and learns from labels. Fed a stream whose labels
+follow their features by k events, its progressive metrics equal
+``river.evaluate.progressive_val_score(..., delay=k)``.
+
+Limits (documented, not hidden): the online model and its pending features live in
+memory, so a restart starts again from the champion; offsets are committed only when the
+merge is drained (idle input), so a crash replays from there; the online prediction of an
+event is produced after its scorer predictions, and a joiner that already emitted the
+event counts it as a late prediction.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import TopicPartition
+
+from models.registry import Registry
+from schemas.errors import DecodeError, InvalidEventError
+from streams.clients import make_consumer, make_producer, ok
+from streams.deadletter import dead_letter
+from streams.modelops import model_loader
+from streams.online import OnlineCore, OnlineInput
+from streams.registry_topic import RegistryFollower
+from streams.settings import Settings
+from streams.telemetry import Telemetry
+from streams.timeorder import TimeOrderMerge
+from streams.topics import PREDICTIONS_HEADER, TopicCatalogue
+
+__all__ = ["OnlineStats", "run_online"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OnlineStats:
+    predictions: int = 0
+    learned: int = 0
+    rejected: int = 0
+    assigned: bool = False
+    cores: dict[str, OnlineCore] = field(default_factory=dict)
+
+
+def run_online(
+    settings: Settings,
+    *,
+    stop: threading.Event,
+    group_id: str = "riverops-online",
+    telemetry: Telemetry | None = None,
+    stats: OnlineStats | None = None,
+    idle_seconds: float = 1.0,
+) -> OnlineStats:
+    """Predict and learn online until ``stop`` is set."""
+    stats = stats or OnlineStats()
+    codec = settings.codec()
+    catalogue = TopicCatalogue.from_settings(settings)
+    features_topic, labels_topic = catalogue.name("features"), catalogue.name("labels")
+    kinds = {features_topic: ("features", "FeatureEvent"), labels_topic: ("label", "LabelEvent")}
+    load = model_loader(settings)
+    registry = Registry()
+    follower = RegistryFollower(settings, codec=codec)
+    follower.read_to_end(registry)
+    merge: TimeOrderMerge[OnlineInput] = TimeOrderMerge()
+    consumer = make_consumer(settings, group_id, **{"partition.assignment.strategy": "range"})
+    producer = make_producer(settings)
+    consumed: dict[tuple[str, int], int] = {}
+
+    def on_assign(_consumer: Any, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            merge.register((tp.topic, tp.partition))
+        stats.assigned = True
+
+    def core_for(model: str) -> OnlineCore:
+        core = stats.cores.get(model)
+        if core is None:
+            champion = registry.champion(model)
+            if champion is None:
+                raise InvalidEventError(f"unknown model {model!r} (no champion to start from)")
+            core = OnlineCore(copy.deepcopy(load(champion)), version=champion.version, task=champion.task)
+            stats.cores[model] = core
+            log.info("online %s starts from champion v%s", model, champion.version)
+        return core
+
+    def process(released: list[OnlineInput]) -> None:
+        dead: list[dict[str, Any]] = []
+        predictions: list[dict[str, Any]] = []
+        now = datetime.now(UTC)
+        for item in released:
+            try:
+                result = core_for(str(item.record["model"])).process([item], predicted_at=now)
+            except InvalidEventError as exc:
+                dead.append(_letter(item, exc))
+                continue
+            predictions += result.predictions
+            stats.learned += result.learned
+            dead += [_letter(OnlineInput(item.kind, r.record, r.source), r.error) for r in result.rejected]
+        for record, payload in zip(predictions, codec.encode_many("PredictionEvent", predictions), strict=True):
+            producer.produce(catalogue.name("predictions"), key=record["event_id"], value=payload,
+                             timestamp=int(record["event_time"].timestamp() * 1000),
+                             headers=[(PREDICTIONS_HEADER, b"1")])
+        for letter, payload in zip(dead, codec.encode_many("DeadLetter", dead), strict=True):
+            producer.produce(catalogue.name("deadletter"), key=letter["key"], value=payload)
+        stats.predictions += len(predictions)
+        stats.rejected += len(dead)
+        if telemetry is not None:
+            telemetry.count_out(catalogue.name("predictions"), len(predictions))
+
+    consumer.subscribe([features_topic, labels_topic], on_assign=on_assign)
+    last_input = time.monotonic()
+    try:
+        while not stop.is_set():
+            registry.apply_all(follower.poll(timeout=0))
+            messages = [m for m in consumer.consume(settings.batch_size, 0.2) if ok(m)]
+            direct: list[dict[str, Any]] = []
+            for message in messages:
+                topic, partition, offset = message.topic() or "", message.partition() or 0, message.offset() or 0
+                kind, schema = kinds[topic]
+                consumed[(topic, partition)] = offset + 1
+                try:
+                    record = codec.decode(schema, message.value())
+                except DecodeError as exc:
+                    direct.append(dead_letter(message, exc, processor="online"))
+                    continue
+                merge.push((topic, partition), message.timestamp()[1], kind,  # type: ignore[arg-type]
+                           OnlineInput(kind, record, (topic, partition, offset)),  # type: ignore[arg-type]
+                           key=record["event_id"])
+            if messages:
+                last_input = time.monotonic()
+            released = merge.release()
+            idle = time.monotonic() - last_input >= idle_seconds
+            if idle:
+                released += merge.drain()
+            process(released)
+            for letter, payload in zip(direct, codec.encode_many("DeadLetter", direct), strict=True):
+                producer.produce(catalogue.name("deadletter"), key=letter["key"], value=payload)
+            producer.flush(30)
+            if idle and consumed:
+                consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in consumed.items()],
+                                asynchronous=False)
+                consumed.clear()
+    finally:
+        producer.flush(10)
+        consumer.close()
+        follower.close()
+    return stats
+
+
+def _letter(item: OnlineInput, error: InvalidEventError) -> dict[str, Any]:
+    topic, partition, offset = item.source or ("", 0, 0)
+    return {
+        "source_topic": topic, "source_partition": partition, "source_offset": offset,
+        "key": str(item.record.get("event_id", "")).encode() or None, "value": None,
+        "error_type": type(error).__name__, "reason": str(error), "processor": "online",
+        "failed_at": datetime.now(UTC),
+    }
