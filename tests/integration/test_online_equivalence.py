@@ -31,7 +31,7 @@ def test_online_variant_over_kafka_equals_progressive_val_score(
     t0 = datetime(2026, 11, 1, tzinfo=UTC)
     running = start_worker(run_online, settings, OnlineStats())  # type: ignore[operator]
     with EventProducer(settings) as producer:
-        for i, (x, y) in enumerate(data):
+        for i, (x, _y) in enumerate(data):
             producer.send_features(event_id=f"p{i}", model="phish", entity_id="site", features=x,
                                    event_time=t0 + timedelta(seconds=i))
             j = i - delay  # the label of sample j is revealed when sample i = j + delay arrives
