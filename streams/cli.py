@@ -231,7 +231,7 @@ def produce(ctx: click.Context, kind: str, file: Path, model: str | None, rate: 
 
 
 @cli.command()
-@click.argument("role", type=click.Choice(["scorer", "joiner", "monitor", "retrainer", "online", "lag", "all"]))
+@click.argument("role", type=click.Choice(["scorer", "joiner", "monitor", "learner", "retrainer", "online", "lag", "all"]))
 @click.option("--group-prefix", default="riverops", show_default=True,
               help="Consumer groups are PREFIX-ROLE; scale a role by running more workers.")
 @click.option("--log-level", default="INFO", show_default=True)
@@ -244,6 +244,7 @@ def worker(ctx: click.Context, role: str, group_prefix: str, log_level: str, no_
     scorer   features -> predictions, following the registry live
     joiner   features + predictions + labels -> feedback (state in RIVEROPS_STATE_DIR)
     monitor  feedback -> rolling metrics, drift alarms
+    learner  feedback -> incremental learning, snapshots as candidate versions
     retrainer drift alarms, degradation, requests -> retrained candidates, promotion, rollback
     online   River's predict-then-learn on one model object (variant "online")
     lag      consumer lag per group, topic and partition

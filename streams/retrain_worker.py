@@ -155,12 +155,14 @@ def run_retrainer(
     def watch(event: dict[str, Any]) -> None:
         """Degradation trigger and automatic rollback from the champion's rolling metric."""
         model, version = event["model"], event["version"]
-        champion = registry.champion(model)
-        if (event["variant"] != "champion" or event["window_kind"] != "count" or champion is None
-                or champion.version != version or policy.metric not in event["metrics"]):
+        if (event["variant"] != "champion" or event["window_kind"] != "count"
+                or policy.metric not in event["metrics"]):
             return
         value, samples = event["metrics"][policy.metric], event["samples"]
-        live[(model, version)] = (value, samples)
+        live[(model, version)] = (value, samples)  # every champion's level, for baselines
+        champion = registry.champion(model)
+        if champion is None or champion.version != version:
+            return
         if (model, version) not in baselines:
             base = policy.baseline(champion)
             previous = registry.previous_champion(model)

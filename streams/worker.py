@@ -22,7 +22,7 @@ __all__ = ["Role", "ROLES", "run_roles"]
 
 log = logging.getLogger("riverops.worker")
 
-Role = Literal["scorer", "joiner", "monitor", "retrainer", "online", "lag"]
+Role = Literal["scorer", "joiner", "monitor", "learner", "retrainer", "online", "lag"]
 ROLES: tuple[Role, ...] = get_args(Role)
 
 
@@ -39,6 +39,10 @@ def _runner(role: Role) -> Callable[..., Any]:
         from streams.monitor_worker import run_monitor
 
         return run_monitor
+    if role == "learner":
+        from streams.learner_worker import run_learner
+
+        return run_learner
     if role == "online":
         from streams.online_worker import run_online
 
