@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from streams.status import read_to_end
 from streams.topics import TopicCatalogue, create_topics
 from streams.worker import ROLES, run_roles
 
-__all__ = ["DemoOptions", "DemoResult", "run_demo"]
+__all__ = ["DemoOptions", "DemoResult", "run_demo", "recovery"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class DemoResult:
     seconds: float
     plot: Path | None
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    recovery: tuple[float, float, int] | None = None
 
 
 def _warm_champion(settings: Settings, options: DemoOptions) -> None:
@@ -181,7 +182,8 @@ def run_demo(options: DemoOptions, *, console: Console | None = None) -> DemoRes
         workers.join(60)
         if exit_code and exit_code[0] != 0:
             console.print("[red]a worker role failed; see the log above[/]")
-        return _finish(settings, options, counts, started, console, output)
+        drift_time = stream.start + timedelta(seconds=drift_at / options.rate)
+        return _finish(settings, options, counts, started, console, output, drift_time)
     finally:
         feeder_stop.set()
         stop.set()
@@ -189,8 +191,38 @@ def run_demo(options: DemoOptions, *, console: Console | None = None) -> DemoRes
             broker.stop()
 
 
+def recovery(metrics: list[dict[str, Any]], drift_time: datetime, *, tolerance: float = 0.02
+             ) -> tuple[float, float, int] | None:
+    """(pre-drift accuracy, recovered accuracy, labelled events after the drift it took).
+
+    The serving champion's count-window accuracy just before ``drift_time`` is the level;
+    recovery is the first later MetricsEvent of a *newer* champion version within
+    ``tolerance`` of it; events are counted from the champions' sample counts. None when
+    the accuracy never came back.
+    """
+    champion = sorted((e for e in metrics if e["variant"] == "champion" and e["window_kind"] == "count"
+                       and "accuracy" in e["metrics"]), key=lambda e: e["emitted_at"])
+    before = [e for e in champion if e["emitted_at"] <= drift_time]
+    if not before:
+        return None
+    level, old_version = before[-1]["metrics"]["accuracy"], before[-1]["version"]
+    samples_at: dict[int, int] = {}
+    for e in champion:
+        if e["emitted_at"] <= drift_time:
+            samples_at[e["version"]] = e["samples"]
+    baseline = sum(samples_at.values())
+    seen: dict[int, int] = dict(samples_at)
+    for e in champion:
+        if e["emitted_at"] <= drift_time:
+            continue
+        seen[e["version"]] = e["samples"]
+        if e["version"] > old_version and e["metrics"]["accuracy"] >= level - tolerance:
+            return level, e["metrics"]["accuracy"], sum(seen.values()) - baseline
+    return None
+
+
 def _finish(settings: Settings, options: DemoOptions, counts: dict[str, int], started: float,
-            console: Console, output: Path) -> DemoResult:
+            console: Console, output: Path, drift_time: datetime | None = None) -> DemoResult:
     metrics = read_to_end(settings, "metrics", "MetricsEvent")
     drift = read_to_end(settings, "drift", "DriftEvent")
     versions = read_to_end(settings, "model-registry", "ModelVersion")
@@ -245,6 +277,13 @@ def _finish(settings: Settings, options: DemoOptions, counts: dict[str, int], st
         story.add_row(record["changed_at"].strftime("%H:%M:%S"), str(record["version"]), record["stage"],
                       record["changed_by"], record["reason"][:90])
     console.print(story)
+    if drift_time is not None:
+        back = recovery(metrics, drift_time)
+        result.recovery = back
+        console.print(
+            f"recovery: pre-drift accuracy {back[0]:.4f}; a new champion was back to {back[1]:.4f} "
+            f"(within 2 points) {back[2]:,} labelled events after the drift" if back else
+            "recovery: the champion's accuracy did not come back within 2 points of its pre-drift level")
     if drift:
         first = min(d["detected_at"] for d in drift if d["kind"] == "concept") if any(
             d["kind"] == "concept" for d in drift) else None
