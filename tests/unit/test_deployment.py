@@ -59,3 +59,23 @@ def test_prometheus_scrapes_every_worker_metrics_port() -> None:
     services = _compose()["services"]
     assert f"{dep.PROMETHEUS_PORT}:{dep.PROMETHEUS_PORT}" in services["prometheus"]["ports"]
     assert f"{dep.GRAFANA_PORT}:{dep.GRAFANA_PORT}" in services["grafana"]["ports"]
+
+
+def test_alert_rules_use_metrics_the_workers_export() -> None:
+    import re
+
+    from prometheus_client import CollectorRegistry
+
+    from streams.telemetry import Telemetry
+
+    registry = CollectorRegistry()
+    Telemetry(registry, role="test")
+    families = {family.name for family in registry.collect()}  # labelled metrics have no samples yet
+    exported = families | {f"{n}_total" for n in families} | {f"{n}_bucket" for n in families}
+    rules = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())["groups"][0]["rules"]
+    assert len(rules) >= 4
+    for rule in rules:
+        for name in re.findall(r"riverops_[a-z_]+", rule["expr"]):
+            assert name in exported, f"{rule['alert']} uses {name}, which no worker exports"
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    assert config["rule_files"] == ["alerts.yml"]
