@@ -23,10 +23,11 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 
-from schemas.errors import DecodeError, InvalidEventError, RiveropsError
-from streams.clients import make_consumer, make_producer, ok
+from schemas.errors import DecodeError, InvalidEventError
+from streams.clients import make_consumer, ok
 from streams.deadletter import dead_letter
 from streams.joiner import JoinCore, JoinStats
+from streams.outbox import Outbox
 from streams.settings import Settings
 from streams.telemetry import Telemetry
 from streams.topics import PREDICTIONS_HEADER, TopicCatalogue
@@ -106,12 +107,7 @@ def run_joiner(
     ttl_ms = int(settings.label_ttl_seconds * 1000)
     cores: dict[int, JoinCore] = {}
     consumer = make_consumer(settings, group_id, **{"partition.assignment.strategy": "range"})
-    producer = make_producer(settings)
-    failures: list[str] = []
-
-    def on_delivery(error: Any, _message: Any) -> None:
-        if error is not None:
-            failures.append(str(error))
+    outbox = Outbox(settings, codec=codec)
 
     def load_core(partition: int) -> JoinCore:
         path = checkpoint_path(settings, group_id, partition)
@@ -183,12 +179,9 @@ def run_joiner(
                 result = cores[partition].flush()
                 feedback += result.feedback
                 dead += result.dead_letters
-            for record, payload in zip(feedback, codec.encode_many("FeedbackEvent", feedback), strict=True):
-                producer.produce(feedback_topic, key=record["model"], value=payload, on_delivery=on_delivery)
-            for letter, payload in zip(dead, codec.encode_many("DeadLetter", dead), strict=True):
-                producer.produce(dead_topic, key=letter["key"], value=payload, on_delivery=on_delivery)
-            if producer.flush(30) or failures:
-                raise RiveropsError(f"feedback not delivered, state not checkpointed: {failures[:3]}")
+            outbox.send(feedback_topic, "FeedbackEvent", feedback, key="model")
+            outbox.send(dead_topic, "DeadLetter", dead, key="key")
+            outbox.flush("feedback")
             stats.batches += bool(messages)
             stats.consumed += len(messages)
             stats.feedback += len(feedback)
@@ -210,6 +203,6 @@ def run_joiner(
         if cores:
             checkpoint(sorted(cores))
     finally:
-        producer.flush(10)
+        outbox.close()
         consumer.close()
     return stats

@@ -20,10 +20,11 @@ from typing import Any
 from models.registry import Registry
 from schemas.errors import DecodeError, InvalidEventError
 from schemas.events import OffsetRange
-from streams.clients import make_consumer, make_producer, next_offsets, ok
+from streams.clients import make_consumer, next_offsets, ok
 from streams.deadletter import dead_letter
 from streams.learner import LearnerCore, Start
 from streams.modelops import model_loader, register_trained
+from streams.outbox import Outbox
 from streams.registry_topic import RegistryFollower, publish_records
 from streams.settings import Settings
 from streams.telemetry import Telemetry
@@ -72,7 +73,7 @@ def run_learner(
     core = LearnerCore(start, every_samples=every_samples, every_seconds=every_seconds)
     consumer = make_consumer(settings, group_id)
     consumer.subscribe([feedback_topic], on_assign=lambda *_: setattr(stats, "assigned", True))
-    producer = make_producer(settings)
+    outbox = Outbox(settings, codec=codec)
     try:
         while not stop.is_set():
             registry.apply_all(follower.poll(timeout=0))
@@ -111,13 +112,12 @@ def run_learner(
                 registry.apply_all(records_)
                 stats.snapshots += 1
                 log.info("%s snapshot published as v%s", model, records_[-1].version)
-            for letter, payload in zip(dead, codec.encode_many("DeadLetter", dead), strict=True):
-                producer.produce(catalogue.name("deadletter"), key=letter["key"], value=payload)
-            producer.flush(30)
+            outbox.send(catalogue.name("deadletter"), "DeadLetter", dead, key="key")
+            outbox.flush("learner dead letters")
             if messages:
                 consumer.commit(offsets=next_offsets(messages), asynchronous=False)
     finally:
-        producer.flush(10)
+        outbox.close()
         consumer.close()
         follower.close()
     return stats

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.errors import DecodeError, RiveropsError
-from streams.clients import make_consumer, make_producer, next_offsets, ok
+from schemas.errors import DecodeError
+from streams.clients import make_consumer, next_offsets, ok
 from streams.deadletter import dead_letter
 from streams.monitor import KeyStatus, MonitorCore
+from streams.outbox import Outbox
 from streams.settings import Settings
 from streams.telemetry import Telemetry
 from streams.topics import TopicCatalogue
@@ -55,20 +56,14 @@ def run_monitor(
     catalogue = TopicCatalogue.from_settings(settings)
     feedback_topic = catalogue.name("feedback")
     consumer = make_consumer(settings, group_id)
-    producer = make_producer(settings)
-    failures: list[str] = []
-
-    def on_delivery(error: Any, _message: Any) -> None:
-        if error is not None:
-            failures.append(str(error))
+    outbox = Outbox(settings, codec=codec)
 
     def on_assign(_consumer: Any, _partitions: Any) -> None:
         stats.assigned = True
 
     def produce(role: str, schema: str, records: list[dict[str, Any]], key: str = "model") -> None:
         topic = catalogue.name(role)  # type: ignore[arg-type]
-        for record, payload in zip(records, codec.encode_many(schema, records), strict=True):
-            producer.produce(topic, key=record[key], value=payload, on_delivery=on_delivery)
+        outbox.send(topic, schema, records, key=key)
         if telemetry is not None and records:
             telemetry.count_out(topic, len(records))
 
@@ -119,8 +114,7 @@ def run_monitor(
                 if telemetry is not None:
                     telemetry.export_monitor(stats.status, core.data_drift_scores())
                 last_emit = time.monotonic()
-            if producer.flush(30) or failures:
-                raise RiveropsError(f"monitor output not delivered: {failures[:3]}")
+            outbox.flush("monitor output")
             if messages:
                 consumer.commit(offsets=next_offsets(messages), asynchronous=False)
                 stats.batches += 1
@@ -129,6 +123,6 @@ def run_monitor(
                 stats.dead_letters += len(dead)
         stats.status = core.status()
     finally:
-        producer.flush(10)
+        outbox.close()
         consumer.close()
     return stats

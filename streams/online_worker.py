@@ -28,10 +28,11 @@ from confluent_kafka import TopicPartition
 
 from models.registry import Registry
 from schemas.errors import DecodeError, InvalidEventError
-from streams.clients import make_consumer, make_producer, ok
+from streams.clients import make_consumer, ok
 from streams.deadletter import dead_letter
 from streams.modelops import model_loader
 from streams.online import OnlineCore, OnlineInput
+from streams.outbox import Outbox
 from streams.registry_topic import RegistryFollower
 from streams.settings import Settings
 from streams.telemetry import Telemetry
@@ -73,7 +74,7 @@ def run_online(
     follower.read_to_end(registry)
     merge: TimeOrderMerge[OnlineInput] = TimeOrderMerge()
     consumer = make_consumer(settings, group_id, **{"partition.assignment.strategy": "range"})
-    producer = make_producer(settings)
+    outbox = Outbox(settings, codec=codec)
     consumed: dict[tuple[str, int], int] = {}
 
     def on_assign(_consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -105,12 +106,9 @@ def run_online(
             predictions += result.predictions
             stats.learned += result.learned
             dead += [_letter(OnlineInput(item.kind, r.record, r.source), r.error) for r in result.rejected]
-        for record, payload in zip(predictions, codec.encode_many("PredictionEvent", predictions), strict=True):
-            producer.produce(catalogue.name("predictions"), key=record["event_id"], value=payload,
-                             timestamp=int(record["event_time"].timestamp() * 1000),
-                             headers=[(PREDICTIONS_HEADER, b"1")])
-        for letter, payload in zip(dead, codec.encode_many("DeadLetter", dead), strict=True):
-            producer.produce(catalogue.name("deadletter"), key=letter["key"], value=payload)
+        outbox.send(catalogue.name("predictions"), "PredictionEvent", predictions, key="event_id",
+                    time_field="event_time", headers=lambda _: [(PREDICTIONS_HEADER, b"1")])
+        outbox.send(catalogue.name("deadletter"), "DeadLetter", dead, key="key")
         stats.predictions += len(predictions)
         stats.rejected += len(dead)
         if telemetry is not None:
@@ -142,15 +140,14 @@ def run_online(
             if idle:
                 released += merge.drain()
             process(released)
-            for letter, payload in zip(direct, codec.encode_many("DeadLetter", direct), strict=True):
-                producer.produce(catalogue.name("deadletter"), key=letter["key"], value=payload)
-            producer.flush(30)
+            outbox.send(catalogue.name("deadletter"), "DeadLetter", direct, key="key")
+            outbox.flush("online predictions")
             if idle and consumed:
                 consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in consumed.items()],
                                 asynchronous=False)
                 consumed.clear()
     finally:
-        producer.flush(10)
+        outbox.close()
         consumer.close()
         follower.close()
     return stats

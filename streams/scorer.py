@@ -25,8 +25,9 @@ from models.batch import predict_batch, predict_proba_batch
 from models.registry import Registry
 from schemas.errors import DecodeError, InvalidEventError, RiveropsError
 from schemas.events import ModelVersion, Variant
-from streams.clients import make_consumer, make_producer, next_offsets, ok
+from streams.clients import make_consumer, next_offsets, ok
 from streams.deadletter import dead_letter
+from streams.outbox import Outbox
 from streams.registry_topic import RegistryFollower
 from streams.settings import Settings
 from streams.telemetry import Telemetry
@@ -251,6 +252,15 @@ def apply_registry(core: ScorerCore, registry: Registry, models: Sequence[str], 
         )
 
 
+def _run_headers(per_event: Counter[str]) -> Callable[[dict[str, Any]], list[tuple[str, bytes]]]:
+    """The header telling how many predictions the event of a prediction has."""
+
+    def headers(prediction: dict[str, Any]) -> list[tuple[str, bytes]]:
+        return [(PREDICTIONS_HEADER, str(per_event[prediction["event_id"]]).encode())]
+
+    return headers
+
+
 @dataclass
 class ScorerStats:
     """Counts of the scorer shell, for tests, the status view and logs."""
@@ -302,12 +312,7 @@ def run_scorer(
         log.info("scorer assigned %s", [f"{p.topic}[{p.partition}]" for p in partitions])
 
     consumer.subscribe([features], on_assign=on_assign)
-    producer = make_producer(settings)
-    failures: list[str] = []
-
-    def on_delivery(error: Any, _message: Any) -> None:
-        if error is not None:
-            failures.append(str(error))
+    outbox = Outbox(settings, codec=codec)
 
     try:
         while not stop.is_set():
@@ -337,18 +342,12 @@ def run_scorer(
             result = core.score(records)
             dead += [dead_letter(sources[i], error, processor="scorer") for i, error in result.invalid]
             per_event = Counter(p["event_id"] for p in result.predictions)
-            for record, payload in zip(
-                result.predictions, codec.encode_many("PredictionEvent", result.predictions), strict=True
-            ):
-                producer.produce(
-                    predictions, key=record["event_id"], value=payload, on_delivery=on_delivery,
-                    timestamp=int(record["event_time"].timestamp() * 1000),  # stream time = event time
-                    headers=[(PREDICTIONS_HEADER, str(per_event[record["event_id"]]).encode())],
-                )
-            for letter, payload in zip(dead, codec.encode_many("DeadLetter", dead), strict=True):
-                producer.produce(deadletters, key=letter["key"], value=payload, on_delivery=on_delivery)
-            if producer.flush(30) or failures:
-                raise RiveropsError(f"predictions not delivered, offsets not committed: {failures[:3]}")
+            outbox.send(
+                predictions, "PredictionEvent", result.predictions, key="event_id", time_field="event_time",
+                headers=_run_headers(per_event),
+            )
+            outbox.send(deadletters, "DeadLetter", dead, key="key")
+            outbox.flush("predictions")
             consumer.commit(offsets=next_offsets(messages), asynchronous=False)
             stats.batches += 1
             stats.scored += len(records) - len(result.invalid)
@@ -363,7 +362,7 @@ def run_scorer(
             if on_batch is not None:
                 on_batch(stats)
     finally:
-        producer.flush(10)
+        outbox.close()
         consumer.close()
         follower.close()
     return stats
