@@ -49,6 +49,7 @@ from typing import Any, Literal, NamedTuple
 from river import metrics
 
 from models.batch import learn_batch, predict_batch, predict_proba_batch, supports_many
+from models.labels import coerce_label
 from models.specs import drop_missing, get_spec
 from schemas.errors import ConfigError, InvalidEventError
 from schemas.events import Task
@@ -72,7 +73,6 @@ LearnMode = Literal["batch", "row"]
 """``batch``: mini-batches through ``learn_batch``; ``row``: predict then learn per row."""
 _Failure = tuple[int, InvalidEventError]
 _SCALARS = frozenset({bool, int, str, type(None)})
-_TRUE = {"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False}
 
 
 class Start(NamedTuple):
@@ -132,30 +132,6 @@ class LearnerStatus:
     samples: int
     total_samples: int
     metrics: dict[str, float]
-
-
-def coerce_label(task: Task, label: Any) -> Any:
-    """The label as the model learns it: a bool (binary; 0/1 and true/false accepted), a str
-    (multiclass) or a finite float (regression); InvalidEventError otherwise.
-
-    >>> coerce_label("binary", 1.0), coerce_label("multiclass", "cat"), coerce_label("regression", 2)
-    (True, 'cat', 2.0)
-    """
-    if task == "binary":
-        if isinstance(label, bool):
-            return label
-        if isinstance(label, int | float) and label in (0, 1):
-            return bool(label)
-        if isinstance(label, str) and label.lower() in _TRUE:
-            return _TRUE[label.lower()]
-        raise InvalidEventError(f"not a binary class: {label}")
-    if task == "multiclass":
-        if label is None:
-            raise InvalidEventError("no class label")
-        return str(label)
-    if isinstance(label, bool) or not isinstance(label, int | float) or not math.isfinite(label):
-        raise InvalidEventError(f"not a finite regression target: {label!r}")
-    return float(label)
 
 
 def check_features(features: Any) -> Mapping[str, Any]:

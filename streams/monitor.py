@@ -40,6 +40,7 @@ from typing import Any, NamedTuple
 
 from river import metrics, utils
 
+from models.labels import coerce_label, positive_score
 from models.metrics import ExactROCAUC
 from schemas.errors import ConfigError, InvalidEventError
 from schemas.events import Task, Variant, WindowKind
@@ -73,7 +74,6 @@ METRIC_NAMES: dict[Task, tuple[str, ...]] = {
     task: (*_LABEL_METRICS[task], *_SCORE_METRICS[task]) for task in _LABEL_METRICS
 }
 DEFAULT_DATA_DRIFT = DataDriftOptions()
-_TRUE = {"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False}
 
 
 def infer_task(label: Any) -> Task:
@@ -96,34 +96,14 @@ class _Outcome(NamedTuple):
     error: float
 
 
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.lower() in _TRUE:
-        return _TRUE[value.lower()]
-    raise InvalidEventError(f"not a binary class: {value!r}")
-
-
-def _positive_score(scores: Mapping[str, float]) -> float | None:
-    for name in ("True", "1", "1.0"):
-        if name in scores and math.isfinite(scores[name]):
-            return scores[name]
-    for name in ("False", "0", "0.0"):
-        if name in scores and math.isfinite(scores[name]):
-            return 1.0 - scores[name]
-    return None
-
-
 def _outcome(task: Task, label: Any, made: Mapping[str, Any]) -> _Outcome | None:
     """The outcome of one made prediction, or None when it carries nothing to score."""
     prediction, scores = made.get("prediction"), made.get("scores") or {}
     if task == "binary":
-        y_true = _as_bool(label)
-        p = _positive_score(scores)
+        y_true = coerce_label("binary", label)
+        p = positive_score(scores)
         if prediction is not None:
-            y_pred = _as_bool(prediction)
+            y_pred = coerce_label("binary", prediction)
         elif p is not None:
             y_pred = p >= 0.5
         else:

@@ -55,6 +55,7 @@ import pandas as pd
 from river import proba
 
 from models.batch import learn_in_order, predict_batch, predict_proba_batch
+from models.labels import coerce_label, positive_score
 from models.specs import get_spec
 from schemas.errors import ConfigError, InvalidEventError
 from schemas.events import Task
@@ -75,7 +76,6 @@ FEATURE_PREFIX = "feature:"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
-_TRUE = {"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False}
 _EPS = 1e-15  # log loss clips probabilities to [eps, 1 - eps], as River and sklearn do
 
 
@@ -109,16 +109,9 @@ def _check(record: Mapping[str, Any]) -> tuple[str, int]:
     return event_id, _micros(record.get("event_time"), "event_time", event_id)
 
 
-def _positive_score(scores: Mapping[str, float]) -> float:
-    """P(True) from a scores map keyed by ``str(class)``; NaN when it cannot be read.
-    The monitor reads scores the same way."""
-    for name in ("True", "1", "1.0"):
-        if name in scores and math.isfinite(scores[name]):
-            return float(scores[name])
-    for name in ("False", "0", "0.0"):
-        if name in scores and math.isfinite(scores[name]):
-            return 1.0 - float(scores[name])
-    return math.nan
+def _score_or_nan(scores: Mapping[str, float]) -> float:
+    score = positive_score(scores)
+    return math.nan if score is None else score
 
 
 def feedback_frame(
@@ -196,7 +189,7 @@ def _build(records: list[Mapping[str, Any]], picked: list[int],
     columns["champion_prediction"] = pd.Series(
         [p.get("prediction") if p else None for p in champions], dtype=object)
     columns["champion_score"] = np.array(
-        [_positive_score(p.get("scores") or {}) if p else math.nan for p in champions],
+        [_score_or_nan(p.get("scores") or {}) if p else math.nan for p in champions],
         dtype=np.float64)
     if sources is not None:
         picked_sources = [sources[i] for i in picked]
@@ -226,21 +219,6 @@ def feature_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
         {c[cut:]: v for c, v in row.items() if not _missing(v)}
         for row in frame[cols].to_dict("records")
     ]
-
-
-def _label(task: Task, label: Any) -> Any:
-    """The label as a model of ``task`` learns it: bool (binary) or finite float."""
-    if task == "binary":
-        if isinstance(label, bool | np.bool_):
-            return bool(label)
-        if isinstance(label, int | float) and label in (0, 1):
-            return bool(label)
-        if isinstance(label, str) and label.lower() in _TRUE:
-            return _TRUE[label.lower()]
-        raise InvalidEventError(f"not a binary class: {label!r}")
-    if isinstance(label, bool) or not isinstance(label, int | float) or not math.isfinite(label):
-        raise InvalidEventError(f"not a finite regression target: {label!r}")
-    return float(label)
 
 
 def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
@@ -329,7 +307,7 @@ def _evaluate_model(task: Task, model: Any, rows: list[dict[str, Any]],
 def _class(value: Any) -> bool | None:
     """A recorded binary prediction as a class; None when absent or unreadable."""
     try:
-        return None if value is None else bool(_label("binary", value))
+        return None if value is None else bool(coerce_label("binary", value))
     except InvalidEventError:
         return None
 
@@ -469,7 +447,7 @@ def retrain(
             f"learn from (min_train={min_train}) after a {holdout_fraction:.0%} holdout; "
             "widen the window or lower min_train"
         )
-    y = [_label(task, v) for v in frame["label"].tolist()]
+    y = [coerce_label(task, v) for v in frame["label"].tolist()]
     rows = feature_rows(frame)
     learn_in_order(model, rows[:n_train], y[:n_train])
     _pin_idle_rngs(model)
