@@ -33,7 +33,7 @@ Examples
 >>> snap.samples, snap.spec, snap.training_data
 (3, 'logreg', [{'topic': 'feedback', 'partition': 0, 'start': 10, 'end': 13}])
 >>> core.update([{**feedback[0], "label": "maybe"}]).rejected[0].error
-InvalidEventError('not a binary class: maybe')
+InvalidEventError("not a binary class: 'maybe'")
 """
 
 from __future__ import annotations
