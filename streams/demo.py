@@ -31,6 +31,7 @@ from streams.broker import EmbeddedBroker, free_port
 from streams.cardgen import CardStream, merged_events
 from streams.live import render_live, take_snapshot
 from streams.modelops import register_trained
+from streams.plot import plot_rolling_metrics
 from streams.producer import EventProducer
 from streams.registry_topic import publish_records
 from streams.settings import Settings
@@ -65,7 +66,7 @@ class DemoResult:
     promotions: int
     dead_letters: int
     seconds: float
-    plot: Path | None
+    plot: Path
     metrics: list[dict[str, Any]] = field(default_factory=list)
     recovery: tuple[float, float, int] | None = None
 
@@ -229,16 +230,11 @@ def _finish(settings: Settings, options: DemoOptions, counts: dict[str, int], st
     predictions = read_to_end(settings, "predictions", "PredictionEvent", timeout=30)
     feedback = read_to_end(settings, "feedback", "FeedbackEvent", timeout=30)
     dead = read_to_end(settings, "deadletter", "DeadLetter")
-    plot_path: Path | None = None
-    try:
-        from streams.plot import plot_rolling_metrics
-
-        plot_path = plot_rolling_metrics(
-            metrics, drift_events=drift, registry_records=versions, path=output / "rolling_metrics.png",
-            title=f"riverops demo: {options.events:,} transactions, drift at {options.drift_at or int(options.events * 0.4):,}",
-        )
-    except ImportError:
-        plot_path = None
+    plot_path = plot_rolling_metrics(
+        metrics, drift_events=drift, registry_records=versions, path=output / "rolling_metrics.png",
+        title=f"riverops demo: {options.events:,} transactions, drift at "
+        f"{options.drift_at or int(options.events * 0.4):,}",
+    )
     result = DemoResult(
         events=counts["features"], labels=counts["labels"], predictions=len(predictions),
         feedback=len({f["event_id"] for f in feedback}), drift_alarms=len(drift),
@@ -292,7 +288,7 @@ def _finish(settings: Settings, options: DemoOptions, counts: dict[str, int], st
                       + (f", first concept alarm at {first:%H:%M:%S}" if first else ""))
     console.print(
         "Where to look next:\n"
-        f"  plot of rolling metrics   {plot_path or '(not drawn)'}\n"
+        f"  plot of rolling metrics   {plot_path}\n"
         f"  broker log                {output / 'broker.log'}\n"
         "  the same loop for real    riverops broker & riverops topics create & riverops worker all\n"
         "  watch it                  riverops status --watch 5   (docs/operations.md)"

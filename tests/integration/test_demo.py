@@ -19,5 +19,5 @@ def test_short_demo_runs_the_whole_loop(bootstrap_servers: str, tmp_path: Path) 
     assert result.feedback == 6_000  # every labelled event joined once
     assert result.dead_letters == 0
     assert result.versions >= 1 and result.promotions >= 1
-    assert result.plot is not None and result.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert result.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert any(m["variant"] == "champion" for m in result.metrics)
