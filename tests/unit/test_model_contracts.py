@@ -133,12 +133,11 @@ def test_missing_and_new_features_are_handled(spec: ModelSpec) -> None:
         _check_output(spec, _predict(spec, model, drop_missing(probe)))
 
 
-def test_string_and_boolean_features_are_learned(spec: ModelSpec) -> None:
-    rows = _categorical_rows(spec, 300 if spec.name == "arf" else 1000)
+def _progressive(spec: ModelSpec, rows: list[tuple[dict[str, Any], Any]]) -> tuple[Any, Any]:
+    """(the spec's progressive metric, the MAE of a running mean): predict, then learn."""
     model = spec.build(seed=1)
     metric: metrics.base.Metric = metrics.MAE() if spec.task == "regression" else metrics.Accuracy()
-    baseline = metrics.MAE()
-    mean = dummy.StatisticRegressor(stats.Mean())
+    baseline, mean = metrics.MAE(), dummy.StatisticRegressor(stats.Mean())
     for x, y in rows:
         predicted = model.predict_one(x)
         if predicted is not None:
@@ -146,6 +145,11 @@ def test_string_and_boolean_features_are_learned(spec: ModelSpec) -> None:
         baseline.update(y, mean.predict_one(x))
         mean.learn_one(x, y)
         model.learn_one(x, y)
+    return metric, baseline
+
+
+def test_string_and_boolean_features_are_learned(spec: ModelSpec) -> None:
+    metric, baseline = _progressive(spec, _categorical_rows(spec, 300 if spec.name == "arf" else 1000))
     if spec.task == "regression":
         assert metric.get() < 0.5 * baseline.get()
     else:
@@ -153,17 +157,7 @@ def test_string_and_boolean_features_are_learned(spec: ModelSpec) -> None:
 
 
 def test_a_short_stream_is_learned(spec: ModelSpec) -> None:
-    rows = _rows_for(spec)
-    model = spec.build(seed=1)
-    metric: metrics.base.Metric = metrics.MAE() if spec.task == "regression" else metrics.Accuracy()
-    baseline, mean = metrics.MAE(), dummy.StatisticRegressor(stats.Mean())
-    for x, y in rows:  # progressive validation: predict, then learn
-        predicted = model.predict_one(x)
-        if predicted is not None:
-            metric.update(y, predicted)
-        baseline.update(y, mean.predict_one(x))
-        mean.learn_one(x, y)
-        model.learn_one(x, y)
+    metric, baseline = _progressive(spec, _rows_for(spec))
     if spec.task == "regression":
         assert metric.get() < 0.8 * baseline.get()
     else:
