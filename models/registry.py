@@ -21,6 +21,7 @@ Examples
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +43,7 @@ class ModelState:
 
     versions: dict[int, ModelVersion] = field(default_factory=dict)
     champion_history: list[int] = field(default_factory=list)  # versions in the order they led
+    reigns: Counter[int] = field(default_factory=Counter)  # how many times each version led
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class Registry:
             if record.version in state.champion_history:
                 state.champion_history.remove(record.version)
             state.champion_history.append(record.version)
+            state.reigns[record.version] += 1
         self.records_applied += 1
 
     def apply_all(self, records: Iterable[ModelVersion]) -> Registry:
@@ -106,6 +109,11 @@ class Registry:
             if state.versions[version].stage == "champion":
                 return state.versions[version]
         return None
+
+    def times_champion(self, model: str, version: int) -> int:
+        """How many times ``model:version`` became champion (a rollback restores one: 2)."""
+        state = self._models.get(model)
+        return state.reigns[version] if state else 0
 
     def previous_champion(self, model: str) -> ModelVersion | None:
         """The champion before the current one that is still usable (not rejected)."""

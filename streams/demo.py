@@ -197,9 +197,9 @@ def recovery(metrics: list[dict[str, Any]], drift_time: datetime, *, tolerance: 
     """(pre-drift accuracy, recovered accuracy, labelled events after the drift it took).
 
     The serving champion's count-window accuracy just before ``drift_time`` is the level;
-    recovery is the first later MetricsEvent of a *newer* champion version within
-    ``tolerance`` of it; events are counted from the champions' sample counts. None when
-    the accuracy never came back.
+    recovery is the first later MetricsEvent of a *newer* champion version, over a full
+    count window of its own outcomes, within ``tolerance`` of it; events are counted from
+    the champions' sample counts. None when the accuracy never came back.
     """
     champion = sorted((e for e in metrics if e["variant"] == "champion" and e["window_kind"] == "count"
                        and "accuracy" in e["metrics"]), key=lambda e: e["emitted_at"])
@@ -217,7 +217,8 @@ def recovery(metrics: list[dict[str, Any]], drift_time: datetime, *, tolerance: 
         if e["emitted_at"] <= drift_time:
             continue
         seen[e["version"]] = e["samples"]
-        if e["version"] > old_version and e["metrics"]["accuracy"] >= level - tolerance:
+        if (e["version"] > old_version and e["samples"] >= e["window_size"]
+                and e["metrics"]["accuracy"] >= level - tolerance):
             return level, e["metrics"]["accuracy"], sum(seen.values()) - baseline
     return None
 

@@ -77,13 +77,14 @@ _SCALARS = frozenset({bool, int, str, type(None)})
 
 class Start(NamedTuple):
     """The model a learner starts from: a River estimator (owned by the learner from now
-    on), the spec that built it, its parent version in the registry and, when it is not
-    the spec's, the task."""
+    on), the spec that built it, its parent version in the registry, when it is not the
+    spec's, the task, and how many samples it learned already (a resumed snapshot's)."""
 
     estimator: Any
     spec: str
     parent: int | None = None
     task: Task | None = None
+    samples: int = 0
 
 
 StartFn = Callable[[str], Start]
@@ -207,7 +208,7 @@ class _Learner:
         self.parent = start.parent
         self.task: Task = start.task or get_spec(start.spec).task
         self.samples = 0
-        self.total_samples = 0
+        self.total_samples = start.samples
         self.metrics = ProgressiveMetrics(self.task)
         self.spans: dict[tuple[str, int], list[int]] = {}  # (topic, partition) -> [start, end)
         self.since: float | None = None  # caller time the current period started

@@ -4,8 +4,15 @@ One learner per model name starts from a copy of the current champion and learns
 the feedback stream in order; every ``every_samples`` labelled events or ``every_seconds``
 it publishes a snapshot as a new *candidate* version with its lineage (parent, feedback
 offset ranges, samples, progressive metrics). Candidates are served only when promoted
-(by hand, or as a challenger or shadow). The learner's model lives in memory: after a
-restart it starts again from the champion and learns from the committed offset on.
+(by hand, or as a challenger or shadow).
+
+A snapshot is also the learner's checkpoint: offsets are committed only after a snapshot
+is published, and its version is written to ``RIVEROPS_STATE_DIR/learner/GROUP.json``.
+After a crash the learner resumes from that snapshot (when it still descends from the
+current champion; else from the champion) and re-learns the feedback after it, so no
+labelled event is lost or learned twice by the model that goes on; the price is that the
+group's committed offsets trail by up to one snapshot period (``every_samples`` events or
+``every_seconds``), which the lag view shows, and that dead letters of that tail repeat.
 """
 
 from __future__ import annotations
@@ -17,16 +24,19 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from confluent_kafka import TopicPartition
+
 from models.registry import Registry
-from schemas.errors import DecodeError, InvalidEventError
-from schemas.events import OffsetRange
+from schemas.errors import DecodeError, InvalidEventError, RegistryError
+from schemas.events import ModelVersion, OffsetRange
 from streams.clients import make_consumer, next_offsets, ok
 from streams.deadletter import dead_letter
 from streams.learner import LearnerCore, Start
 from streams.modelops import model_loader, register_trained
 from streams.outbox import Outbox
-from streams.registry_topic import RegistryFollower, publish_records
+from streams.registry_topic import RegistryFollower, choosing_version, publish_records
 from streams.settings import Settings
+from streams.statefile import read_json, write_json
 from streams.telemetry import Telemetry
 from streams.topics import TopicCatalogue
 
@@ -42,6 +52,25 @@ class LearnerStats:
     rejected: int = 0
     snapshots: int = 0
     assigned: bool = False
+
+
+def _resumable(registry: Registry, model: str, version: int | None,
+               champion: int) -> ModelVersion | None:
+    """The learner snapshot ``model:version`` if it still descends from ``champion`` (its
+    parents lead there: the learner started from that champion); None otherwise."""
+    try:
+        record = registry.get(model, version) if version is not None else None
+    except RegistryError:
+        return None
+    step: ModelVersion | None = record
+    while step is not None and step.lineage.parent is not None:
+        if step.lineage.parent == champion:
+            return record
+        try:
+            step = registry.get(model, step.lineage.parent)
+        except RegistryError:
+            return None
+    return None
 
 
 def run_learner(
@@ -64,22 +93,32 @@ def run_learner(
     follower = RegistryFollower(settings, codec=codec)
     follower.read_to_end(registry)
 
+    resume_file = settings.state_dir / "learner" / f"{group_id}.json"
+    resume: dict[str, int] = read_json(resume_file) or {}
+
     def start(model: str) -> Start:
         champion = registry.champion(model)
         if champion is None:
             raise InvalidEventError(f"unknown model {model!r}: no champion to learn from")
+        saved = _resumable(registry, model, resume.get(model), champion.version)
+        if saved is not None:
+            log.info("%s: resuming from learner snapshot v%s", model, saved.version)
+            return Start(copy.deepcopy(load(saved)), saved.spec, saved.version, saved.task,
+                         saved.lineage.samples)
         return Start(copy.deepcopy(load(champion)), champion.spec, champion.version, champion.task)
 
     core = LearnerCore(start, every_samples=every_samples, every_seconds=every_seconds)
     consumer = make_consumer(settings, group_id)
     consumer.subscribe([feedback_topic], on_assign=lambda *_: setattr(stats, "assigned", True))
     outbox = Outbox(settings, codec=codec)
+    consumed: dict[tuple[str, int], TopicPartition] = {}  # next offsets, committed at snapshots
     try:
         while not stop.is_set():
             registry.apply_all(follower.poll(timeout=0))
             messages = [m for m in consumer.consume(settings.batch_size, 0.2) if ok(m)]
             dead: list[dict[str, Any]] = []
             if messages:
+                consumed.update({(tp.topic, tp.partition): tp for tp in next_offsets(messages)})
                 decoded = codec.decode_many("FeedbackEvent", [m.value() for m in messages])
                 records, sources, by_source = [], [], {}
                 for message, item in zip(messages, decoded, strict=True):
@@ -100,22 +139,29 @@ def run_learner(
                 stats.rejected += len(result.rejected)
                 if telemetry is not None:
                     telemetry.count_in(feedback_topic, len(messages))
+            snapshotted = False
             for model in core.due(time.monotonic()):
                 snap = core.snapshot(model, now_seconds=time.monotonic())
-                records_ = register_trained(
-                    settings, registry, model, snap.estimator, spec_name=snap.spec, stage="candidate",
-                    by="learner", reason=f"online learning snapshot after {snap.total_samples} samples",
-                    metrics=snap.metrics, samples=snap.total_samples, parent=snap.parent,
-                    training_data=[OffsetRange(**d) for d in snap.training_data],
-                )
-                publish_records(settings, records_)
-                registry.apply_all(records_)
+                with choosing_version(registry, follower):
+                    records_ = register_trained(
+                        settings, registry, model, snap.estimator, spec_name=snap.spec,
+                        stage="candidate", by="learner",
+                        reason=f"online learning snapshot after {snap.total_samples} samples",
+                        metrics=snap.metrics, samples=snap.total_samples, parent=snap.parent,
+                        training_data=[OffsetRange(**d) for d in snap.training_data],
+                    )
+                    publish_records(settings, records_)
+                    registry.apply_all(records_)
+                resume[model] = records_[-1].version
+                write_json(resume_file, resume)
                 stats.snapshots += 1
                 log.info("%s snapshot published as v%s", model, records_[-1].version)
+                snapshotted = True
             outbox.send(catalogue.name("deadletter"), "DeadLetter", dead, key="key")
             outbox.flush("learner dead letters")
-            if messages:
-                consumer.commit(offsets=next_offsets(messages), asynchronous=False)
+            if snapshotted and consumed:
+                # every model learned so far is in a published snapshot or was due none
+                consumer.commit(offsets=list(consumed.values()), asynchronous=False)
     finally:
         outbox.close()
         consumer.close()

@@ -14,9 +14,20 @@ higher-is-better metric, champion - candidate for a lower-is-better one):
 - ``gain < -margin`` (clearly worse): **reject**, whatever the sample count: keeping the
   current champion is the default, so refusing needs less evidence than replacing, and a
   challenger of a clearly worse model would cost its traffic share;
+- worse than the champion on a *guard* metric by more than its tolerance: **reject**. A
+  ranking metric alone can be fooled: a candidate with ROC AUC 0.93 and accuracy 0.15
+  ranks well but flags nearly every event (the demo produced such models), so by default
+  accuracy may not fall by more than 0.02;
 - ``gain >= margin`` on at least ``min_samples`` holdout samples: **promote**;
 - otherwise (within the margin, or better on too few samples): **challenger**, with
   ``challenger_share`` of the traffic, so the live split gathers the missing evidence.
+
+Rollback is judged by :class:`Probation`: a champion on its first reign is watched for its
+first ``rollback_watch_samples`` live outcomes, against the live level of the champion it
+replaced (the holdout value it was promoted with when that is unknown), and rolled back
+only after ``rollback_patience`` consecutive checks below it: one window of a rare class
+(1000 outcomes hold ~35 frauds) is too noisy to act on, and a champion restored by a
+rollback is not put on probation again, so rollbacks cannot chain.
 
 ``margin`` and ``rollback_drop`` are in the metric's units (``margin_kind="absolute"``) or
 fractions of the champion's / baseline's value (``"relative"``, for unbounded metrics such
@@ -31,6 +42,9 @@ Examples
 'challenger'
 >>> policy.decide({"roc_auc": 0.85}, {"roc_auc": 0.90}, holdout_samples=800).action
 'reject'
+>>> policy.decide({"roc_auc": 0.93, "accuracy": 0.15}, {"roc_auc": 0.90, "accuracy": 0.97},
+...               holdout_samples=800).reason  # doctest: +ELLIPSIS
+'...accuracy 0.15 vs champion 0.97: worse by 0.82 > guard 0.02'
 >>> policy.check_rollback(live_metric=0.80, baseline_metric=0.90, samples=1000).action
 'rollback'
 >>> policy.check_rollback(live_metric=0.88, baseline_metric=0.90, samples=1000) is None
@@ -53,13 +67,18 @@ __all__ = [
     "Action",
     "MarginKind",
     "HIGHER_IS_BETTER",
+    "DEFAULT_GUARDS",
     "Decision",
     "PromotionPolicy",
+    "Probation",
     "apply",
 ]
 
 Action = Literal["promote", "challenger", "reject", "rollback"]
 MarginKind = Literal["absolute", "relative"]
+
+DEFAULT_GUARDS: Mapping[str, float] = MappingProxyType({"accuracy": 0.02})
+"""Guard metric -> how much worse than the champion a candidate may be on it."""
 
 HIGHER_IS_BETTER: Mapping[str, bool] = MappingProxyType(
     {
@@ -103,6 +122,9 @@ class PromotionPolicy:
         rollback_drop: float = 0.05,
         rollback_min_samples: int = 500,
         margin_kind: MarginKind = "absolute",
+        guards: Mapping[str, float] | None = None,
+        rollback_patience: int = 3,
+        rollback_watch_samples: int = 20_000,
     ) -> None:
         if metric not in HIGHER_IS_BETTER:
             raise ConfigError(
@@ -118,6 +140,15 @@ class PromotionPolicy:
             raise ConfigError("min_samples and rollback_min_samples must be >= 0")
         if margin_kind not in ("absolute", "relative"):
             raise ConfigError(f"margin_kind must be 'absolute' or 'relative', got {margin_kind!r}")
+        guards = dict(DEFAULT_GUARDS if guards is None else guards)
+        for name, tolerance in guards.items():
+            if name not in HIGHER_IS_BETTER:
+                raise ConfigError(f"unknown guard metric {name!r}; known: "
+                                  f"{', '.join(sorted(HIGHER_IS_BETTER))}")
+            if not (math.isfinite(tolerance) and tolerance >= 0):
+                raise ConfigError(f"guard {name} must be a finite number >= 0, got {tolerance}")
+        if rollback_patience < 1 or rollback_watch_samples < 1:
+            raise ConfigError("rollback_patience and rollback_watch_samples must be >= 1")
         self.metric = metric
         self.margin = margin
         self.min_samples = min_samples
@@ -125,6 +156,9 @@ class PromotionPolicy:
         self.rollback_drop = rollback_drop
         self.rollback_min_samples = rollback_min_samples
         self.margin_kind: MarginKind = margin_kind
+        self.guards: Mapping[str, float] = MappingProxyType(guards)
+        self.rollback_patience = rollback_patience
+        self.rollback_watch_samples = rollback_watch_samples
 
     @property
     def higher_is_better(self) -> bool:
@@ -136,7 +170,9 @@ class PromotionPolicy:
             f"min_samples={self.min_samples}, challenger_share={self.challenger_share}, "
             f"rollback_drop={self.rollback_drop}, "
             f"rollback_min_samples={self.rollback_min_samples}, "
-            f"margin_kind={self.margin_kind!r})"
+            f"margin_kind={self.margin_kind!r}, guards={dict(self.guards)}, "
+            f"rollback_patience={self.rollback_patience}, "
+            f"rollback_watch_samples={self.rollback_watch_samples})"
         )
 
     def _gain(self, new: float, reference: float) -> float:
@@ -174,6 +210,9 @@ class PromotionPolicy:
                   f"{holdout_samples} holdout samples")
         if gain < -margin:
             return Decision("reject", f"{versus}: worse by {_fmt(-gain)} > margin {_fmt(margin)}")
+        broken = self._broken_guard(candidate_metrics, champion_metrics)
+        if broken:
+            return Decision("reject", f"{versus}, but {broken}")
         if gain >= margin and holdout_samples >= self.min_samples:
             return Decision("promote", f"{versus}: better by {_fmt(gain)} >= margin {_fmt(margin)}")
         if gain >= margin:
@@ -182,6 +221,32 @@ class PromotionPolicy:
             why = f"within margin {_fmt(margin)} (gain {_fmt(gain)})"
         return Decision("challenger", f"{versus}: {why}; challenger at "
                         f"{self.challenger_share:.0%} of traffic", self.challenger_share)
+
+    def best(self, candidates: list[Mapping[str, float]]) -> int:
+        """The index of the best metrics by the policy's metric (the first on ties or when
+        none has a value).
+
+        >>> PromotionPolicy(metric="log_loss").best([{"log_loss": 0.4}, {"log_loss": 0.2}])
+        1
+        """
+        def key(i: int) -> tuple[bool, float]:
+            value = self._value(candidates[i])
+            if value is None:
+                return (False, 0.0)
+            return (True, value if self.higher_is_better else -value)
+        return max(range(len(candidates)), key=lambda i: (key(i), -i))
+
+    def _broken_guard(self, candidate: Mapping[str, float], champion: Mapping[str, float]) -> str:
+        """Why the candidate fails a guard metric ('' when it passes them all)."""
+        for name, tolerance in self.guards.items():
+            new, old = candidate.get(name), champion.get(name)
+            if new is None or old is None or not (math.isfinite(new) and math.isfinite(old)):
+                continue
+            worse = old - new if HIGHER_IS_BETTER[name] else new - old
+            if worse > tolerance:
+                return (f"candidate {name} {_fmt(new)} vs champion {_fmt(old)}: worse by "
+                        f"{_fmt(worse)} > guard {_fmt(tolerance)}")
+        return ""
 
     def check_rollback(
         self, *, live_metric: float | None, baseline_metric: float | None, samples: int
@@ -214,6 +279,46 @@ class PromotionPolicy:
     def baseline(self, record: ModelVersion) -> float | None:
         """The value of the policy's metric a registry record was promoted with, if any."""
         return self._value(record.metrics)
+
+
+@dataclass
+class Probation:
+    """A new champion under watch: rolled back after ``rollback_patience`` consecutive
+    live checks under ``baseline`` by more than ``rollback_drop``, until it has served
+    ``rollback_watch_samples`` outcomes (then it has proved itself, and a later
+    degradation is a case for retraining, not for going back).
+
+    >>> policy = PromotionPolicy(rollback_patience=2)
+    >>> watch = Probation(baseline=0.95)
+    >>> watch.observe(policy, live_metric=0.80, samples=1000) is None  # one bad window
+    True
+    >>> watch.observe(policy, live_metric=0.90, samples=2000) is None  # recovered: reset
+    True
+    >>> watch.observe(policy, live_metric=0.80, samples=3000) is None
+    True
+    >>> watch.observe(policy, live_metric=0.80, samples=4000).action
+    'rollback'
+    """
+
+    baseline: float | None
+    breaches: int = 0
+    over: bool = False
+
+    def observe(self, policy: PromotionPolicy, *, live_metric: float | None,
+                samples: int) -> Decision | None:
+        """Fold one live check in; the rollback decision when patience runs out."""
+        if self.over:
+            return None
+        if samples > policy.rollback_watch_samples:
+            self.over = True
+            return None
+        breach = policy.check_rollback(live_metric=live_metric, baseline_metric=self.baseline,
+                                       samples=samples)
+        self.breaches = self.breaches + 1 if breach else 0
+        if breach is None or self.breaches < policy.rollback_patience:
+            return None
+        self.over = True
+        return Decision("rollback", f"{breach.reason}, {self.breaches} checks in a row")
 
 
 def apply(

@@ -8,9 +8,11 @@ Reading "to the end" relies on the high watermark the consumer learns while fetc
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
@@ -22,7 +24,7 @@ from streams.clients import make_consumer, make_producer
 from streams.settings import Settings
 from streams.topics import TopicCatalogue
 
-__all__ = ["publish_records", "read_registry", "RegistryFollower"]
+__all__ = ["publish_records", "read_registry", "RegistryFollower", "choosing_version"]
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,26 @@ class RegistryFollower:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+_VERSION_LOCK = threading.Lock()
+
+
+@contextmanager
+def choosing_version(registry: Registry, follower: RegistryFollower) -> Iterator[Registry]:
+    """Hold this while a new version number is chosen and its records are published.
+
+    Two writers that pick the next number from registries a moment out of date pick the
+    same one, and the later record replaces the earlier (last record per key wins): the
+    demo once lost a learner snapshot so, to a retrain that took its number. Inside one
+    process (``worker all``, the demo) the lock makes the learner and the retrainer take
+    turns, and the registry is read to the end first, so each sees the other's versions.
+    Writers in separate processes only get the read to the end, which narrows the window
+    to a record in flight: run the learner and the retrainer in one process (docs/operations.md).
+    """
+    with _VERSION_LOCK:
+        follower.read_to_end(registry)
+        yield registry
 
 
 def read_registry(settings: Settings, *, timeout: float = 15.0) -> Registry:

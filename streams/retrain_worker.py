@@ -6,8 +6,14 @@ metric under ``degradation_below``, a schedule. Each request retrains the model'
 the most recent ``window_events`` feedback events (kept from the feedback topic), scores
 the candidate and the champion's frozen artifact on the same held-out tail, registers the
 candidate with its metrics and lineage, and applies the promotion policy. The worker also
-watches the live metric of every champion it sees and rolls back a champion that falls
-more than the policy's ``rollback_drop`` under its baseline.
+watches the live metric of every new champion (:class:`streams.policy.Probation`) and rolls
+it back when it stays under the level of the champion it replaced.
+
+A drift-triggered request trains on the feedback that followed the alarm: the window
+before it holds the old concept, so a model learned from it would be the old model again.
+The request carries the alarm's time (``since_ms``: the label time of the outcome that
+raised it) and waits, ``drift_wait_seconds`` at most, until ``drift_min_samples`` feedback
+events that happened after it are in the window; on timeout it trains on the whole window.
 """
 
 from __future__ import annotations
@@ -17,10 +23,12 @@ import threading
 import time
 import uuid
 from collections import defaultdict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
 from confluent_kafka import KafkaException
 
 from models.registry import Registry
@@ -28,9 +36,9 @@ from schemas.errors import DecodeError, InvalidEventError, RiveropsError
 from schemas.events import ModelVersion, OffsetRange, RetrainRequest
 from streams.clients import make_consumer, make_producer, next_offsets, ok
 from streams.modelops import model_loader, register_trained
-from streams.policy import Decision, PromotionPolicy, apply
-from streams.registry_topic import RegistryFollower, publish_records
-from streams.retrainer import feedback_frame, retrain
+from streams.policy import Decision, Probation, PromotionPolicy, apply
+from streams.registry_topic import RegistryFollower, choosing_version, publish_records
+from streams.retrainer import RetrainResult, feedback_frame, retrain
 from streams.settings import Settings
 from streams.telemetry import Telemetry
 from streams.topics import TopicCatalogue
@@ -50,6 +58,47 @@ class RetrainerStats:
     decisions: list[str] = field(default_factory=list)
     rollbacks: int = 0
     assigned: bool = False
+
+
+def _millis(value: datetime) -> float:
+    return value.timestamp() * 1000.0
+
+
+def _after_alarm(window: Iterable[tuple[dict[str, Any], Source]],
+                 params: dict[str, Any]) -> list[tuple[dict[str, Any], Source]]:
+    """The window's feedback for events at or after a drift alarm's event time (all of it
+    when the request does not come from an alarm)."""
+    since = params.get("since_ms")
+    if since is None:
+        return list(window)
+    return [(r, s) for r, s in window if _millis(r["event_time"]) >= since]
+
+
+def _best_candidate(frame: pd.DataFrame, params: dict[str, Any], policy: PromotionPolicy, *,
+                    spec_name: str, seed: int, champion: Any,
+                    holdout_fraction: float) -> RetrainResult:
+    """The retrained candidate; after a drift alarm, the better by the policy's metric of
+    one learned from the whole window and one from the feedback after the alarm, both
+    scored (with the champion) on the same tail of post-alarm events.
+
+    Which wins depends on the drift: when the concept reverses, the old rows teach the
+    wrong answer and the post-alarm model wins; when a new pattern joins the old ones (new
+    fraud does not make old fraud legitimate) the longer window usually does.
+    """
+    since = params.get("since_ms")
+    if since is None:
+        return retrain(frame, spec_name=spec_name, seed=seed, champion=champion,
+                       holdout_fraction=holdout_fraction)
+    cut = datetime.fromtimestamp(float(since) / 1000.0, UTC)
+    recent = len(frame) - int(frame["event_time"].searchsorted(pd.Timestamp(cut)))
+    holdout = max(1, round(recent * holdout_fraction))
+    results = [retrain(frame, spec_name=spec_name, seed=seed, champion=champion, holdout_rows=holdout)]
+    try:
+        results.append(retrain(frame, spec_name=spec_name, seed=seed, champion=champion,
+                               holdout_rows=holdout, learn_since=cut))
+    except InvalidEventError as exc:  # too few rows after the alarm: the whole window only
+        log.info("no post-alarm candidate: %s", exc)
+    return results[policy.best([r.candidate_metrics for r in results])]
 
 
 def request_retrain(settings: Settings, model: str, *, reason: str, by: str,
@@ -80,6 +129,8 @@ def run_retrainer(
     schedule_seconds: float | None = None,
     seed: int = 42,
     min_error_rise: float = 0.02,
+    drift_min_samples: int = 1_500,
+    drift_wait_seconds: float = 60.0,
 ) -> RetrainerStats:
     """Retrain on demand until ``stop`` is set."""
     stats = stats or RetrainerStats()
@@ -95,7 +146,7 @@ def run_retrainer(
         lambda: deque(maxlen=window_events)
     )
     last_request: dict[str, float] = {}
-    baselines: dict[tuple[str, int], float] = {}  # (model, champion version) -> baseline
+    probation: dict[tuple[str, int], Probation] = {}  # new champions under watch
     live: dict[tuple[str, int], tuple[float, int]] = {}  # latest (metric, samples) of champions
     consumer = make_consumer(settings, group_id)
     consumer.subscribe(list(topics), on_assign=lambda *_: setattr(stats, "assigned", True))
@@ -113,6 +164,17 @@ def run_retrainer(
         return all(h >= 0 and p.offset >= h - 10 for p, h in zip(positions, highs, strict=True))
     last_schedule = time.monotonic()
 
+    def ready(received: float, request: dict[str, Any]) -> bool:
+        """A drift-triggered request waits for ``drift_min_samples`` feedback events from
+        after the alarm (``drift_wait_seconds`` at most); any other waits (10 s at most)
+        until the feedback window has caught up, so the retrain sees the feedback that
+        raised it."""
+        waited = time.monotonic() - received
+        if "since_ms" in request["params"] and waited <= drift_wait_seconds:
+            after = _after_alarm(windows[request["model"]], request["params"])
+            return len(after) >= drift_min_samples
+        return waited > 10 or feedback_caught_up()
+
     def publish(records: list[ModelVersion]) -> None:
         publish_records(settings, records)
         registry.apply_all(records)
@@ -121,6 +183,8 @@ def run_retrainer(
         now = time.monotonic()
         if now - last_request.get(model, -1e9) < cooldown_seconds:
             return
+        if any(request["model"] == model for _, request in waiting):
+            return  # one request at a time per model: the waiting one will see this data
         last_request[model] = now
         request_retrain(settings, model, reason=reason, by=by, params=params)
         log.info("retrain of %s requested: %s %s", model, reason, params)
@@ -135,15 +199,20 @@ def run_retrainer(
         size = int(request["params"].get("window_events") or window_events)
         window = window[-size:]
         frame = feedback_frame([r for r, _ in window], sources=[s for _, s in window])
-        result = retrain(frame, spec_name=champion.spec, seed=seed, champion=load(champion),
-                         holdout_fraction=holdout_fraction)
-        why = f"retrain ({request['reason']} by {request['requested_by']})"
-        added = register_trained(
-            settings, registry, model, result.model, spec_name=result.spec, stage="candidate",
-            by="retrainer", reason=why, seed=seed, metrics=result.metrics, samples=result.samples,
-            training_data=[OffsetRange(**d) for d in result.training_data], parent=champion.version,
-        )
-        publish(added)
+        result = _best_candidate(frame, request["params"], policy, spec_name=champion.spec,
+                                 seed=seed, champion=load(champion),
+                                 holdout_fraction=holdout_fraction)
+        learned = (f"the {result.train_samples} events after the alarm" if result.train_rows[0]
+                   else f"the last {result.train_samples} events")
+        why = f"retrain ({request['reason']} by {request['requested_by']}) on {learned}"
+        with choosing_version(registry, follower):
+            added = register_trained(
+                settings, registry, model, result.model, spec_name=result.spec, stage="candidate",
+                by="retrainer", reason=why, seed=seed, metrics=result.metrics,
+                samples=result.samples, parent=champion.version,
+                training_data=[OffsetRange(**d) for d in result.training_data],
+            )
+            publish(added)
         decision: Decision = policy.decide(result.candidate_metrics, result.champion_metrics,
                                            result.holdout_samples)
         version = added[-1].version
@@ -163,16 +232,13 @@ def run_retrainer(
         champion = registry.champion(model)
         if champion is None or champion.version != version:
             return
-        if (model, version) not in baselines:
-            base = policy.baseline(champion)
-            previous = registry.previous_champion(model)
-            if base is None and previous is not None and (model, previous.version) in live:
-                base = live[(model, previous.version)][0]
-            if base is not None:
-                baselines[(model, version)] = base
-        base = baselines.get((model, version))
-        if base is not None and registry.previous_champion(model) is not None:
-            rollback = policy.check_rollback(live_metric=value, baseline_metric=base, samples=samples)
+        previous = registry.previous_champion(model)
+        key = (model, version)
+        if key not in probation and previous is not None and registry.times_champion(model, version) == 1:
+            before = live.get((model, previous.version))
+            probation[key] = Probation(baseline=before[0] if before else policy.baseline(champion))
+        if key in probation:
+            rollback = probation[key].observe(policy, live_metric=value, samples=samples)
             if rollback is not None:
                 publish(apply(rollback, registry, model, version, by="retrainer", reason="live check"))
                 stats.rollbacks += 1
@@ -206,20 +272,22 @@ def run_retrainer(
                     if (record["kind"] == "concept" and record["variant"] == "champion"
                             and rise >= min_error_rise):
                         trigger(record["model"], "drift", "monitor",
-                                {"detector": record["detector"], "error_after": record["statistic"]})
+                                {"detector": record["detector"], "error_after": record["statistic"],
+                                 "since_ms": _millis(record["detected_at"])})
                 elif role == "metrics":
                     watch(record)
                 else:
                     waiting.append((time.monotonic(), record))
-            # a request waits (10 s at most) until the feedback window has caught up, so a
-            # retrain after a drift alarm sees the feedback that raised it
-            while waiting and (feedback_caught_up() or time.monotonic() - waiting[0][0] > 10):
+            while waiting and ready(*waiting[0]):
                 _, request = waiting.pop(0)
                 try:
                     execute(request)
                 except (RiveropsError, ValueError) as exc:
                     stats.failed += 1
                     log.error("retrain of %s failed: %s", request["model"], exc)
+                except Exception:  # a bug in one retrain must not stop the role
+                    stats.failed += 1
+                    log.exception("retrain of %s failed unexpectedly", request["model"])
             if schedule_seconds and time.monotonic() - last_schedule >= schedule_seconds:
                 last_schedule = time.monotonic()
                 for model in registry.models:

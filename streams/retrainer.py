@@ -399,6 +399,14 @@ def _spans(frame: pd.DataFrame) -> list[dict[str, Any]]:
             for (topic, partition), (lo, hi) in zip(spans.index, spans.to_numpy(), strict=True)]
 
 
+def _like(column: pd.Series, when: datetime) -> pd.Timestamp:
+    """``when`` as a Timestamp comparable with ``column`` (UTC-aware or naive UTC)."""
+    stamp = pd.Timestamp(when)
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return stamp if column.dt.tz is not None else stamp.tz_convert(None)
+
+
 def _when(value: Any) -> datetime:
     stamp: datetime = pd.Timestamp(value).to_pydatetime()
     return stamp
@@ -413,6 +421,8 @@ def retrain(
     params: Mapping[str, Any] | None = None,
     holdout_fraction: float = 0.2,
     min_train: int = 100,
+    holdout_rows: int | None = None,
+    learn_since: datetime | None = None,
 ) -> RetrainResult:
     """Train ``spec_name`` afresh on the head of the window; score it and the champion on
     the tail (the last ``holdout_fraction`` of rows, at least one, never learned from).
@@ -422,7 +432,10 @@ def retrain(
     known) are scored on the tail rows that have one; with neither there is no champion
     and ``champion_metrics`` is empty. A champion model that learned from the tail (the
     online learner's live model) would be favoured: pass the registry's frozen artifact.
-    ``params`` override the spec's hyperparameters.
+    ``params`` override the spec's hyperparameters. ``holdout_rows`` sets the tail's
+    length instead of ``holdout_fraction``, and ``learn_since`` leaves the rows before that
+    event time out of training: two candidates trained from different starts can then be
+    compared on the same tail (the retrainer's answer to a drift alarm).
     Raises InvalidEventError when the window leaves fewer than ``min_train`` rows to learn.
     """
     spec = get_spec(spec_name)
@@ -439,17 +452,21 @@ def retrain(
     # a no-op on feedback_frame's output; makes any other frame split the same way
     frame = frame.sort_values(["event_time", "event_id"], kind="mergesort").reset_index(drop=True)
     n = len(frame)
-    n_holdout = max(1, round(n * holdout_fraction))
+    n_holdout = max(1, holdout_rows if holdout_rows is not None else round(n * holdout_fraction))
+    start = 0
+    if learn_since is not None:
+        start = int(frame["event_time"].searchsorted(_like(frame["event_time"], learn_since)))
     n_train = n - n_holdout
-    if n_train < min_train:
+    if n_train - start < min_train:
         raise InvalidEventError(
-            f"window too small to retrain {spec_name!r}: {n} events leave {max(n_train, 0)} to "
-            f"learn from (min_train={min_train}) after a {holdout_fraction:.0%} holdout; "
+            f"window too small to retrain {spec_name!r}: {n} events leave "
+            f"{max(n_train - start, 0)} to learn from (min_train={min_train}) after a "
+            f"{n_holdout}-event holdout{' and the cut at ' + str(learn_since) if start else ''}; "
             "widen the window or lower min_train"
         )
     y = [coerce_label(task, v) for v in frame["label"].tolist()]
     rows = feature_rows(frame)
-    learn_in_order(model, rows[:n_train], y[:n_train])
+    learn_in_order(model, rows[start:n_train], y[start:n_train])
     _pin_idle_rngs(model)
     tail_rows, tail_y = rows[n_train:], y[n_train:]
     candidate, _ = _evaluate_model(task, model, tail_rows, tail_y)
@@ -461,9 +478,9 @@ def retrain(
         champ, champ_n = {}, 0
     return RetrainResult(
         model=model, spec=spec.name, task=task, params={**spec.params, **overrides}, seed=seed,
-        candidate_metrics=candidate, champion_metrics=champ, train_samples=n_train,
-        holdout_samples=n_holdout, champion_samples=champ_n, train_rows=(0, n_train),
-        holdout_rows=(n_train, n), window_start=_when(frame["event_time"].iloc[0]),
+        candidate_metrics=candidate, champion_metrics=champ, train_samples=n_train - start,
+        holdout_samples=n_holdout, champion_samples=champ_n, train_rows=(start, n_train),
+        holdout_rows=(n_train, n), window_start=_when(frame["event_time"].iloc[start]),
         holdout_start=_when(frame["event_time"].iloc[n_train]),
-        window_end=_when(frame["event_time"].iloc[-1]), training_data=_spans(frame),
+        window_end=_when(frame["event_time"].iloc[-1]), training_data=_spans(frame.iloc[start:]),
     )

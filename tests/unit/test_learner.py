@@ -236,3 +236,30 @@ def test_row_mode_is_rivers_progressive_validation() -> None:
     }
     assert core.snapshot("fraud").metrics == pytest.approx(expected, abs=1e-9)
     assert round(expected["accuracy"], 4) == 0.8928
+
+
+def test_a_learner_resumes_only_from_a_snapshot_that_descends_from_the_champion() -> None:
+    from models.registry import Registry
+    from schemas.events import Artifact, Lineage
+    from streams.learner_worker import _resumable
+
+    art = Artifact(inline=b"x", sha256="0" * 64, signature="1" * 64, size=1)
+    registry = Registry()
+
+    def add(stage: str, parent: int | None) -> int:
+        records = registry.new_version("fraud", spec="logreg", task="binary", artifact=art,
+                                       stage=stage, changed_by="t", reason="r",  # type: ignore[arg-type]
+                                       lineage=Lineage(parent=parent))
+        registry.apply_all(records)
+        return records[-1].version
+
+    champion = add("champion", None)
+    first = add("candidate", champion)  # a snapshot of the champion's learner
+    second = add("candidate", first)  # the next one, after a resume
+    other = add("candidate", None)
+    assert _resumable(registry, "fraud", second, champion).version == second  # type: ignore[union-attr]
+    assert _resumable(registry, "fraud", first, champion).version == first  # type: ignore[union-attr]
+    assert _resumable(registry, "fraud", other, champion) is None
+    assert _resumable(registry, "fraud", None, champion) is None
+    assert _resumable(registry, "fraud", 99, champion) is None  # not in the registry
+    assert _resumable(registry, "fraud", second, other) is None  # the champion changed since

@@ -13,7 +13,7 @@ from models.artifacts import ArtifactStore, pack
 from models.registry import Registry
 from schemas.errors import ConfigError, RegistryError
 from schemas.events import Artifact, Lineage, ModelVersion
-from streams.policy import HIGHER_IS_BETTER, Decision, PromotionPolicy, apply
+from streams.policy import HIGHER_IS_BETTER, Decision, Probation, PromotionPolicy, apply
 from streams.retrainer import feedback_frame, retrain
 
 ART = Artifact(inline=b"x", sha256="0" * 64, signature="1" * 64, size=1)
@@ -30,7 +30,8 @@ def auc_policy(**options: Any) -> PromotionPolicy:
 @pytest.mark.parametrize("options", [
     {"metric": "auc"}, {"margin": -0.1}, {"margin": float("nan")}, {"challenger_share": 0.0},
     {"challenger_share": 1.0}, {"rollback_drop": -1.0}, {"min_samples": -1},
-    {"rollback_min_samples": -1}, {"margin_kind": "percent"},
+    {"rollback_min_samples": -1}, {"margin_kind": "percent"}, {"guards": {"acc": 0.1}},
+    {"guards": {"accuracy": -0.1}}, {"rollback_patience": 0}, {"rollback_watch_samples": 0},
 ])
 def test_bad_options_fail_at_construction(options: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
@@ -145,6 +146,61 @@ def test_rollback_for_a_lower_is_better_metric_is_a_rise() -> None:
                                margin_kind="relative")
     assert relative.check_rollback(live_metric=2.3, baseline_metric=2.0, samples=1) is not None
     assert relative.check_rollback(live_metric=2.1, baseline_metric=2.0, samples=1) is None
+
+
+# --- guards ----------------------------------------------------------------------------
+
+
+def test_a_candidate_that_ranks_well_but_flags_everything_is_rejected() -> None:
+    """The demo's failure: a better ROC AUC with an accuracy of 0.15 must not win."""
+    decision = auc_policy(margin=0.01).decide({"roc_auc": 0.93, "accuracy": 0.15},
+                                              {"roc_auc": 0.90, "accuracy": 0.97}, 800)
+    assert decision.action == "reject"
+    assert "accuracy 0.15 vs champion 0.97" in decision.reason
+
+
+@pytest.mark.parametrize(("accuracy", "action"), [(0.951, "promote"), (0.949, "reject")])
+def test_the_accuracy_guard_tolerates_its_margin(accuracy: float, action: str) -> None:
+    policy = auc_policy(margin=0.01, guards={"accuracy": 0.02})
+    decision = policy.decide({"roc_auc": 0.95, "accuracy": accuracy},
+                             {"roc_auc": 0.90, "accuracy": 0.97}, 800)
+    assert decision.action == action
+
+
+def test_a_lower_is_better_guard_and_no_guards() -> None:
+    candidate, champion = {"roc_auc": 0.95, "log_loss": 0.9}, {"roc_auc": 0.90, "log_loss": 0.2}
+    assert auc_policy(margin=0.01, guards={"log_loss": 0.1}).decide(
+        candidate, champion, 800).action == "reject"
+    assert auc_policy(margin=0.01, guards={}).decide(candidate, champion, 800).action == "promote"
+
+
+def test_a_guard_missing_on_either_side_is_skipped() -> None:
+    decision = auc_policy(margin=0.01).decide({"roc_auc": 0.95}, {"roc_auc": 0.90, "accuracy": 0.9}, 800)
+    assert decision.action == "promote"
+
+
+# --- probation -------------------------------------------------------------------------
+
+
+def test_probation_needs_patience_consecutive_breaches() -> None:
+    policy = PromotionPolicy(rollback_drop=0.05, rollback_min_samples=100, rollback_patience=3)
+    watch = Probation(baseline=0.9)
+    assert [watch.observe(policy, live_metric=v, samples=1000) for v in (0.8, 0.8, 0.88, 0.8, 0.8)] == [None] * 5
+    decision = watch.observe(policy, live_metric=0.8, samples=1000)
+    assert decision is not None and decision.action == "rollback" and "3 checks in a row" in decision.reason
+    assert watch.observe(policy, live_metric=0.1, samples=1000) is None  # decided once
+
+
+def test_probation_ends_after_the_watch() -> None:
+    policy = PromotionPolicy(rollback_min_samples=1, rollback_patience=1, rollback_watch_samples=5000)
+    watch = Probation(baseline=0.9)
+    assert watch.observe(policy, live_metric=0.95, samples=5001) is None
+    assert watch.observe(policy, live_metric=0.1, samples=5002) is None
+
+
+def test_probation_without_a_baseline_never_rolls_back() -> None:
+    policy = PromotionPolicy(rollback_min_samples=1, rollback_patience=1)
+    assert Probation(baseline=None).observe(policy, live_metric=0.0, samples=10) is None
 
 
 # --- registry records ------------------------------------------------------------------

@@ -106,3 +106,16 @@ def test_the_fold_is_order_deterministic() -> None:
 def test_unknown_version_is_a_clear_error() -> None:
     with pytest.raises(RegistryError, match="unknown model version fraud:9"):
         Registry().get("fraud", 9)
+
+
+def test_times_champion_counts_reigns_so_a_restored_champion_is_known() -> None:
+    registry = Registry()
+    for stage in ("champion", "candidate"):
+        registry.apply_all(registry.new_version("fraud", spec="logreg", task="binary", artifact=ART,
+                                                stage=stage, changed_by="t", reason=stage))
+    assert registry.times_champion("fraud", 1) == 1 and registry.times_champion("fraud", 2) == 0
+    registry.apply_all(registry.promote("fraud", 2, by="t", reason="better"))
+    registry.apply_all(registry.rollback("fraud", by="t", reason="worse live"))
+    assert registry.champion("fraud").version == 1  # type: ignore[union-attr]
+    assert registry.times_champion("fraud", 1) == 2 and registry.times_champion("fraud", 2) == 1
+    assert registry.times_champion("nope", 1) == 0

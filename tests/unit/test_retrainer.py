@@ -422,3 +422,47 @@ def test_regression_metrics_match_river() -> None:
     got = regression_metrics([*y, 5.0], [*p, math.nan])  # a row without a prediction is left out
     assert got == pytest.approx({"mae": mae.get(), "rmse": rmse.get(), "r2": r2.get()})
     assert regression_metrics([1.0, 1.0], [1.0, 2.0]) == {"mae": 0.5, "rmse": math.sqrt(0.5)}
+
+
+# --- learning from a cut (the answer to a drift alarm) -----------------------------------
+
+
+def flipped(n: int, flip_at: int, *, seed: int = 5) -> list[dict[str, Any]]:
+    """y = (a > 0) until ``flip_at``, y = (a <= 0) after: a concept that reverses."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        a = rng.gauss(0, 1)
+        out.append(record(i, {"a": a, "b": rng.gauss(0, 1)}, (a > 0) != (i >= flip_at)))
+    return out
+
+
+def test_learn_since_trains_on_the_rows_after_the_cut_and_holdout_rows_sets_the_tail() -> None:
+    frame = feedback_frame(flipped(3000, 2600))
+    cut = T0 + timedelta(seconds=2600)
+    recent = retrain(frame, spec_name="logreg", seed=1, holdout_rows=100, learn_since=cut)
+    whole = retrain(frame, spec_name="logreg", seed=1, holdout_rows=100)
+    assert recent.train_rows == (2600, 2900) and recent.train_samples == 300
+    assert whole.train_rows == (0, 2900) and recent.holdout_rows == whole.holdout_rows == (2900, 3000)
+    assert recent.window_start == cut
+    # 2,600 rows of the old concept outweigh 300 of the new one; 300 alone learn it
+    assert recent.candidate_metrics["accuracy"] > 0.8 > whole.candidate_metrics["accuracy"]
+    with pytest.raises(InvalidEventError, match="the cut at"):
+        retrain(frame, spec_name="logreg", seed=1, holdout_rows=100,
+                learn_since=T0 + timedelta(seconds=2850))
+
+
+def test_after_a_drift_alarm_the_better_of_both_windows_is_the_candidate() -> None:
+    from streams.policy import PromotionPolicy
+    from streams.retrain_worker import _best_candidate
+
+    frame = feedback_frame(flipped(3000, 2600))
+    alarm = {"since_ms": (T0 + timedelta(seconds=2600)).timestamp() * 1000.0}
+    policy = PromotionPolicy(metric="accuracy")
+    best = _best_candidate(frame, alarm, policy, spec_name="logreg", seed=1, champion=None,
+                           holdout_fraction=0.25)
+    assert best.train_rows == (2600, 2900) and best.holdout_samples == 100  # 25% of 400 recent
+    assert best.candidate_metrics["accuracy"] > 0.8
+    plain = _best_candidate(frame, {}, policy, spec_name="logreg", seed=1, champion=None,
+                            holdout_fraction=0.2)
+    assert plain.train_rows == (0, 2400)
