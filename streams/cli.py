@@ -231,14 +231,18 @@ def produce(ctx: click.Context, kind: str, file: Path, model: str | None, rate: 
 
 
 @cli.command()
-@click.argument("role", type=click.Choice(["scorer", "joiner", "monitor", "learner", "retrainer", "online", "lag", "all"]))
+@click.argument("roles", nargs=-1, required=True, metavar="ROLE...",
+                type=click.Choice(["scorer", "joiner", "monitor", "learner", "retrainer", "online", "lag", "all"]))
 @click.option("--group-prefix", default="riverops", show_default=True,
               help="Consumer groups are PREFIX-ROLE; scale a role by running more workers.")
 @click.option("--log-level", default="INFO", show_default=True)
 @click.option("--no-metrics", is_flag=True, help="Do not serve /metrics.")
 @click.pass_context
-def worker(ctx: click.Context, role: str, group_prefix: str, log_level: str, no_metrics: bool) -> None:
-    """Run one worker ROLE (or all of them) in the foreground until SIGTERM or Ctrl-C.
+def worker(ctx: click.Context, roles: tuple[str, ...], group_prefix: str, log_level: str,
+           no_metrics: bool) -> None:
+    """Run worker ROLEs (or all of them) in one process, in the foreground, until SIGTERM
+    or Ctrl-C. Run the learner and the retrainer in one process (`worker learner
+    retrainer`): both register versions, and only in one process do they take turns.
 
     \b
     scorer   features -> predictions, following the registry live
@@ -260,8 +264,8 @@ def worker(ctx: click.Context, role: str, group_prefix: str, log_level: str, no_
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    roles = list(ROLES) if role == "all" else [role]
-    sys.exit(run_roles(settings, roles, stop=stop, serve_metrics=not no_metrics,  # type: ignore[arg-type]
+    chosen = list(ROLES) if "all" in roles else list(dict.fromkeys(roles))
+    sys.exit(run_roles(settings, chosen, stop=stop, serve_metrics=not no_metrics,  # type: ignore[arg-type]
                        group_prefix=group_prefix))
 
 

@@ -29,8 +29,10 @@ from models.registry import Registry
 from models.specs import get_spec
 from streams.broker import EmbeddedBroker, free_port
 from streams.cardgen import CardStream, merged_events
+from streams.drift import DataDriftOptions
 from streams.live import render_live, take_snapshot
 from streams.modelops import register_trained
+from streams.monitor import MonitorCore
 from streams.plot import plot_rolling_metrics
 from streams.producer import EventProducer
 from streams.registry_topic import publish_records
@@ -48,7 +50,7 @@ class DemoOptions:
     rate: float = 1_000.0  # feature events per second offered
     seed: int = 42
     drift_at: int | None = None  # default: 40% of the events
-    warmup: int = 5_000
+    warmup: int = 20_000  # > 3 simulated days: a model that never saw a night fails at night
     duration: float = 240.0  # seconds at most for streaming and draining
     output: Path = Path("demo-output")
     bootstrap_servers: str | None = None
@@ -69,6 +71,22 @@ class DemoResult:
     plot: Path
     metrics: list[dict[str, Any]] = field(default_factory=list)
     recovery: tuple[float, float, int] | None = None
+
+
+DAY_EVENTS = 6_000  # one simulated day of the card stream (2,000 cards x 3 purchases)
+
+
+def _role_options() -> dict[str, dict[str, Any]]:
+    """The demo's settings of the roles, sized to the stream's daily cycle: a retrain
+    window, the feedback awaited after a drift alarm and the data-drift windows each hold
+    a simulated day or more, so that every hour is in them (a model trained on daytime
+    only misjudges the night; a daytime reference makes every night a data drift)."""
+    return {
+        "retrainer": {"window_events": DAY_EVENTS + DAY_EVENTS // 3, "drift_min_samples": DAY_EVENTS,
+                      "cooldown_seconds": 8.0, "degradation_below": 0.85},
+        "monitor": {"core": MonitorCore(data_drift=DataDriftOptions(
+            reference_size=DAY_EVENTS, window_size=DAY_EVENTS, every=1_000))},
+    }
 
 
 def _warm_champion(settings: Settings, options: DemoOptions) -> None:
@@ -134,8 +152,7 @@ def run_demo(options: DemoOptions, *, console: Console | None = None) -> DemoRes
         workers = threading.Thread(
             target=lambda: exit_code.append(run_roles(
                 settings, [r for r in ROLES if r != "online"], stop=stop, registry=registry, group_prefix=f"riverops-demo-{run_id}",
-                options={"retrainer": {"window_events": 3_000, "cooldown_seconds": 8.0,
-                                       "degradation_below": 0.85}},
+                options=_role_options(),
             )), daemon=True,
         )
         workers.start()

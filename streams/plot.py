@@ -161,7 +161,8 @@ def plot_rolling_metrics(
                     ha="center", va="center", color="grey")  # fmt: skip
         ax.set_ylabel(_label(name))
         ax.grid(True, alpha=0.3)
-    _mark(axes, drifts, changes, handles)
+    times = [_when(e["emitted_at"]) for records in groups.values() for e in records]
+    _mark(axes, drifts, changes, handles, until=max(times) if times else None)
 
     bottom = axes[-1]
     if any_time:
@@ -180,8 +181,13 @@ def plot_rolling_metrics(
 
 
 def _mark(axes: Sequence[Axes], drifts: Sequence[Record], changes: Sequence[Record],
-          handles: dict[str, Line2D]) -> None:  # fmt: skip
-    """Vertical lines on every panel: drift alarms, new versions, promotions, rollbacks."""
+          handles: dict[str, Line2D], until: datetime | None = None) -> None:  # fmt: skip
+    """Vertical lines on every panel: drift alarms, new versions, promotions, rollbacks.
+
+    Marks after ``until`` (the last metrics) are left out: an alarm raised by a chargeback
+    label days after the stream would otherwise squeeze every line to the left.
+    Learner snapshots are faint and unlabelled: they come every few thousand samples.
+    """
     marks: list[tuple[datetime, str, dict[str, Any], str]] = []  # when, legend, style, note
     style: dict[str, Any]
     for event in drifts:
@@ -199,6 +205,11 @@ def _mark(axes: Sequence[Axes], drifts: Sequence[Record], changes: Sequence[Reco
             legend, style = "promoted to champion", {"color": "green", "linestyle": "-", "linewidth": 1.8}
         elif stage == "rejected":
             legend, style = "rejected", {"color": "purple", "linestyle": "-.", "linewidth": 1.4}
+        elif stage == "candidate" and record.get("changed_by") == "learner":
+            legend, style = "learner snapshot", {"color": "silver", "linestyle": ":", "linewidth": 1.0}
+            marks.append((_when(record["changed_at"]), legend, style, ""))
+            newest[model] = max(newest.get(model, version), version)
+            continue
         elif stage in ("candidate", "challenger", "shadow"):
             legend, style = "new version / retrain", {"color": "dimgrey", "linestyle": "-.", "linewidth": 1.2}
         else:
@@ -206,6 +217,8 @@ def _mark(axes: Sequence[Axes], drifts: Sequence[Record], changes: Sequence[Reco
         newest[model] = max(newest.get(model, version), version)
         marks.append((_when(record["changed_at"]), legend, style, f"v{version} {stage}"))
     for when, legend, style, note in marks:
+        if until is not None and when > until:
+            continue
         x = float(dates.date2num(when))  # type: ignore[no-untyped-call]  # untyped in matplotlib
         for ax in axes:
             line = ax.axvline(x, **style)
