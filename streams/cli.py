@@ -303,15 +303,23 @@ def status(ctx: click.Context, as_json: bool, watch: float | None) -> None:
 @click.argument("model")
 @click.option("--reason", type=click.Choice(["manual", "drift", "degradation", "schedule"]),
               default="manual", show_default=True)
-@click.option("--window-events", type=int, help="Train on the last N feedback events.")
+@click.option("--window-events", type=click.IntRange(min=1),
+              help="Train on the last N feedback events (at most the worker's window).")
+@click.option("--window-seconds", type=click.FloatRange(min=0, min_open=True),
+              help="Train on the feedback of the last SECONDS of event time.")
 @click.pass_context
-def retrain(ctx: click.Context, model: str, reason: str, window_events: int | None) -> None:
+def retrain(ctx: click.Context, model: str, reason: str, window_events: int | None,
+            window_seconds: float | None) -> None:
     """Ask the retrainer for a fresh version of MODEL (it decides about promotion)."""
     import getpass
 
     from streams.retrain_worker import request_retrain
 
-    params: dict[str, Any] = {"window_events": float(window_events)} if window_events else {}
+    params: dict[str, Any] = {}
+    if window_events:
+        params["window_events"] = float(window_events)
+    if window_seconds:
+        params["window_seconds"] = float(window_seconds)
     try:
         request = request_retrain(settings_from(ctx), model, reason=reason, by=getpass.getuser(),
                                   params=params)

@@ -3,11 +3,17 @@
 Triggers become RetrainRequest records on the retrain topic (so a manual request and an
 automatic one travel the same way): a rising concept-drift alarm, the champion's rolling
 metric under ``degradation_below``, a schedule. Each request retrains the model's spec on
-the most recent ``window_events`` feedback events (kept from the feedback topic), scores
+the most recent ``window_events`` feedback events (and, with ``window_seconds``, only those
+of the last seconds of event time), kept from the feedback topic, scores
 the candidate and the champion's frozen artifact on the same held-out tail, registers the
 candidate with its metrics and lineage, and applies the promotion policy. The worker also
 watches the live metric of every new champion (:class:`streams.policy.Probation`) and rolls
 it back when it stays under the level of the champion it replaced.
+
+The window lives in memory. On partition assignment (a start, a restart, a rebalance)
+the worker seeks each feedback partition ``window_events`` records before its committed
+offset, so the window is replayed from the topic rather than starting empty: feedback only
+fills windows, so reading it twice has no other effect.
 
 A drift-triggered request trains on the feedback that followed the alarm: the window
 before it holds the old concept, so a model learned from it would be the old model again.
@@ -29,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, TopicPartition
 
 from models.registry import Registry
 from schemas.errors import DecodeError, InvalidEventError, RiveropsError
@@ -131,6 +137,7 @@ def run_retrainer(
     min_error_rise: float = 0.02,
     drift_min_samples: int = 1_500,
     drift_wait_seconds: float = 60.0,
+    window_seconds: float | None = None,
 ) -> RetrainerStats:
     """Retrain on demand until ``stop`` is set."""
     stats = stats or RetrainerStats()
@@ -149,8 +156,25 @@ def run_retrainer(
     probation: dict[tuple[str, int], Probation] = {}  # new champions under watch
     live: dict[tuple[str, int], tuple[float, int]] = {}  # latest (metric, samples) of champions
     consumer = make_consumer(settings, group_id)
-    consumer.subscribe(list(topics), on_assign=lambda *_: setattr(stats, "assigned", True))
     feedback_topic = catalogue.name("feedback")
+
+    def on_assign(_consumer: Any, partitions: list[TopicPartition]) -> None:
+        """Replay the last ``window_events`` feedback records of each partition."""
+        feedback = [p for p in partitions if p.topic == feedback_topic]
+        try:
+            committed = consumer.committed(feedback, timeout=10) if feedback else []
+        except KafkaException as exc:
+            log.warning("no committed offsets to replay the feedback window from: %s", exc)
+            committed = []
+        rewound = {(c.topic, c.partition): max(0, c.offset - window_events)
+                   for c in committed if c.offset >= 0}
+        for p in partitions:
+            if (p.topic, p.partition) in rewound:
+                p.offset = rewound[(p.topic, p.partition)]
+        consumer.assign(partitions)
+        stats.assigned = True
+
+    consumer.subscribe(list(topics), on_assign=on_assign)
     waiting: list[tuple[float, dict[str, Any]]] = []  # (received at, request)
 
     def feedback_caught_up() -> bool:
@@ -198,7 +222,9 @@ def run_retrainer(
         window = list(windows[model])
         size = int(request["params"].get("window_events") or window_events)
         window = window[-size:]
-        frame = feedback_frame([r for r, _ in window], sources=[s for _, s in window])
+        seconds = request["params"].get("window_seconds") or window_seconds
+        frame = feedback_frame([r for r, _ in window], sources=[s for _, s in window],
+                               window_seconds=float(seconds) if seconds else None)
         result = _best_candidate(frame, request["params"], policy, spec_name=champion.spec,
                                  seed=seed, champion=load(champion),
                                  holdout_fraction=holdout_fraction)
