@@ -252,19 +252,20 @@ def worker(ctx: click.Context, roles: tuple[str, ...], group_prefix: str, log_le
     retrainer drift alarms, degradation, requests -> retrained candidates, promotion, rollback
     online   River's predict-then-learn on one model object (variant "online")
     lag      consumer lag per group, topic and partition
+    all      every role above but online
     Prometheus metrics are served on RIVEROPS_METRICS_HOST:RIVEROPS_METRICS_PORT. A failing
     role stops the worker with exit status 1 and a log line saying why.
     """
     import logging
 
-    from streams.worker import ROLES, run_roles
+    from streams.worker import ALL_ROLES, run_roles
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_from(ctx)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    chosen = list(ROLES) if "all" in roles else list(dict.fromkeys(roles))
+    chosen = list(ALL_ROLES) if "all" in roles else list(dict.fromkeys(roles))
     sys.exit(run_roles(settings, chosen, stop=stop, serve_metrics=not no_metrics,  # type: ignore[arg-type]
                        group_prefix=group_prefix))
 

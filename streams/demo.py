@@ -39,7 +39,7 @@ from streams.registry_topic import publish_records
 from streams.settings import Settings
 from streams.status import read_to_end
 from streams.topics import TopicCatalogue, create_topics
-from streams.worker import ROLES, run_roles
+from streams.worker import ALL_ROLES, run_roles
 
 __all__ = ["DemoOptions", "DemoResult", "run_demo", "recovery"]
 
@@ -151,7 +151,7 @@ def run_demo(options: DemoOptions, *, console: Console | None = None) -> DemoRes
         exit_code: list[int] = []
         workers = threading.Thread(
             target=lambda: exit_code.append(run_roles(
-                settings, [r for r in ROLES if r != "online"], stop=stop, registry=registry, group_prefix=f"riverops-demo-{run_id}",
+                settings, list(ALL_ROLES), stop=stop, registry=registry, group_prefix=f"riverops-demo-{run_id}",
                 options=_role_options(),
             )), daemon=True,
         )

@@ -18,12 +18,15 @@ from prometheus_client import CollectorRegistry
 from streams.settings import Settings
 from streams.telemetry import Telemetry, serve
 
-__all__ = ["Role", "ROLES", "run_roles"]
+__all__ = ["Role", "ROLES", "ALL_ROLES", "run_roles"]
 
 log = logging.getLogger("riverops.worker")
 
 Role = Literal["scorer", "joiner", "monitor", "learner", "retrainer", "online", "lag"]
 ROLES: tuple[Role, ...] = get_args(Role)
+ALL_ROLES: tuple[Role, ...] = tuple(r for r in ROLES if r != "online")
+"""What ``worker all`` runs: the online variant is a serving choice of its own (it
+predicts on the same topics as the scorer), so it runs only when named."""
 
 
 def _runner(role: Role) -> Callable[..., Any]:
