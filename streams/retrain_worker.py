@@ -175,20 +175,35 @@ def run_retrainer(
         stats.assigned = True
 
     consumer.subscribe(list(topics), on_assign=on_assign)
-    waiting: list[tuple[float, dict[str, Any]]] = []  # (received at, request)
+    waiting: list[tuple[float, dict[str, Any], dict[tuple[str, int], int]]] = []  # (received at, request, feedback ends then)
 
-    def feedback_caught_up() -> bool:
-        """The window holds the feedback that was out when the request was made."""
-        assigned = [tp for tp in consumer.assignment() if tp.topic == feedback_topic]
+    def feedback_ends() -> dict[tuple[str, int], int]:
+        """The end of each assigned feedback partition, as the last fetch saw it."""
+        ends = {}
+        for tp in consumer.assignment():
+            if tp.topic != feedback_topic:
+                continue
+            try:
+                high = consumer.get_watermark_offsets(tp, cached=True)[1]
+            except KafkaException:
+                continue
+            if high >= 0:
+                ends[(tp.topic, tp.partition)] = high
+        return ends
+
+    def reached(ends: dict[tuple[str, int], int]) -> bool:
+        """The window holds the feedback that was out when the request arrived."""
+        if not ends:
+            return False
         try:
-            positions = consumer.position(assigned)
-            highs = [consumer.get_watermark_offsets(tp, cached=True)[1] for tp in assigned]
+            positions = consumer.position([TopicPartition(t, p) for t, p in ends])
         except KafkaException:
             return False
-        return all(h >= 0 and p.offset >= h - 10 for p, h in zip(positions, highs, strict=True))
+        return all(p.offset >= ends[(p.topic, p.partition)] for p in positions)
+
     last_schedule = time.monotonic()
 
-    def ready(received: float, request: dict[str, Any]) -> bool:
+    def ready(received: float, request: dict[str, Any], ends: dict[tuple[str, int], int]) -> bool:
         """A drift-triggered request waits for ``drift_min_samples`` feedback events from
         after the alarm (``drift_wait_seconds`` at most); any other waits (10 s at most)
         until the feedback window has caught up, so the retrain sees the feedback that
@@ -197,7 +212,7 @@ def run_retrainer(
         if "since_ms" in request["params"] and waited <= drift_wait_seconds:
             after = _after_alarm(windows[request["model"]], request["params"])
             return len(after) >= drift_min_samples
-        return waited > 10 or feedback_caught_up()
+        return waited > 10 or reached(ends)
 
     def publish(records: list[ModelVersion]) -> None:
         publish_records(settings, records)
@@ -207,7 +222,7 @@ def run_retrainer(
         now = time.monotonic()
         if now - last_request.get(model, -1e9) < cooldown_seconds:
             return
-        if any(request["model"] == model for _, request in waiting):
+        if any(request["model"] == model for _, request, _ in waiting):
             return  # one request at a time per model: the waiting one will see this data
         last_request[model] = now
         request_retrain(settings, model, reason=reason, by=by, params=params)
@@ -303,9 +318,9 @@ def run_retrainer(
                 elif role == "metrics":
                     watch(record)
                 else:
-                    waiting.append((time.monotonic(), record))
+                    waiting.append((time.monotonic(), record, feedback_ends()))
             while waiting and ready(*waiting[0]):
-                _, request = waiting.pop(0)
+                _, request, _ = waiting.pop(0)
                 try:
                     execute(request)
                 except (RiveropsError, ValueError) as exc:
