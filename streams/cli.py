@@ -184,9 +184,11 @@ def demo(ctx: click.Context, events: int, rate: float, seed: int, drift_at: int 
     options = DemoOptions(events=events, rate=rate, seed=seed, drift_at=drift_at, duration=duration,
                           output=output, bootstrap_servers=overrides.get("bootstrap_servers"), live=live)
     try:
-        run_demo(options, console=Console())
+        result = run_demo(options, console=Console())
     except RiveropsError as exc:
         raise click.ClickException(str(exc)) from exc
+    if result.worker_failed:
+        sys.exit(1)
 
 
 @cli.command()

@@ -71,6 +71,7 @@ class DemoResult:
     plot: Path
     metrics: list[dict[str, Any]] = field(default_factory=list)
     recovery: tuple[float, float, int] | None = None
+    worker_failed: bool = False  # a role stopped with an error (its log says why)
 
 
 DAY_EVENTS = 6_000  # one simulated day of the card stream (2,000 cards x 3 purchases)
@@ -201,7 +202,9 @@ def run_demo(options: DemoOptions, *, console: Console | None = None) -> DemoRes
         if exit_code and exit_code[0] != 0:
             console.print("[red]a worker role failed; see the log above[/]")
         drift_time = stream.start + timedelta(seconds=drift_at / options.rate)
-        return _finish(settings, options, counts, started, console, output, drift_time)
+        result = _finish(settings, options, counts, started, console, output, drift_time)
+        result.worker_failed = bool(exit_code and exit_code[0] != 0)
+        return result
     finally:
         feeder_stop.set()
         stop.set()
