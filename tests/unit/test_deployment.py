@@ -1,14 +1,25 @@
-"""docker-compose.yml and prometheus.yml agree with the settings and streams/deployment.py."""
+"""docker-compose.yml, prometheus.yml, the alerts and the Grafana dashboard agree with the code.
+
+The deploy/ files are written by hand; these tests catch a renamed metric or label, a moved
+port or a mount that no longer matches before a dashboard panel goes empty or an alert
+silently never fires.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics import MetricWrapperBase
 
 from streams import deployment as dep
 from streams.settings import Settings
+from streams.telemetry import Telemetry
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,21 +72,127 @@ def test_prometheus_scrapes_every_worker_metrics_port() -> None:
     assert f"{dep.GRAFANA_PORT}:{dep.GRAFANA_PORT}" in services["grafana"]["ports"]
 
 
-def test_alert_rules_use_metrics_the_workers_export() -> None:
-    import re
+def _exported_series() -> dict[str, frozenset[str]]:
+    """Every series name a worker can export, with its label names.
 
-    from prometheus_client import CollectorRegistry
-
-    from streams.telemetry import Telemetry
-
+    Built from a :class:`Telemetry` on a fresh registry (labelled metrics have no samples
+    yet, so the names come from the families and their types; ``_created`` is the creation
+    time prometheus_client exports for counters and histograms); ``instance`` and ``job``
+    are the labels Prometheus adds when it scrapes.
+    """
     registry = CollectorRegistry()
-    Telemetry(registry, role="test")
-    families = {family.name for family in registry.collect()}  # labelled metrics have no samples yet
-    exported = families | {f"{n}_total" for n in families} | {f"{n}_bucket" for n in families}
+    telemetry = Telemetry(registry, role="test")
+    labels = {
+        m._name: frozenset(m._labelnames)
+        for m in vars(telemetry).values()
+        if isinstance(m, MetricWrapperBase)
+    }
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "gauge": ("",),
+        "histogram": ("_bucket", "_sum", "_count", "_created"),
+    }
+    series: dict[str, frozenset[str]] = {}
+    for family in registry.collect():
+        for suffix in suffixes[family.type]:
+            extra = {"instance", "job"} | ({"le"} if suffix == "_bucket" else set())
+            series[family.name + suffix] = labels[family.name] | extra
+    return series
+
+
+def _promql_problems(expr: str, shown: set[str], series: dict[str, frozenset[str]]) -> list[str]:
+    """What in ``expr`` does not exist in ``series``: metric names, then label names.
+
+    ``shown`` are the labels a legend or annotation prints: with an aggregation they must
+    be among its ``by`` labels (the others are gone), else among the metrics' labels.
+    """
+    names = re.findall(r"\briverops_[a-z_]+", expr)
+    problems = [f"{n} is not exported" for n in names if n not in series]
+    allowed = {"instance", "job"}.union(*(series.get(n, frozenset()) for n in names))
+    grouped = [g.strip() for by in re.findall(r"\bby\s*\(([^)]*)\)", expr)
+               for g in by.split(",") if g.strip()]
+    matched = [label for inner in re.findall(r"\{([^}]*)\}", expr)
+               for label in re.findall(r"([A-Za-z_]\w*)\s*(?:=~|!~|!=|=)", inner)]
+    problems += [f"label {g} is not on {names}" for g in grouped + matched if g not in allowed]
+    visible = set(grouped) if grouped else allowed
+    problems += [f"shows label {s}, which the query does not keep" for s in shown - visible]
+    return problems
+
+
+def test_alert_rules_use_metrics_the_workers_export() -> None:
+    series = _exported_series()
     rules = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())["groups"][0]["rules"]
     assert len(rules) >= 4
     for rule in rules:
-        for name in re.findall(r"riverops_[a-z_]+", rule["expr"]):
-            assert name in exported, f"{rule['alert']} uses {name}, which no worker exports"
+        shown = {m for text in rule.get("annotations", {}).values()
+                 for m in re.findall(r"\$labels\.(\w+)", text)}
+        assert not _promql_problems(rule["expr"], shown, series), rule["alert"]
     config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     assert config["rule_files"] == ["alerts.yml"]
+
+
+def test_the_checker_finds_unknown_metrics_and_labels() -> None:
+    series = _exported_series()
+    assert not _promql_problems('sum by (topic) (rate(riverops_events_in_total[5m]))', {"topic"}, series)
+    assert _promql_problems("riverops_events_in", set(), series)  # a counter's samples end in _total
+    assert _promql_problems('riverops_consumer_lag{model="x"}', set(), series)
+    assert _promql_problems("sum by (stage) (riverops_consumer_lag)", set(), series)
+    assert _promql_problems("sum by (topic) (riverops_consumer_lag)", {"group"}, series)
+
+
+DASHBOARD = ROOT / "deploy/grafana/dashboards/riverops.json"
+
+
+def _panels(container: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every panel, the ones inside collapsed rows included."""
+    for panel in container.get("panels", []):
+        yield panel
+        yield from _panels(panel)
+
+
+def test_dashboard_queries_use_metrics_the_workers_export() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    series = _exported_series()
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    exprs: list[str] = []
+    for panel in _panels(dashboard):
+        if panel["type"] == "row":
+            continue
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            expr = target["expr"]
+            exprs.append(expr)
+            shown = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", target.get("legendFormat", "")))
+            assert not _promql_problems(expr, shown, series), (panel["title"], expr)
+            used = set(re.findall(r"\$(\w+)", expr)) - {"__rate_interval", "__range", "__interval"}
+            assert used <= variables, (panel["title"], used - variables)
+    used_everywhere = " ".join(exprs)
+    for wanted in ("riverops_events_in_total", "riverops_processing_seconds_bucket",
+                   "riverops_consumer_lag", 'metric="accuracy"', 'metric="roc_auc"',
+                   "riverops_drift_alarms_total", "riverops_dead_letters_total",
+                   "riverops_model_alias_version"):
+        assert wanted in used_everywhere, f"no panel shows {wanted}"
+
+
+def test_grafana_provisions_the_dashboard_on_the_prometheus_datasource() -> None:
+    provisioning = ROOT / "deploy/grafana/provisioning"
+    datasource = yaml.safe_load((provisioning / "datasources/prometheus.yml").read_text())
+    (source,) = datasource["datasources"]
+    assert source["url"] == f"http://prometheus:{dep.PROMETHEUS_PORT}"
+    dashboard = json.loads(DASHBOARD.read_text())
+    for panel in _panels(dashboard):
+        for item in (panel, *panel.get("targets", [])):
+            if "datasource" in item:
+                assert item["datasource"] == {"type": "prometheus", "uid": source["uid"]}, panel["title"]
+    providers = yaml.safe_load((provisioning / "dashboards/riverops.yml").read_text())["providers"]
+    mounts = dict(v.removesuffix(":ro").split(":", 1) for v in _compose()["services"]["grafana"]["volumes"])
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    assert [p["options"]["path"] for p in providers] == [mounts["./deploy/grafana/dashboards"]]
+
+
+def test_prometheus_container_reads_the_config_and_rules() -> None:
+    """prom/prometheus reads /etc/prometheus/prometheus.yml; alerts.yml is resolved next to it."""
+    volumes = _compose()["services"]["prometheus"]["volumes"]
+    assert "./deploy/prometheus:/etc/prometheus:ro" in volumes
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    assert all((ROOT / "deploy/prometheus" / name).is_file() for name in config["rule_files"])
