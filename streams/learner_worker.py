@@ -129,7 +129,10 @@ def run_learner(
                     records.append(item)
                     sources.append(source)
                     by_source[source] = message
+                started = time.perf_counter()
                 result = core.update(records, sources=sources)
+                if telemetry is not None:
+                    telemetry.observe_latency("learn", time.perf_counter() - started)
                 for rejected in result.rejected:
                     origin = by_source.get(rejected.source) if rejected.source else None
                     if origin is not None:
@@ -155,6 +158,8 @@ def run_learner(
                 resume[model] = records_[-1].version
                 write_json(resume_file, resume)
                 stats.snapshots += 1
+                if telemetry is not None:
+                    telemetry.count_version(model)
                 log.info("%s snapshot published as v%s", model, records_[-1].version)
                 snapshotted = True
             outbox.send(catalogue.name("deadletter"), "DeadLetter", dead, key="key")

@@ -230,6 +230,7 @@ def run_retrainer(
 
     def execute(request: dict[str, Any]) -> None:
         model = request["model"]
+        began = time.monotonic()
         stats.requests += 1
         champion = registry.champion(model)
         if champion is None:
@@ -259,8 +260,17 @@ def run_retrainer(
         version = added[-1].version
         publish(apply(decision, registry, model, version, by="retrainer", reason=why))
         stats.retrains += 1
+        if telemetry is not None:
+            telemetry.count_version(model)
+            telemetry.count_decision(model, decision.action)
+            telemetry.observe_latency("retrain", time.monotonic() - began)
         stats.decisions.append(f"{model} v{version}: {decision.action} ({decision.reason})")
         log.info("%s v%s: %s (%s)", model, version, decision.action, decision.reason)
+
+    def failed(model: str) -> None:
+        stats.failed += 1
+        if telemetry is not None:
+            telemetry.count_decision(model, "failed")
 
     def watch(event: dict[str, Any]) -> None:
         """Degradation trigger and automatic rollback from the champion's rolling metric."""
@@ -283,6 +293,8 @@ def run_retrainer(
             if rollback is not None:
                 publish(apply(rollback, registry, model, version, by="retrainer", reason="live check"))
                 stats.rollbacks += 1
+                if telemetry is not None:
+                    telemetry.count_decision(model, "rollback")
                 stats.decisions.append(f"{model} v{version}: rollback ({rollback.reason})")
                 log.warning("rolled back %s v%s: %s", model, version, rollback.reason)
                 return
@@ -324,10 +336,10 @@ def run_retrainer(
                 try:
                     execute(request)
                 except (RiveropsError, ValueError) as exc:
-                    stats.failed += 1
+                    failed(request["model"])
                     log.error("retrain of %s failed: %s", request["model"], exc)
                 except Exception:  # a bug in one retrain must not stop the role
-                    stats.failed += 1
+                    failed(request["model"])
                     log.exception("retrain of %s failed unexpectedly", request["model"])
             if schedule_seconds and time.monotonic() - last_schedule >= schedule_seconds:
                 last_schedule = time.monotonic()

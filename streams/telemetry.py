@@ -130,6 +130,14 @@ class Telemetry:
         self.registry_refusals = counter(
             "registry_refusals", "Registry changes refused.", "model", "reason"
         )
+        self.versions_created = counter(
+            "versions_created", "Model versions registered by this role (snapshots, retrains).",
+            "model",
+        )
+        self.retrain_decisions = counter(
+            "retrain_decisions",
+            "Retrainer outcomes: promote, challenger, reject, rollback, failed.", "model", "decision",
+        )
         self._exported: dict[Gauge, set[tuple[str, ...]]] = {}
 
     def for_role(self, role: str) -> Telemetry:
@@ -192,6 +200,14 @@ class Telemetry:
     def set_lag(self, group: str, topic: str, partition: int, lag: int) -> None:
         """Set the lag of ``group`` on one topic partition."""
         self.consumer_lag.labels(self.role, group, topic, str(partition)).set(lag)
+
+    def count_version(self, model: str) -> None:
+        """Count one model version registered by this role."""
+        self.versions_created.labels(self.role, model).inc()
+
+    def count_decision(self, model: str, decision: str) -> None:
+        """Count one retrainer outcome (promote, challenger, reject, rollback, failed)."""
+        self.retrain_decisions.labels(self.role, model, decision).inc()
 
     def count_refusal(self, model: str, reason: str) -> None:
         """Count one registry change refused for ``reason``."""
