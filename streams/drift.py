@@ -218,6 +218,23 @@ def _is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _numbers(values: Sequence[Any]) -> np.ndarray:
+    """The finite numbers among ``values`` (bools, strings, None, NaN and inf left out).
+
+    Exact type checks in one pass, then one vectorised finiteness test: the monitor runs
+    this over every feature of its window at each evaluation (20 features x 1000 values
+    every 200 events), where a per-value ``_is_number`` cost ~40 us per event.
+    """
+    array = np.fromiter((v if type(v) is float else _float_or_nan(v) for v in values),
+                        dtype=float, count=len(values))
+    finite: np.ndarray = array[np.isfinite(array)]
+    return finite
+
+
+def _float_or_nan(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+
+
 class _FeatureReference:
     """One feature's reference: numeric (sorted values, bin edges) or categorical."""
 
@@ -235,13 +252,14 @@ class _FeatureReference:
             self.categories = {c: i for i, c in enumerate(top)}
         self.counts = self.bin_counts(values)
 
-    def bin_counts(self, values: Sequence[Any]) -> np.ndarray:
+    def bin_counts(self, values: Sequence[Any], numbers: np.ndarray | None = None) -> np.ndarray:
+        """Counts per bin (numeric: quantile bins then missing; categorical: categories,
+        other, missing); ``numbers`` is ``_numbers(values)`` when the caller has it."""
         if self.numeric:
-            numbers = [v for v in values if _is_number(v)]
-            missing = sum(1 for v in values if not _is_number(v))
-            bins = np.searchsorted(self.edges, np.asarray(numbers, dtype=float), side="right")
+            numbers = _numbers(values) if numbers is None else numbers
+            bins = np.searchsorted(self.edges, numbers, side="right")
             counts = np.bincount(bins, minlength=self.edges.size + 1).astype(float)
-            return np.append(counts, missing)
+            return np.append(counts, len(values) - numbers.size)
         index = self.categories
         counts = np.zeros(len(index) + 2)  # known categories, other, missing
         for value in values:
@@ -310,13 +328,13 @@ class DataDriftMonitor:
         alarms: list[DataAlarm] = []
         for name, reference in self._reference.items():
             values = [row.get(name) for row in self._window]
+            numbers = _numbers(values) if reference.numeric else None
             scores: dict[DataDetector, float] = {
-                "PSI": psi(reference.counts, reference.bin_counts(values), epsilon=options.epsilon)
+                "PSI": psi(reference.counts, reference.bin_counts(values, numbers),
+                           epsilon=options.epsilon)
             }
-            if reference.numeric:
-                current = [float(v) for v in values if _is_number(v)]
-                if current and reference.values.size:
-                    scores["KS"] = ks_statistic(reference.values, current)
+            if numbers is not None and numbers.size and reference.values.size:
+                scores["KS"] = ks_statistic(reference.values, numbers)
             self.scores[name] = scores
             thresholds: dict[DataDetector, float] = {
                 "PSI": options.psi_threshold,
