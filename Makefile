@@ -32,5 +32,11 @@ lint: $(STAMP)  ## ruff and mypy --strict
 	$(BIN)/ruff check schemas models streams tests
 	$(BIN)/mypy
 
+bench: $(STAMP)  ## benchmarks on the embedded broker -> bench/results/ (BENCH_ARGS="--events 300000")
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+soak: $(STAMP)  ## 10 min of every role at a steady rate on the embedded broker: RSS and lag to bench/results/soak.md
+	$(BIN)/python -m bench.soak --seconds 600 --rate 300
+
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

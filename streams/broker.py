@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -45,8 +46,11 @@ def resolve_binary() -> str:
 class EmbeddedBroker:
     """Start, probe and stop one Tansu broker on a loopback port.
 
-    With ``cert`` and ``key`` it listens with TLS only. Its output goes to ``log_path``
-    (a temporary file by default), kept after it stops for post-mortems.
+    With ``cert`` and ``key`` it listens with TLS only: Tansu itself cannot (see
+    :mod:`streams.tlsproxy`), so it runs on a loopback port that advertises ``port`` and a
+    TLS terminator listens on ``port``; ``client_ca`` makes that listener require client
+    certificates (mTLS). Its output goes to ``log_path`` (a temporary file by default),
+    kept after it stops for post-mortems.
     """
 
     def __init__(
@@ -57,6 +61,7 @@ class EmbeddedBroker:
         log_path: Path | None = None,
         cert: Path | None = None,
         key: Path | None = None,
+        client_ca: Path | None = None,
         binary: str | None = None,
     ) -> None:
         if (cert is None) != (key is None):
@@ -65,9 +70,13 @@ class EmbeddedBroker:
         self.port = port or free_port(host)
         self.cert = cert
         self.key = key
+        self.client_ca = client_ca
+        # with TLS, Tansu listens in plaintext on a private loopback port behind the proxy
+        self.internal_port = free_port("127.0.0.1") if cert is not None else self.port
         self.binary = binary
         self.log_path = log_path or Path(tempfile.gettempdir()) / f"riverops-tansu-{self.port}.log"
         self._process: subprocess.Popen[bytes] | None = None
+        self._proxy: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
     @property
@@ -85,17 +94,25 @@ class EmbeddedBroker:
         return self._process is not None and self._process.poll() is None
 
     def command(self) -> list[str]:
-        url = f"tcp://{self.host}:{self.port}"
-        cmd = [
+        listen = f"tcp://127.0.0.1:{self.internal_port}" if self.cert else f"tcp://{self.host}:{self.port}"
+        return [
             self.binary or resolve_binary(),
             "broker",
             "--listener-url",
-            url,
+            listen,
             "--advertised-listener-url",
-            url,
+            f"tcp://{self.host}:{self.port}",
         ]
-        if self.cert and self.key:
-            cmd += ["--cert", str(self.cert), "--key", str(self.key)]
+
+    def proxy_command(self) -> list[str]:
+        """The TLS terminator's command line (only with a certificate)."""
+        assert self.cert is not None and self.key is not None
+        cmd = [
+            sys.executable, "-m", "streams.tlsproxy", "--listen", f"{self.host}:{self.port}",
+            "--upstream", f"127.0.0.1:{self.internal_port}", "--cert", str(self.cert), "--key", str(self.key),
+        ]
+        if self.client_ca is not None:
+            cmd += ["--client-ca", str(self.client_ca)]
         return cmd
 
     def start(self, *, timeout: float = 20.0) -> Self:
@@ -111,8 +128,17 @@ class EmbeddedBroker:
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C in the terminal reaches us, we stop it cleanly
         )
+        if self.cert is not None:
+            self._proxy = subprocess.Popen(
+                self.proxy_command(), stdout=self._log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+                cwd=Path(__file__).resolve().parents[1],
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if self._proxy is not None and self._proxy.poll() is not None:
+                self.stop()
+                raise BrokerError(f"the TLS proxy exited; log:\n{self.log_tail()}")
             if self._process.poll() is not None:
                 raise BrokerError(
                     f"the broker exited with code {self._process.returncode}; "
@@ -130,11 +156,11 @@ class EmbeddedBroker:
                 pass
         except OSError:
             return False
-        if self.cert is not None:
-            return True  # TLS: the port is up; clients verify the handshake themselves
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
+        # with TLS, ask Tansu on its private port (the proxy's port is up, checked above)
+        bootstrap = f"127.0.0.1:{self.internal_port}" if self.cert else self.bootstrap_servers
+        admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
         try:
             metadata = admin.list_topics(timeout=2)
         except Exception:
@@ -142,7 +168,15 @@ class EmbeddedBroker:
         return bool(metadata.brokers)
 
     def stop(self, *, timeout: float = 10.0) -> None:
-        """Stop the broker: SIGTERM, then SIGKILL if it lingers."""
+        """Stop the broker (and its TLS proxy): SIGTERM, then SIGKILL if it lingers."""
+        proxy, self._proxy = self._proxy, None
+        if proxy is not None and proxy.poll() is None:
+            proxy.terminate()
+            try:
+                proxy.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proxy.kill()
+                proxy.wait(timeout=timeout)
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             try:

@@ -24,7 +24,7 @@ from typing import Any
 from confluent_kafka import TopicPartition
 
 from schemas.errors import DecodeError, InvalidEventError
-from streams.clients import make_consumer, ok
+from streams.clients import commit, make_consumer, ok
 from streams.deadletter import dead_letter
 from streams.joiner import JoinCore, JoinStats
 from streams.outbox import Outbox
@@ -127,8 +127,7 @@ def run_joiner(
             core = cores[partition]
             _write_atomically(checkpoint_path(settings, group_id, partition), core.snapshot())
             commits += [TopicPartition(t, p, o) for (t, p), o in core.replay_from().items()]
-        if commits:
-            consumer.commit(offsets=commits, asynchronous=False)
+        commit(consumer, commits)  # if the group moved on, the snapshot still holds the positions
         stats.checkpoints += 1
 
     def on_assign(_consumer: Any, partitions: list[TopicPartition]) -> None:

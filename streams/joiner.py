@@ -57,6 +57,7 @@ from typing import Any, Literal, NamedTuple, get_args
 
 from schemas.codec import Codec, SingleObjectCodec
 from schemas.errors import ConfigError, DecodeError, InvalidEventError, RiveropsError
+from streams.deadletter import bounded
 from streams.joinsnapshot import NO_TIME, SnapshotState, decode_snapshot, encode_snapshot
 from streams.joinstate import (
     Item,
@@ -69,6 +70,7 @@ from streams.joinstate import (
     refs_of,
     unpack_item,
 )
+from streams.limits import check_record
 
 __all__ = [
     "Kind",
@@ -215,6 +217,9 @@ class JoinCore:
         try:
             if not event_id:
                 raise InvalidEventError(f"{_SCHEMAS[kind]}: empty event_id (the Kafka key)")
+            too_big = check_record(event_id, payload)
+            if too_big is not None:  # its feedback or dead letter would not fit the broker
+                raise too_big
             sliced = admit(_SCHEMAS[kind], payload, self._codec)
         except RiveropsError as exc:
             self._counts["invalid"] += 1
@@ -336,14 +341,15 @@ class JoinCore:
         tp, offset, payload = stored
         topic, partition = self._tps[tp]
         raw = error.raw if isinstance(error, DecodeError) and error.raw else payload
+        key, value, reason = bounded(event_id.encode(), raw or None, str(error))
         return {
             "source_topic": topic,
             "source_partition": partition,
             "source_offset": offset,
-            "key": event_id.encode(),
-            "value": raw or None,
+            "key": key,
+            "value": value,
             "error_type": type(error).__name__,
-            "reason": str(error),
+            "reason": reason,
             "processor": self._processor,
             "failed_at": _utc(at_ms),
         }

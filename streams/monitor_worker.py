@@ -3,6 +3,11 @@
 The rolling windows live in memory: after a restart they refill from the feedback that
 follows the committed offsets (the monitor is not a system of record; the metrics topic
 is). Repeated feedback (the joiner is at-least-once) is dropped by the core's dedupe.
+
+Each model's task comes from its champion in the registry (followed live), not from the
+first label seen: one label of the wrong type ("maybe" for a binary model) arriving
+first would otherwise turn the model's metrics multiclass for good, where it must be
+dead-lettered.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from models.registry import Registry
 from schemas.errors import DecodeError
-from streams.clients import make_consumer, next_offsets, ok
+from streams.clients import commit, make_consumer, next_offsets, ok
 from streams.deadletter import dead_letter
 from streams.monitor import KeyStatus, MonitorCore
 from streams.outbox import Outbox
+from streams.registry_topic import RegistryFollower
 from streams.settings import Settings
 from streams.telemetry import Telemetry
 from streams.topics import TopicCatalogue
@@ -55,6 +62,17 @@ def run_monitor(
     codec = settings.codec()
     catalogue = TopicCatalogue.from_settings(settings)
     feedback_topic = catalogue.name("feedback")
+    registry = Registry()
+    follower = RegistryFollower(settings, codec=codec)
+    follower.read_to_end(registry)
+
+    def learn_tasks() -> None:
+        for model in registry.models:
+            champion = registry.champion(model)
+            if champion is not None:
+                core.tasks.setdefault(model, champion.task)  # a task given to the core wins
+
+    learn_tasks()
     consumer = make_consumer(settings, group_id)
     outbox = Outbox(settings, codec=codec)
 
@@ -100,6 +118,10 @@ def run_monitor(
     last_emit = time.monotonic()
     try:
         while not stop.is_set():
+            updates = follower.poll(timeout=0)
+            if updates:
+                registry.apply_all(updates)
+                learn_tasks()
             messages = [m for m in consumer.consume(settings.batch_size, 0.2) if ok(m)]
             drift: list[dict[str, Any]] = []
             dead: list[dict[str, Any]] = []
@@ -116,7 +138,7 @@ def run_monitor(
                 last_emit = time.monotonic()
             outbox.flush("monitor output")
             if messages:
-                consumer.commit(offsets=next_offsets(messages), asynchronous=False)
+                commit(consumer, next_offsets(messages))
                 stats.batches += 1
                 stats.feedback += len(messages)
                 stats.drift_events += len(drift)
@@ -125,4 +147,5 @@ def run_monitor(
     finally:
         outbox.close()
         consumer.close()
+        follower.close()
     return stats

@@ -1,0 +1,220 @@
+"""Broker-side plumbing shared by the benchmarks: settings, topics, the champion, preloading,
+worker subprocesses, and readers that count what became readable and when.
+
+Workers run as ``riverops worker ROLE`` subprocesses, as in production: each has its own
+interpreter (no GIL shared with the harness) and its own peak RSS (``VmHWM``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from bench.workload import MODEL, label_of, rows
+from models.batch import learn_in_order
+from models.registry import Registry
+from models.specs import get_spec
+from streams.clients import make_consumer, make_producer
+from streams.modelops import register_trained
+from streams.registry_topic import publish_records
+from streams.settings import Settings
+from streams.topics import TopicCatalogue, create_topics
+
+__all__ = ["bench_settings", "cpu_seconds", "register_champion", "preload", "Worker", "start_worker",
+           "Counter", "create_plain_topics", "SIGNING_KEY", "train_champion"]
+
+SIGNING_KEY = "bench-signing-key"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench_settings(bootstrap: str, workdir: Path, *, partitions: int) -> Settings:
+    """Fresh topic names (a uuid prefix), 6 s sessions (fast group joins on Tansu)."""
+    prefix = f"bench-{uuid.uuid4().hex[:8]}."
+    settings = Settings(
+        bootstrap_servers=bootstrap, topic_prefix=prefix, partitions=partitions,
+        session_timeout_ms=6000, signing_key=SIGNING_KEY,
+        artifact_dir=workdir / prefix / "artifacts", state_dir=workdir / prefix / "state",
+    )
+    create_topics(AdminClient(settings.kafka_config()), TopicCatalogue.from_settings(settings))
+    return settings
+
+
+def create_plain_topics(settings: Settings, names: Sequence[str], partitions: int) -> None:
+    """Topics outside riverops' catalogue (faust's), created up front: Tansu would auto-create
+    them with 4 partitions."""
+    admin = AdminClient(settings.kafka_config())
+    futures = admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+    for future in futures.values():
+        future.result(15)
+
+
+def train_champion(train: int = 2000) -> Any:
+    """The ``logreg`` spec trained one row at a time on ``train`` rows: every contender
+    (limit, faust, riverops) starts from this same model."""
+    model = get_spec("logreg").build(seed=1)
+    xs = rows(train, seed=99)
+    learn_in_order(model, xs, [label_of(x) for x in xs])
+    return model
+
+
+def register_champion(settings: Settings, *, train: int = 2000) -> Any:
+    """Register :func:`train_champion`'s model as champion; returns the estimator."""
+    model = train_champion(train)
+    registry = Registry()
+    records = register_trained(settings, registry, MODEL, model, spec_name="logreg",
+                               stage="champion", by="bench", reason="bench champion",
+                               seed=1, samples=train)
+    publish_records(settings, records)
+    return model
+
+
+def preload(settings: Settings, topic: str, items: Sequence[tuple[str, bytes, int]],
+            **producer_config: Any) -> float:
+    """Produce pre-encoded (key, payload, timestamp) items and wait for every ack; seconds."""
+    producer = make_producer(settings, **producer_config)
+    started = time.perf_counter()
+    for key, payload, timestamp in items:
+        while True:
+            try:
+                producer.produce(topic, key=key, value=payload, timestamp=timestamp)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    remaining = producer.flush(60)
+    if remaining:
+        raise RuntimeError(f"{remaining} records not delivered to {topic}")
+    return time.perf_counter() - started
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment a ``riverops worker`` subprocess reads its settings from."""
+    env = dict(os.environ)
+    env.update({
+        "RIVEROPS_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "RIVEROPS_TOPIC_PREFIX": settings.topic_prefix,
+        "RIVEROPS_PARTITIONS": str(settings.partitions),
+        "RIVEROPS_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
+        "RIVEROPS_SIGNING_KEY": SIGNING_KEY,
+        "RIVEROPS_ARTIFACT_DIR": str(settings.artifact_dir),
+        "RIVEROPS_STATE_DIR": str(settings.state_dir),
+        "RIVEROPS_BATCH_SIZE": str(settings.batch_size),
+    })
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    return env
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident set (VmHWM) in bytes; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process used so far (all its threads); 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Worker:
+    """A worker subprocess; :meth:`stop` sends SIGTERM and keeps its peak RSS and log."""
+
+    role: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    peak_rss: int = 0
+
+    def check(self) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.role} worker exited with {self.process.returncode}: "
+                               f"{self.log_tail()}")
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.process.pid)
+
+    def stop(self) -> None:
+        self.peak_rss = max(self.peak_rss, peak_rss(self.process.pid))
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+    def log_tail(self, lines: int = 15) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def start_worker(settings: Settings, role: str, *, group_prefix: str,
+                 command: list[str] | None = None, env: dict[str, str] | None = None) -> Worker:
+    """``riverops worker ROLE`` (or ``command``) in the background, log kept for errors."""
+    log_path = Path(settings.state_dir).parent / f"{role}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    argv = command or [str(Path(sys.executable).parent / "riverops"), "worker", role,
+                       "--no-metrics", "--log-level", "WARNING", "--group-prefix", group_prefix]
+    env = dict(env or worker_env(settings))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(argv, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return Worker(role, process, log_path)
+
+
+@dataclass
+class Counter:
+    """Counts the records of a topic as they become readable to a fresh consumer group."""
+
+    settings: Settings
+    topic: str
+    consumer: Consumer = field(init=False)
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        self.consumer = make_consumer(self.settings, f"bench-read-{uuid.uuid4().hex[:8]}")
+        self.consumer.subscribe([self.topic])
+
+    def poll(self, timeout: float = 0.05) -> int:
+        self.count += sum(1 for m in self.consumer.consume(10_000, timeout) if m.error() is None)
+        return self.count
+
+    def wait_for(self, expected: int, *, timeout: float, check: Callable[[], None] = lambda: None,
+                 progress: Callable[[int], None] | None = None) -> float:
+        """Poll until ``expected`` records were read; the perf_counter time it happened."""
+        deadline = time.monotonic() + timeout
+        report = progress or (lambda _: None)
+        while self.poll() < expected:
+            report(self.count)
+            check()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.topic}: {self.count} of {expected} records after "
+                                   f"{timeout:.0f} s")
+        report(self.count)
+        return time.perf_counter()
+
+    def close(self) -> None:
+        self.consumer.close()
+

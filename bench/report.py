@@ -1,0 +1,159 @@
+"""The results as JSON and as a Markdown table: each riverops figure next to its target and
+as a ratio to the faust baseline and to the in-process limit measured in the same run."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TARGETS", "write", "markdown"]
+
+TARGETS = {
+    "scorer": "≥ 30,000 events/s per worker process and ≥ 10x faust",
+    "full_loop": "≥ 10,000 labelled events/s",
+    "latency": "p99 ≤ 20 ms at 5,000 events/s offered",
+    "join": "≤ 500 bytes per pending event",
+}
+
+
+def _rate(value: float | None) -> str:
+    return "—" if value is None or math.isnan(value) else f"{value:,.0f} /s"
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    if not value or not base:
+        return "—"
+    return f"{value / base:.2f}x"
+
+
+def _met(ok: bool | None) -> str:
+    return "—" if ok is None else ("yes" if ok else "**no**")
+
+
+def _get(results: dict[str, Any], *path: str) -> Any:
+    node: Any = results
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def markdown(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    faust = _get(results, "faust", "events_per_s")
+    per_event = _get(results, "limit", "per_event")
+    batched = _get(results, "limit", "batched")
+    scorer = _get(results, "scorer", "events_per_s")
+    loop = _get(results, "full_loop", "events_per_s")
+
+    def row(name: str, value: float | None, target: str, ok: bool | None,
+            cpu: float | None = None) -> str:
+        per_core = f"{cpu:.1f} µs ({1e6 / cpu:,.0f} /s)" if cpu else "—"
+        return (f"| {name} | {_rate(value)} | {per_core} | {target} | {_met(ok)} | "
+                f"{_ratio(value, faust)} | {_ratio(value, per_event)} | {_ratio(value, batched)} |")
+
+    lines = [
+        "# riverops benchmark results",
+        "",
+        f"{machine['when']} — {machine['cpu_count']} × {machine['cpu_model']}, "
+        f"{machine['python']}, broker {machine['broker']}, load average at start "
+        f"{machine['load_average_at_start']} (the machine is shared: read the ratios).",
+        "",
+        "## Throughput",
+        "",
+        "CPU per event is the worker process's user+system time over the timed events (all",
+        "its threads; the limit's is this process's), and in brackets the rate one fully",
+        "available core would give: unlike the wall-clock rate it moves little with the other",
+        "jobs on the machine. The ratios are of wall-clock rates.",
+        "",
+        "| figure | value | CPU per event (rate per core) | target | met | vs faust | "
+        "vs limit per event | vs limit batched |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    if per_event is not None:
+        lines += [row("limit: River in-process, predict_proba_one + learn_one", per_event, "—", None,
+                      _get(results, "limit", "per_event_cpu_us")),
+                  row("limit: River in-process, *_many on 1000-row batches", batched, "—", None,
+                      _get(results, "limit", "batched_cpu_us"))]
+    if faust is not None:
+        lines.append(row("faust-streaming, per event with `await send`", faust, "—", None,
+                         _get(results, "faust", "cpu_us_per_event")))
+    elif "faust" in results:
+        lines.append(f"| faust-streaming baseline | not measured: {_get(results, 'faust', 'error')} "
+                     "| — | — | — | — | — | — |")
+    if scorer is not None:
+        ok = scorer >= 30_000 and (faust is None or scorer >= 10 * faust)
+        lines.append(row("riverops scorer, 1 worker process", scorer, TARGETS["scorer"], ok,
+                         _get(results, "scorer", "cpu_us_per_event")))
+    if loop is not None:
+        loop_cpu = _get(results, "full_loop", "cpu_us_per_event") or {}
+        lines.append(row("riverops full loop (scorer+joiner+monitor, learner alongside), "
+                         "labelled", loop, TARGETS["full_loop"], loop >= 10_000,
+                         sum(loop_cpu.values()) or None))
+        if loop_cpu:
+            lines += ["", "Full loop, CPU per labelled event by process (the sum bounds the "
+                      "loop at cores × 1e6 / sum events/s):", "",
+                      "| " + " | ".join(loop_cpu) + " | sum |",
+                      "|" + "---|" * (len(loop_cpu) + 1),
+                      "| " + " | ".join(f"{v:.0f} µs" for v in loop_cpu.values())
+                      + f" | {sum(loop_cpu.values()):.0f} µs |"]
+    latency = results.get("latency")
+    if latency:
+        lines += [
+            "",
+            "## Scoring latency (feature produced → prediction readable)",
+            "",
+            "| offered | achieved | events | p50 | p90 | p99 | max | target | met |",
+            "|---|---|---|---|---|---|---|---|---|",
+            f"| {latency['offered_per_s']:,.0f} /s | {latency['achieved_per_s']:,.0f} /s | "
+            f"{latency['events']:,} | {latency['p50_ms']:.1f} ms | {latency['p90_ms']:.1f} ms | "
+            f"{latency['p99_ms']:.1f} ms | {latency['max_ms']:.1f} ms | {TARGETS['latency']} | "
+            f"{_met(latency['p99_ms'] <= 20.0)} |",
+        ]
+    floors = results.get("broker_floor") or []
+    if floors:
+        lines += ["", "Broker floor (one produce → consume hop, no scorer, same offered load):", "",
+                  "| producer overrides | consumer overrides | p50 | p99 |", "|---|---|---|---|"]
+        for floor in floors:
+            lines.append(f"| `{floor['producer'] or 'riverops default'}` | "
+                         f"`{floor['consumer'] or 'riverops default'}` | {floor['p50_ms']:.1f} ms | "
+                         f"{floor['p99_ms']:.1f} ms |")
+    joins = _get(results, "memory", "join") or []
+    workers = _get(results, "memory", "workers") or {}
+    if joins or workers:
+        lines += ["", "## Memory", ""]
+    if joins:
+        lines += ["| pending join events | method | bytes per pending event | core's estimate | "
+                  "target | met |", "|---|---|---|---|---|---|"]
+        for join in joins:
+            lines.append(f"| {join['events']:,} ({join['shape']}) | {join['method']} | "
+                         f"{join['bytes_per_event']:.0f} | {join['estimate_per_event']:.0f} | "
+                         f"{TARGETS['join']} | {_met(join['bytes_per_event'] <= 500)} |")
+        lines.append("")
+    if workers:
+        lines += ["| worker process | run | peak RSS (VmHWM) |", "|---|---|---|"]
+        for name, (run, rss) in workers.items():
+            lines.append(f"| {name} | {run} | {rss / 2**20:,.0f} MiB |")
+    lines += ["", "## Runs", "", "| run | events | seconds | notes |", "|---|---|---|---|"]
+    for key in ("limit", "faust", "scorer", "full_loop"):
+        part = results.get(key)
+        if part and "events" in part:
+            note = part.get("note", "")
+            seconds = f"{part['seconds']:.2f}" if "seconds" in part else "—"
+            lines.append(f"| {key} | {part['events']:,} | {seconds} | {note} |")
+    lines += ["", "## Versions", "", "| package | version |", "|---|---|"]
+    lines += [f"| {name} | {version} |" for name, version in machine["packages"].items()]
+    lines += ["", f"Options: `{json.dumps(results['options'])}`", ""]
+    return "\n".join(lines)
+
+
+def write(results: dict[str, Any], directory: Path) -> tuple[Path, Path]:
+    """results.json and results.md in ``directory`` (the latest run; older ones overwritten)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    as_json, as_md = directory / "results.json", directory / "results.md"
+    as_json.write_text(json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
+    as_md.write_text(markdown(results))
+    return as_json, as_md

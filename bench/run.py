@@ -1,0 +1,175 @@
+"""``make bench``: every benchmark in one process tree on a fresh embedded broker.
+
+    .venv/bin/python -m bench                       # defaults: a few minutes
+    .venv/bin/python -m bench --events 300000 --loop-events 200000 --join-events 100000 1000000
+    .venv/bin/python -m bench --only limit scorer   # a subset
+
+Each part gets fresh topics (a uuid prefix) on the same broker. A part that fails is
+recorded with its error and the others still run: a missing figure is reported, never
+replaced by a guess. Results go to bench/results/results.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bench import report
+from bench.environment import describe
+
+__all__ = ["main", "PARTS"]
+
+PARTS = ("limit", "faust", "scorer", "full_loop", "latency", "join")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _options(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000, help="scorer events (default 200k)")
+    parser.add_argument("--limit-events", type=int, default=50_000)
+    parser.add_argument("--faust-events", type=int, default=20_000)
+    parser.add_argument("--loop-events", type=int, default=50_000)
+    parser.add_argument("--warmup", type=int, default=2_000,
+                        help="events processed before each clock starts")
+    parser.add_argument("--latency-rate", type=float, default=5_000.0)
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--join-events", type=int, nargs="*", default=[100_000, 1_000_000])
+    parser.add_argument("--join-method", choices=("rss", "tracemalloc"), default="rss",
+                        help="tracemalloc is exact but ~10x slower")
+    parser.add_argument("--partitions", type=int, default=2, help="partitions of the event topics")
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _options(argv)
+    console = Console()
+    from streams.broker import EmbeddedBroker, resolve_binary
+
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    results: dict[str, Any] = {
+        "machine": describe(None if external else resolve_binary()),
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "memory": {"workers": {}, "join": []},
+    }
+    workers: dict[str, tuple[str, int]] = results["memory"]["workers"]
+    with tempfile.TemporaryDirectory(prefix="riverops-bench-") as tmp, Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console,
+    ) as progress:
+        workdir = Path(tmp)
+        broker = None if external else EmbeddedBroker().start()
+        bootstrap = external or (broker.bootstrap_servers if broker else "")
+        console.log(f"broker {results['machine']['broker']} on {bootstrap}")
+
+        def part(name: str, title: str, total: int | None,
+                 run: Callable[[Callable[[int], None]], Any]) -> Any:
+            if name not in args.only:
+                return None
+            task = progress.add_task(title, total=total)
+            started = time.perf_counter()
+            try:
+                value = run(lambda n: progress.update(task, completed=n))
+            except Exception as exc:  # a failed part is reported, the others still run
+                console.log(f"[red]{name} failed: {type(exc).__name__}: {exc}")
+                results[name] = {"error": f"{type(exc).__name__}: {exc}",
+                                 "traceback": traceback.format_exc(limit=5)}
+                return None
+            finally:
+                progress.update(task, completed=total, visible=True)
+            console.log(f"{name} done in {time.perf_counter() - started:.0f} s")
+            return value
+
+        try:
+            _run_parts(args, part, results, workers, bootstrap, workdir, console,
+                       broker.pid if broker else None)
+        finally:
+            if broker is not None:
+                broker.stop()
+    as_json, as_md = report.write(results, args.output)
+    console.print(report.markdown(results).split("## Versions")[0])
+    console.log(f"wrote {as_md} and {as_json}")
+
+
+def _run_parts(args: argparse.Namespace, part: Callable[..., Any], results: dict[str, Any],
+               workers: dict[str, tuple[str, int]], bootstrap: str, workdir: Path,
+               console: Console, broker_pid: int | None) -> None:
+    from bench.faust_baseline import measure_faust
+    from bench.full_loop import measure_full_loop
+    from bench.harness import bench_settings, register_champion, train_champion
+    from bench.join_state import measure_join_state
+    from bench.latency import measure_broker_floor, measure_latency
+    from bench.limit import measure_limit
+    from bench.scorer_rate import measure_scorer
+
+    def settings() -> Any:
+        fresh = bench_settings(bootstrap, workdir, partitions=args.partitions)
+        register_champion(fresh)
+        return fresh
+
+    limit = part("limit", "limit: River in-process", None,
+                 lambda _: measure_limit(train_champion(), events=args.limit_events))
+    if limit:
+        results["limit"] = {**limit, "events": args.limit_events}
+        console.log(f"limit: {limit['per_event']:,.0f}/s per event, "
+                    f"{limit['batched']:,.0f}/s batched")
+
+    faust = part("faust", "faust-streaming baseline", args.warmup + args.faust_events,
+                 lambda report: measure_faust(settings(), workdir, events=args.faust_events,
+                                              warmup=args.warmup, progress=report))
+    if faust:
+        results["faust"] = faust
+        workers["faust worker"] = ("faust baseline", faust["peak_rss"])
+        console.log(f"faust: {faust['events_per_s']:,.0f} events/s")
+
+    scorer = part("scorer", "riverops scorer", args.warmup + args.events,
+                  lambda report: measure_scorer(settings(), workdir, events=args.events,
+                                                warmup=args.warmup, progress=report,
+                                                broker_pid=broker_pid))
+    if scorer:
+        results["scorer"] = scorer
+        workers["scorer"] = ("scorer alone", scorer["peak_rss"])
+        console.log(f"scorer: {scorer['events_per_s']:,.0f} events/s")
+
+    loop = part("full_loop", "riverops full loop", args.warmup + args.loop_events,
+                lambda report: measure_full_loop(settings(), workdir, events=args.loop_events,
+                                                 warmup=args.warmup, progress=report,
+                                                 broker_pid=broker_pid))
+    if loop:
+        results["full_loop"] = loop
+        for role, rss in loop["peak_rss"].items():
+            workers[f"{role} (full loop)"] = ("full loop", rss)
+        console.log(f"full loop: {loop['events_per_s']:,.0f} labelled events/s")
+
+    def latency_and_floor(report: Callable[[int], None]) -> tuple[Any, list[Any]]:
+        fresh = settings()
+        measured = measure_latency(fresh, rate=args.latency_rate, seconds=args.latency_seconds,
+                                   progress=report)
+        floors = [measure_broker_floor(fresh, rate=args.latency_rate, seconds=3,
+                                       consumer_config=consumer)
+                  for consumer in (None, {"fetch.wait.max.ms": 10})]
+        return measured, floors
+
+    both = part("latency", f"latency at {args.latency_rate:,.0f}/s offered",
+                int(args.latency_rate * args.latency_seconds), latency_and_floor)
+    if both:
+        results["latency"], results["broker_floor"] = both
+        workers["scorer (latency run)"] = ("latency at 5k/s", both[0]["peak_rss"])
+        console.log(f"latency: p50 {both[0]['p50_ms']:.1f} ms, p99 {both[0]['p99_ms']:.1f} ms")
+
+    for events in args.join_events:
+        join = part("join", f"join state, {events:,} pending", None,
+                    lambda _, n=events: measure_join_state(n, method=args.join_method))
+        if join:
+            results["memory"]["join"].append(join)
+            console.log(f"join state at {events:,} pending: {join['bytes_per_event']:.0f} B/event")

@@ -1,0 +1,50 @@
+"""``riverops worker ROLE`` as a real subprocess, configured through RIVEROPS_* variables
+only, so that kill -9 is real and the documented environment is what is exercised."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from streams.settings import Settings
+
+__all__ = ["settings_env", "start_worker_process", "stop_process"]
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The RIVEROPS_* variables that reproduce ``settings`` in a child process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RIVEROPS_") and k != "KAFKA_BOOTSTRAP_SERVERS"}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        env[f"RIVEROPS_{name.upper()}"] = str(value)
+    return env
+
+
+def start_worker_process(settings: Settings, role: str, *, group_prefix: str, log: Path,
+                         extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``riverops worker ROLE --no-metrics`` with the settings in its environment."""
+    env = {**settings_env(settings), **(extra_env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-c", "from streams.cli import main; main()", "worker", role,
+         "--no-metrics", "--group-prefix", group_prefix],
+        env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+    )
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    """SIGTERM, wait; SIGKILL if it lingers. The exit code."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+    return process.returncode

@@ -1,0 +1,122 @@
+"""SIGSTOP the broker for 20 s mid-stream, then SIGCONT: the workers reconnect by themselves,
+every feature is scored, every label joined, the monitor counts each event once and the
+lag drains. The recovery times are printed (and written in docs/reliability.md), not
+asserted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka.admin import AdminClient
+from river.datasets import synth
+
+from streams.broker import EmbeddedBroker
+from streams.join_worker import JoinerStats, run_joiner
+from streams.lag import LagProbe
+from streams.monitor import MonitorCore
+from streams.monitor_worker import MonitorStats, run_monitor
+from streams.producer import EventProducer
+from streams.scorer import ScorerStats, run_scorer
+from streams.settings import Settings
+from streams.topics import TopicCatalogue, create_topics
+
+from .champion import register_champion
+from .conftest import read_topic
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
+RATE = 400  # events per second, each with its label
+SECONDS = 45
+FREEZE_AT, FREEZE_FOR = 10.0, 20.0
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker:
+        yield broker
+
+
+def _send(settings: Settings, sent: list[int]) -> None:
+    """RATE events/s for SECONDS, each followed by its label; ``sent[0]`` counts them."""
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    rows = synth.Agrawal(classification_function=0, seed=4).take(RATE * SECONDS)
+    started = time.monotonic()
+    with EventProducer(settings) as producer:
+        for i, (x, y) in enumerate(rows):
+            when = t0 + timedelta(milliseconds=1000 * i / RATE)
+            producer.send_features(event_id=f"e{i}", model="fraud", entity_id="c", features=x, event_time=when)
+            producer.send_label(event_id=f"e{i}", model="fraud", label=bool(y), label_time=when + timedelta(seconds=1))
+            sent[0] = i + 1
+            ahead = (i + 1) / RATE - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+
+
+def test_broker_frozen_20_s_then_resumed(own_broker: EmbeddedBroker, tmp_path: Path, start_worker: Any) -> None:
+    settings = Settings(
+        bootstrap_servers=own_broker.bootstrap_servers, topic_prefix=f"t-{uuid.uuid4().hex[:8]}.",
+        partitions=2, session_timeout_ms=6000, signing_key="freeze-key",  # type: ignore[arg-type]
+        artifact_dir=tmp_path / "artifacts", state_dir=tmp_path / "state", checkpoint_seconds=0.5,
+    )
+    create_topics(AdminClient(settings.kafka_config()), TopicCatalogue.from_settings(settings))
+    register_champion(settings)
+    scorer = start_worker(run_scorer, settings, ScorerStats())
+    joiner = start_worker(run_joiner, settings, JoinerStats())
+    core = MonitorCore(tasks={"fraud": "binary"}, window_size=10**6, time_window=10**9, data_drift=None)
+    monitor = start_worker(run_monitor, settings, MonitorStats(), core=core, emit_seconds=0.5)
+
+    sent = [0]
+    sender = threading.Thread(target=_send, args=(settings, sent))
+    started = time.monotonic()
+    sender.start()
+    time.sleep(FREEZE_AT)
+    os.kill(own_broker.pid, signal.SIGSTOP)
+    time.sleep(FREEZE_FOR)
+    before = (scorer.stats.predictions, joiner.stats.feedback, monitor.stats.feedback)
+    os.kill(own_broker.pid, signal.SIGCONT)
+    resumed, backlog = time.monotonic(), sent[0]
+    first_output = caught_up = None
+    while caught_up is None and time.monotonic() - resumed < 120:
+        now = time.monotonic()
+        if first_output is None and (scorer.stats.predictions, joiner.stats.feedback) > before[:2]:
+            first_output = now - resumed
+        if joiner.stats.feedback >= backlog and monitor.stats.feedback >= backlog:
+            caught_up = now - resumed
+        time.sleep(0.05)
+    sender.join()
+    total = sent[0]
+    deadline = time.monotonic() + 90
+    while [s.samples for s in core.status()] != [total] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    lag: list[Any] = []
+    with LagProbe(settings, group_prefix="riverops-t-") as probe:
+        while time.monotonic() < deadline:
+            lag = [row for row in probe.sample() if row.lag]
+            if not lag:
+                break
+            time.sleep(0.5)
+    for running in (scorer, joiner, monitor):
+        assert running.thread.is_alive() and not running.errors, running.errors
+
+    predictions = read_topic(settings, "predictions", "PredictionEvent", expected=total, settle=1)
+    feedback = read_topic(settings, "feedback", "FeedbackEvent", expected=total, settle=1)
+    everything = {f"e{i}" for i in range(total)}
+    assert {p["event_id"] for p in predictions} == everything, "a feature was not scored"
+    assert {f["event_id"] for f in feedback} == everything, "a label was not joined"
+    (status,) = core.status()
+    assert status.samples == total
+    assert lag == [], f"lag did not drain: {lag}"
+    print(f"\nfreeze {FREEZE_FOR:.0f}s at {FREEZE_AT:.0f}s of a {RATE}/s stream ({total} events); "
+          f"backlog at resume {backlog}; first output {first_output}s after SIGCONT; "
+          f"backlog joined and monitored {caught_up}s after SIGCONT; predictions {len(predictions)} "
+          f"(re-scored {len(predictions) - total}), feedback {len(feedback)} "
+          f"(repeated {len(feedback) - total}), monitor duplicates dropped {core.duplicates}; "
+          f"run {time.monotonic() - started:.0f}s")
