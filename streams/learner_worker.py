@@ -29,7 +29,7 @@ from confluent_kafka import TopicPartition
 from models.registry import Registry
 from schemas.errors import DecodeError, InvalidEventError, RegistryError
 from schemas.events import ModelVersion, OffsetRange
-from streams.clients import make_consumer, next_offsets, ok
+from streams.clients import commit, make_consumer, next_offsets, ok
 from streams.deadletter import dead_letter
 from streams.learner import LearnerCore, Start
 from streams.modelops import model_loader, register_trained
@@ -166,7 +166,7 @@ def run_learner(
             outbox.flush("learner dead letters")
             if snapshotted and consumed:
                 # every model learned so far is in a published snapshot or was due none
-                consumer.commit(offsets=list(consumed.values()), asynchronous=False)
+                commit(consumer, list(consumed.values()))
     finally:
         outbox.close()
         consumer.close()

@@ -28,7 +28,7 @@ from confluent_kafka import TopicPartition
 
 from models.registry import Registry
 from schemas.errors import DecodeError, InvalidEventError
-from streams.clients import make_consumer, ok
+from streams.clients import commit, make_consumer, ok
 from streams.deadletter import dead_letter
 from streams.modelops import model_loader
 from streams.online import OnlineCore, OnlineInput
@@ -143,8 +143,7 @@ def run_online(
             outbox.send(catalogue.name("deadletter"), "DeadLetter", direct, key="key")
             outbox.flush("online predictions")
             if idle and consumed:
-                consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in consumed.items()],
-                                asynchronous=False)
+                commit(consumer, [TopicPartition(t, p, o) for (t, p), o in consumed.items()])
                 consumed.clear()
     finally:
         outbox.close()

@@ -40,7 +40,7 @@ from confluent_kafka import KafkaException, TopicPartition
 from models.registry import Registry
 from schemas.errors import DecodeError, InvalidEventError, RiveropsError
 from schemas.events import ModelVersion, OffsetRange, RetrainRequest
-from streams.clients import make_consumer, make_producer, next_offsets, ok
+from streams.clients import commit, make_consumer, make_producer, next_offsets, ok
 from streams.modelops import model_loader, register_trained
 from streams.policy import Decision, Probation, PromotionPolicy, apply
 from streams.registry_topic import RegistryFollower, choosing_version, publish_records
@@ -346,7 +346,7 @@ def run_retrainer(
                 for model in registry.models:
                     trigger(model, "schedule", "schedule", {})
             if messages:
-                consumer.commit(offsets=next_offsets(messages), asynchronous=False)
+                commit(consumer, next_offsets(messages))
     finally:
         consumer.close()
         follower.close()
