@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from schemas.errors import DecodeError, InvalidEventError
 from streams.clients import commit, make_consumer, ok
@@ -45,6 +45,7 @@ class JoinerStats:
     dead_letters: int = 0
     checkpoints: int = 0
     restored: int = 0
+    ignored_checkpoints: int = 0
     assigned: bool = False
     cores: dict[int, JoinStats] | None = None
 
@@ -131,7 +132,22 @@ def run_joiner(
         stats.checkpoints += 1
 
     def on_assign(_consumer: Any, partitions: list[TopicPartition]) -> None:
+        try:
+            committed = consumer.committed(partitions, timeout=10)
+        except KafkaException as exc:
+            log.warning("could not read committed offsets (%s): trusting the checkpoints", exc)
+            committed = [TopicPartition(tp.topic, tp.partition, 0) for tp in partitions]
+        known = {tp.partition for tp in committed if tp.offset >= 0}
         for partition in sorted({tp.partition for tp in partitions}):
+            if partition not in cores and partition not in known:
+                # a checkpoint without any committed offset belongs to another cluster or
+                # to deleted topics: seeking to its positions would skip real data silently
+                stale = checkpoint_path(settings, group_id, partition)
+                if stale.exists():
+                    log.warning("ignoring checkpoint %s: the group has no committed offsets "
+                                "for partition %s (new cluster or recreated topics?)", stale, partition)
+                    stats.ignored_checkpoints += 1
+                cores[partition] = JoinCore(ttl_ms=ttl_ms, codec=codec)
             cores.setdefault(partition, load_core(partition))
         for tp in partitions:
             position = cores[tp.partition].positions().get((tp.topic, tp.partition))

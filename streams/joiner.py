@@ -3,8 +3,12 @@
 Core (:class:`JoinCore`, no Kafka, no clock): joins records arriving in any order, possibly
 duplicated or re-delivered, and emits each labelled event once, with every prediction
 made for it. State is kept encoded (see :mod:`streams.joinstate`); only completed events
-are decoded. A pending event expires after ``ttl_ms`` of *stream time* (the largest record
-time seen), so expiry is the same on every replay of the same input.
+are decoded. A pending event expires after ``ttl_ms`` of *stream time*, so expiry is the
+same on every replay of the same input. Stream time is the largest *event* time seen: the
+timestamp of a features or prediction record. Labels do not move it: a chargeback label 30
+days late, read while the features are still on day 0, would move the clock 30 days and
+expire every event whose label is on time (seen replaying a label backlog). While no
+features arrive, nothing expires.
 
 What the shell (the Kafka loop around this core) does:
 
@@ -211,8 +215,8 @@ class JoinCore:
             self._counts["redelivered"] += 1
             return
         self._positions[tp] = offset + 1
-        if time_ms > self._now:
-            self._now = time_ms
+        if time_ms > self._now and (kind != "label" or self._now == NO_TIME):
+            self._now = time_ms  # a label starts the clock, but never moves it
         now, deadline = self._now, self._now - self._ttl
         try:
             if not event_id:

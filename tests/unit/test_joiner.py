@@ -182,6 +182,25 @@ def test_orphan_labels_become_dead_letters() -> None:
     CODEC.encode("DeadLetter", second)
 
 
+def test_a_very_late_label_does_not_expire_the_labels_that_are_on_time() -> None:
+    """A label backlog read before the predictions: a 30-day chargeback among on-time
+    labels must not move stream time and expire the rest (labels never move the clock)."""
+    day = 86_400_000
+    core, feed = JoinCore(ttl_ms=7 * day), Feed()
+    for i in range(5):
+        core.add(*feed("features", f"e{i}", features_of(f"e{i}", 1_000 + i), 1_000 + i))
+    core.add(*feed("label", "old", label_of("old", 30 * day), 30 * day))  # its event is long gone
+    for i in range(5):
+        core.add(*feed("label", f"e{i}", label_of(f"e{i}", 60_000 + i), 60_000 + i))
+    assert core.flush().outcomes["orphan_labels"] == 0  # nothing expired yet
+    for i in range(5):
+        core.add(*feed("prediction", f"e{i}", prediction_of(f"e{i}", 1_000 + i), 1_000 + i))
+    assert sorted(ids(core.flush())) == [f"e{i}" for i in range(5)]
+    assert core.stats().stream_time_ms == 1_004
+    core.add(*feed("features", "late", features_of("late", 8 * day), 8 * day))  # a week on
+    assert core.flush().outcomes["orphan_labels"] == 1  # the chargeback's event never came
+
+
 def test_a_record_after_the_ttl_starts_a_new_item() -> None:
     core, feed = JoinCore(ttl_ms=1_000), Feed()
     core.add(*feed("features", "e1", features_of("e1", 0), 0))
