@@ -8,7 +8,10 @@ same on every replay of the same input. Stream time is the largest *event* time 
 timestamp of a features or prediction record. Labels do not move it: a chargeback label 30
 days late, read while the features are still on day 0, would move the clock 30 days and
 expire every event whose label is on time (seen replaying a label backlog). While no
-features arrive, nothing expires.
+features arrive, nothing expires. The other side of it: a label read before its features
+while the features stream is more than the TTL behind it (a gap in the features longer
+than the TTL, or a labels topic caught up far ahead after an outage) expires as an orphan
+when the features stream jumps ahead, before its own features are read.
 
 What the shell (the Kafka loop around this core) does:
 
