@@ -187,14 +187,14 @@ def run_retrainer(
                 high = consumer.get_watermark_offsets(tp, cached=True)[1]
             except KafkaException:
                 continue
-            if high >= 0:
+            if high > 0:  # an empty partition has no position to wait for (it stays invalid)
                 ends[(tp.topic, tp.partition)] = high
         return ends
 
     def reached(ends: dict[tuple[str, int], int]) -> bool:
         """The window holds the feedback that was out when the request arrived."""
         if not ends:
-            return False
+            return any(tp.topic == feedback_topic for tp in consumer.assignment())
         try:
             positions = consumer.position([TopicPartition(t, p) for t, p in ends])
         except KafkaException:
