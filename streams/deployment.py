@@ -13,6 +13,7 @@ from streams.settings import Settings
 __all__ = [
     "WorkerRole",
     "WORKER_ROLES",
+    "WORKER_SERVICES",
     "KAFKA_SERVICE",
     "KAFKA_INTERNAL_PORT",
     "KAFKA_EXTERNAL_PORT",
@@ -24,6 +25,13 @@ __all__ = [
 
 WorkerRole = Literal["scorer", "joiner", "monitor", "learner", "retrainer", "lag"]
 WORKER_ROLES: tuple[WorkerRole, ...] = get_args(WorkerRole)
+WORKER_SERVICES: dict[str, tuple[WorkerRole, ...]] = {
+    "scorer": ("scorer",), "joiner": ("joiner",), "monitor": ("monitor",),
+    "trainer": ("learner", "retrainer"), "lag": ("lag",),
+}
+"""docker-compose service -> the roles its one process runs. The learner and the retrainer
+share a process: both register versions, and only in one process do they take turns
+choosing version numbers (:func:`streams.registry_topic.choosing_version`)."""
 
 KAFKA_SERVICE = "kafka"
 KAFKA_INTERNAL_PORT = 29092  # the listener other containers use

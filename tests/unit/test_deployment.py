@@ -30,7 +30,7 @@ def _compose() -> dict[str, Any]:
 
 def test_every_service_is_there_with_a_healthcheck() -> None:
     services = _compose()["services"]
-    expected = {dep.KAFKA_SERVICE, "topics", "prometheus", "grafana", *dep.WORKER_ROLES}
+    expected = {dep.KAFKA_SERVICE, "topics", "prometheus", "grafana", *dep.WORKER_SERVICES}
     assert set(services) == expected
     for name, service in services.items():
         if name != "topics":
@@ -39,10 +39,11 @@ def test_every_service_is_there_with_a_healthcheck() -> None:
 
 def test_workers_run_their_role_with_the_shared_environment() -> None:
     services = _compose()["services"]
-    for role in dep.WORKER_ROLES:
-        service = services[role]
-        assert service["command"] == ["worker", role]
+    for name, roles in dep.WORKER_SERVICES.items():
+        service = services[name]
+        assert service["command"] == ["worker", *roles]
         assert service["environment"] == dep.worker_environment()
+    assert sorted(r for roles in dep.WORKER_SERVICES.values() for r in roles) == sorted(dep.WORKER_ROLES)
 
 
 def test_worker_environment_names_real_settings() -> None:
@@ -66,7 +67,7 @@ def test_kafka_listeners_match_the_ports() -> None:
 def test_prometheus_scrapes_every_worker_metrics_port() -> None:
     config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     targets = {t for job in config["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
-    assert targets == {f"{role}:{dep.METRICS_PORT}" for role in dep.WORKER_ROLES}
+    assert targets == {f"{name}:{dep.METRICS_PORT}" for name in dep.WORKER_SERVICES}
     services = _compose()["services"]
     assert f"{dep.PROMETHEUS_PORT}:{dep.PROMETHEUS_PORT}" in services["prometheus"]["ports"]
     assert f"{dep.GRAFANA_PORT}:{dep.GRAFANA_PORT}" in services["grafana"]["ports"]
