@@ -6,8 +6,9 @@ it publishes a snapshot as a new *candidate* version with its lineage (parent, f
 offset ranges, samples, progressive metrics). Candidates are served only when promoted
 (by hand, or as a challenger or shadow).
 
-A snapshot is also the learner's checkpoint: offsets are committed only after a snapshot
-is published, and its version is written to ``RIVEROPS_STATE_DIR/learner/GROUP.json``.
+A snapshot is also the learner's checkpoint: offsets are committed only after snapshots
+are published (when one model is due, every model with new samples is snapshotted), and
+their versions are written to ``RIVEROPS_STATE_DIR/learner/GROUP.json``.
 After a crash the learner resumes from that snapshot (when it still descends from the
 current champion; else from the champion) and re-learns the feedback after it, so no
 labelled event is lost or learned twice by the model that goes on; the price is that the
@@ -143,7 +144,10 @@ def run_learner(
                 if telemetry is not None:
                     telemetry.count_in(feedback_topic, len(messages))
             snapshotted = False
-            for model in core.due(time.monotonic()):
+            due = core.due(time.monotonic())
+            if due:  # then every model with new samples, so that the commit below loses none
+                due = [s.model for s in core.status() if s.samples]
+            for model in due:
                 snap = core.snapshot(model, now_seconds=time.monotonic())
                 with choosing_version(registry, follower):
                     records_ = register_trained(
@@ -165,7 +169,7 @@ def run_learner(
             outbox.send(catalogue.name("deadletter"), "DeadLetter", dead, key="key")
             outbox.flush("learner dead letters")
             if snapshotted and consumed:
-                # every model learned so far is in a published snapshot or was due none
+                # everything learned so far is in a published snapshot
                 commit(consumer, list(consumed.values()))
     finally:
         outbox.close()
