@@ -14,7 +14,6 @@ drop repeated event ids.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from streams.deadletter import dead_letter
 from streams.joiner import JoinCore, JoinStats
 from streams.outbox import Outbox
 from streams.settings import Settings
+from streams.statefile import write_atomically
 from streams.telemetry import Telemetry
 from streams.topics import PREDICTIONS_HEADER, TopicCatalogue
 
@@ -52,16 +52,6 @@ class JoinerStats:
 
 def checkpoint_path(settings: Settings, group_id: str, partition: int) -> Path:
     return settings.state_dir / group_id / f"partition-{partition}.snapshot"
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _cut_runs(messages: list[Any], predictions_topic: str) -> bool:
@@ -126,7 +116,7 @@ def run_joiner(
         commits = []
         for partition in partitions:
             core = cores[partition]
-            _write_atomically(checkpoint_path(settings, group_id, partition), core.snapshot())
+            write_atomically(checkpoint_path(settings, group_id, partition), core.snapshot())
             commits += [TopicPartition(t, p, o) for (t, p), o in core.replay_from().items()]
         commit(consumer, commits)  # if the group moved on, the snapshot still holds the positions
         stats.checkpoints += 1
