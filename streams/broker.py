@@ -43,6 +43,16 @@ def resolve_binary() -> str:
         raise BrokerError(f"no Tansu binary found: {exc}") from exc
 
 
+def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it lingers past ``timeout``."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
 class EmbeddedBroker:
     """Start, probe and stop one Tansu broker on a loopback port.
 
@@ -171,24 +181,14 @@ class EmbeddedBroker:
         """Stop the broker (and its TLS proxy): SIGTERM, then SIGKILL if it lingers."""
         proxy, self._proxy = self._proxy, None
         if proxy is not None and proxy.poll() is None:
-            proxy.terminate()
-            try:
-                proxy.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proxy.kill()
-                proxy.wait(timeout=timeout)
+            _terminate(proxy, timeout)
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             try:
                 os.kill(process.pid, signal.SIGCONT)  # in case a test froze it
             except ProcessLookupError:
                 pass
-            process.terminate()
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=timeout)
+            _terminate(process, timeout)
         if self._log is not None:
             self._log.close()
             self._log = None
