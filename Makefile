@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test test-fast lint bench soak clean
+.PHONY: help venv demo test test-fast test-tansu lint bench soak clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -22,11 +22,19 @@ venv: $(STAMP)  ## create .venv and install riverops with the broker and dev ext
 demo: $(STAMP)  ## run the whole loop on the embedded broker
 	$(BIN)/riverops demo
 
-test: lint  ## lint, then unit, integration and fault tests (embedded broker unless KAFKA_BOOTSTRAP_SERVERS)
-	$(BIN)/python -m pytest
+# The integration suite runs on Apache Kafka (jars fetched once by Maven into ~/.cache/riverops),
+# or on KAFKA_BOOTSTRAP_SERVERS; then the tests marked `tansu` run again on the embedded broker.
+TANSU := env -u KAFKA_BOOTSTRAP_SERVERS RIVEROPS_TEST_BROKER=tansu
 
-test-fast: $(STAMP)  ## the tests without the slow fault-injection ones
+test: lint  ## lint, unit + integration + fault tests on Apache Kafka, then the Tansu smoke set
+	$(BIN)/python -m pytest
+	$(TANSU) $(BIN)/python -m pytest -m tansu tests/integration
+
+test-fast: $(STAMP)  ## the tests without the slow fault-injection ones (Apache Kafka only)
 	$(BIN)/python -m pytest -m "not faults"
+
+test-tansu: $(STAMP)  ## only the Tansu smoke set (the demo's broker)
+	$(TANSU) $(BIN)/python -m pytest -m tansu tests/integration
 
 lint: $(STAMP)  ## ruff and mypy --strict
 	$(BIN)/ruff check schemas models streams tests

@@ -15,6 +15,7 @@ __all__ = [
     "EncodeError",
     "InvalidEventError",
     "BrokerError",
+    "AuthorizationError",
     "TopicError",
     "ArtifactError",
     "SignatureError",
@@ -56,6 +57,14 @@ class InvalidEventError(RiveropsError):
 
 class BrokerError(RiveropsError):
     """The embedded broker could not be started or did not answer."""
+
+
+class AuthorizationError(RiveropsError):
+    """The broker refused this principal an operation (an ACL is missing) or its credentials.
+
+    Retrying does not help, so a worker that meets one stops with a clear log line instead
+    of looping.
+    """
 
 
 class TopicError(RiveropsError):

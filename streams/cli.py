@@ -22,6 +22,15 @@ __all__ = ["main", "cli", "settings_from"]
 console = Console(stderr=True)
 
 
+def admin_client(settings: Settings) -> Any:
+    """An AdminClient for a one-shot command: librdkafka's own log lines are silenced, so
+    an unreachable broker is reported once, by the command's error, not by a connect log
+    line every 50 ms."""
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient(settings.kafka_config(**{"log_level": 0}))
+
+
 def settings_from(ctx: click.Context) -> Settings:
     """The settings of this invocation: environment plus the global options."""
     overrides: dict[str, Any] = ctx.obj or {}
@@ -54,6 +63,7 @@ def cli(ctx: click.Context, bootstrap_servers: str | None, topic_prefix: str | N
     \b
     Quick start (no Docker needed):
       riverops broker                 # an embedded Kafka-protocol broker on :9092
+      riverops broker --engine kafka  # or Apache Kafka from Maven Central jars
       riverops topics create          # the topic catalogue, idempotent
       riverops demo                   # the loop end to end on a fresh embedded broker
     """
@@ -68,31 +78,53 @@ def settings(ctx: click.Context) -> None:
 
 
 @cli.command()
+@click.option("--engine", type=click.Choice(["tansu", "kafka"]), default="tansu", show_default=True,
+              help="tansu: the embedded in-memory broker (pip only, starts at once); kafka: Apache "
+              "Kafka in KRaft mode from Maven Central jars (needs java and mvn; persistent).")
+@click.option("--nodes", type=click.Choice(["1", "3"]), default="1", show_default=True,
+              help="Kafka nodes (combined broker+controller); 3 replicates every topic.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=9092, show_default=True, type=int, help="Port to listen on.")
+@click.option("--port", default=9092, show_default=True, type=int, help="Port to listen on (the first node's).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Kafka's log directories; reused on the next start (default: a temporary "
+              "directory removed at the end).")
+@click.option("--jars", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Kafka's jars (a distribution's libs/); default: fetched once with Maven into "
+              "~/.cache/riverops/kafka-VERSION.")
 @click.option(
     "--log-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Where the broker's own log goes (default: a file in the temp directory).",
+    help="Where Tansu's own log goes (default: a file in the temp directory; Kafka logs into "
+    "--data-dir).",
 )
-@click.option("--cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="TLS certificate (PEM).")
-@click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="TLS private key (PEM).")
-def broker(host: str, port: int, log_file: Path | None, cert: Path | None, key: Path | None) -> None:
-    """Run the embedded Kafka-protocol broker (Tansu) in the foreground.
+def broker(engine: str, nodes: str, host: str, port: int, data_dir: Path | None, jars: Path | None,
+           log_file: Path | None) -> None:
+    """Run a local broker in the foreground until Ctrl-C or SIGTERM.
 
-    Memory only: stopping it (Ctrl-C or SIGTERM) discards every topic and offset.
-    Needs the 'broker' extra (pip install 'riverops[broker]').
+    \b
+    tansu  memory only: stopping it discards every topic and offset. Needs the 'broker'
+           extra (pip install 'riverops[broker]'). Used by `riverops demo`.
+    kafka  Apache Kafka, the broker the integration suite runs on; keeps its data in
+           --data-dir. For TLS, SASL and ACLs see docs/security.md.
     """
     from streams.broker import EmbeddedBroker
+    from streams.kafka_broker import KafkaCluster
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    running: EmbeddedBroker | KafkaCluster
     try:
-        with EmbeddedBroker(host=host, port=port, log_path=log_file, cert=cert, key=key) as running:
-            console.print(
-                f"[green]broker ready[/] on [bold]{running.bootstrap_servers}[/]"
-                f"{' (TLS)' if cert else ''}, pid {running.pid}, log {running.log_path}"
-            )
+        if engine == "kafka":
+            console.print("starting Apache Kafka (the first start fetches its jars with Maven)")
+            running = KafkaCluster(nodes=int(nodes), host=host, port=port,  # type: ignore[arg-type]
+                                   data_dir=data_dir, jars=jars).start()
+            where = f"data {running.data_dir}"
+        else:
+            running = EmbeddedBroker(host=host, port=port, log_path=log_file).start()
+            where = f"log {running.log_path}"
+        try:
+            console.print(f"[green]broker ready[/] ({engine}) on [bold]{running.bootstrap_servers}[/], "
+                          f"pid {running.pid}, {where}")
             console.print("Ctrl-C or SIGTERM stops it.")
             try:
                 while not stop.wait(0.5):
@@ -101,6 +133,11 @@ def broker(host: str, port: int, log_file: Path | None, cert: Path | None, key: 
             except KeyboardInterrupt:
                 pass
             console.print("stopping the broker")
+        finally:
+            if isinstance(running, KafkaCluster):
+                running.remove()
+            else:
+                running.stop()
     except RiveropsError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -115,14 +152,12 @@ def topics() -> None:
 @click.pass_context
 def topics_create(ctx: click.Context, timeout: float) -> None:
     """Create every topic of the catalogue that is missing (idempotent)."""
-    from confluent_kafka.admin import AdminClient
-
     from streams.topics import TopicCatalogue, create_topics
 
     settings = settings_from(ctx)
     catalogue = TopicCatalogue.from_settings(settings)
     try:
-        report = create_topics(AdminClient(settings.kafka_config()), catalogue, timeout=timeout)
+        report = create_topics(admin_client(settings), catalogue, timeout=timeout)
     except RiveropsError as exc:
         raise click.ClickException(str(exc)) from exc
     table = Table(title=f"topics on {settings.bootstrap_servers}")
@@ -148,15 +183,52 @@ def topics_create(ctx: click.Context, timeout: float) -> None:
 def topics_list(ctx: click.Context, timeout: float) -> None:
     """List the topics on the broker with their partition counts."""
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
 
     settings = settings_from(ctx)
     try:
-        metadata = AdminClient(settings.kafka_config()).list_topics(timeout=timeout)
+        metadata = admin_client(settings).list_topics(timeout=timeout)
     except KafkaException as exc:
         raise click.ClickException(f"cannot reach {settings.bootstrap_servers}: {exc}") from exc
     for name in sorted(metadata.topics):
         click.echo(f"{name}\t{len(metadata.topics[name].partitions)}")
+
+
+@cli.command()
+@click.option("--group-prefix", default="riverops", show_default=True,
+              help="The workers' --group-prefix: consumer groups are PREFIX-ROLE.")
+@click.option("--principal", "principal_template", default="User:{role}", show_default=True,
+              help="Each role's principal; {role} is replaced by the role's name.")
+@click.option("--role", "roles", multiple=True, metavar="ROLE",
+              type=click.Choice(["scorer", "joiner", "monitor", "learner", "retrainer", "online", "lag",
+                                 "service", "operator"]),
+              help="Only these roles (repeatable; default: every role).")
+@click.option("--apply", "apply", is_flag=True,
+              help="Create the bindings on the broker (needs an operator allowed to alter ACLs).")
+@click.pass_context
+def acls(ctx: click.Context, group_prefix: str, principal_template: str, roles: tuple[str, ...],
+         apply: bool) -> None:
+    """Print (or --apply) the least-privilege ACLs of every role for this topic prefix.
+
+    \b
+    One principal per role: a SCRAM user or the CN of a client certificate (docs/security.md).
+    Lines are: principal, operation, resource type, name, pattern type; every one is ALLOW
+    from any host. "service" is a producer of features and labels, "operator" runs
+    `riverops topics create`, `models ...`, `status` and `retrain`.
+    """
+    from streams.acls import ACL_ROLES, all_acls, apply_acls
+
+    settings = settings_from(ctx)
+    chosen = roles or ACL_ROLES
+    bindings = all_acls(topic_prefix=settings.topic_prefix, group_prefix=group_prefix,
+                        roles=chosen, principal_template=principal_template)  # type: ignore[arg-type]
+    for acl in bindings:
+        click.echo(acl.line())
+    if apply:
+        try:
+            created = apply_acls(admin_client(settings), bindings)
+        except RiveropsError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"applied {created} ACL bindings on {settings.bootstrap_servers}", err=True)
 
 
 @cli.command()

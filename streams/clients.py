@@ -13,11 +13,13 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from schemas.errors import AuthorizationError
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["make_producer", "make_consumer", "consume_batch", "next_offsets", "ok", "commit"]
+__all__ = ["make_producer", "make_consumer", "consume_batch", "next_offsets", "ok", "commit",
+           "raise_if_refused"]
 
 # Commit failures that mean "the group moved on or the coordinator is away": the member
 # was dropped (a session that timed out while the broker was frozen, a long pause), a
@@ -36,6 +38,26 @@ _SKIPPABLE_COMMIT_ERRORS = frozenset({
     KafkaError._STATE,
     KafkaError._WAIT_COORD,
 })
+
+
+# Errors that mean the broker refused this principal: retrying cannot help
+_REFUSALS = frozenset({
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    KafkaError.SASL_AUTHENTICATION_FAILED,
+    KafkaError._AUTHENTICATION,
+})
+
+
+def raise_if_refused(error: KafkaError | None, where: str) -> None:
+    """AuthorizationError when ``error`` is the broker refusing this principal."""
+    if error is not None and error.code() in _REFUSALS:
+        raise AuthorizationError(
+            f"the broker refused {where}: {error.str()} (check this role's credentials and the "
+            "ACLs of docs/security.md: riverops acls)"
+        )
 
 
 def make_producer(settings: Settings, **overrides: Any) -> Producer:
@@ -99,10 +121,14 @@ def next_offsets(messages: Iterable[Message]) -> list[TopicPartition]:
 
 
 def ok(message: Message) -> bool:
-    """False for a consumer error event (logged); True for a record, tombstones included."""
+    """False for a consumer error event (logged); True for a record, tombstones included.
+
+    A refusal by the broker (authorization, authentication) raises AuthorizationError.
+    """
     error = message.error()
     if error is None:
         return True
+    raise_if_refused(error, f"reading {message.topic()}")
     log.warning("consumer error on %s[%s]: %s", message.topic(), message.partition(), error)
     return False
 

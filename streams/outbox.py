@@ -12,7 +12,7 @@ from typing import Any
 
 from schemas.codec import Codec
 from schemas.errors import RiveropsError
-from streams.clients import make_producer
+from streams.clients import make_producer, raise_if_refused
 from streams.settings import Settings
 
 __all__ = ["Outbox"]
@@ -26,12 +26,12 @@ class Outbox:
     def __init__(self, settings: Settings, *, codec: Codec | None = None, **producer_config: Any) -> None:
         self.codec = codec or settings.codec()
         self.producer = make_producer(settings, **producer_config)
-        self.failures: list[str] = []
+        self.failures: list[Any] = []  # KafkaError of each record not delivered
         self.sent = 0
 
     def _on_delivery(self, error: Any, _message: Any) -> None:
         if error is not None:
-            self.failures.append(str(error))
+            self.failures.append(error)
 
     def send(
         self,
@@ -56,12 +56,16 @@ class Outbox:
         self.producer.poll(0)
 
     def flush(self, what: str, *, timeout: float = 30.0) -> None:
-        """Wait for every record; RiveropsError naming ``what`` if any was not delivered."""
+        """Wait for every record; RiveropsError naming ``what`` if any was not delivered
+        (AuthorizationError when the broker refused the write)."""
         remaining = self.producer.flush(timeout)
         if remaining or self.failures:
             failures, self.failures = self.failures, []
+            for error in failures[:1]:
+                raise_if_refused(error, f"writing {what}")
             raise RiveropsError(
-                f"{what} not delivered ({remaining} in flight, {len(failures)} failed: {failures[:3]}); "
+                f"{what} not delivered ({remaining} in flight, {len(failures)} failed: "
+                f"{[str(e) for e in failures[:3]]}); "
                 "offsets not committed"
             )
 

@@ -19,7 +19,7 @@ from typing import Any, Self
 
 from schemas.errors import RiveropsError
 from schemas.events import FeatureEvent, LabelEvent, LabelValue, Scalar
-from streams.clients import make_producer
+from streams.clients import make_producer, raise_if_refused
 from streams.settings import Settings
 from streams.topics import TopicCatalogue
 
@@ -41,7 +41,7 @@ class EventProducer:
         self._features = catalogue.name("features")
         self._labels = catalogue.name("labels")
         self._producer = make_producer(settings, **producer_config)
-        self.failures: list[str] = []
+        self.failures: list[tuple[str, Any]] = []  # (where, KafkaError)
         self.sent = 0
         self.delivered = 0
 
@@ -49,7 +49,7 @@ class EventProducer:
         if error is None:
             self.delivered += 1
         else:
-            self.failures.append(f"{message.topic()} key={message.key()!r}: {error}")
+            self.failures.append((f"{message.topic()} key={message.key()!r}", error))
 
     def _produce(self, topic: str, key: str, payload: bytes, timestamp_ms: int) -> None:
         while True:
@@ -106,9 +106,10 @@ class EventProducer:
         remaining = self._producer.flush(timeout)
         if remaining or self.failures:
             failures, self.failures = self.failures, []
-            raise DeliveryError(
-                f"{remaining} records still in flight, {len(failures)} failed: {failures[:5]}"
-            )
+            for where, error in failures[:1]:
+                raise_if_refused(error, f"writing {where}")
+            shown = [f"{where}: {error}" for where, error in failures[:5]]
+            raise DeliveryError(f"{remaining} records still in flight, {len(failures)} failed: {shown}")
 
     def __enter__(self) -> Self:
         return self

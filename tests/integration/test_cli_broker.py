@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from click.testing import CliRunner
 
 from streams.broker import free_port
@@ -15,6 +16,7 @@ from streams.cli import cli
 from streams.settings import Settings
 from streams.topics import TopicCatalogue
 
+pytestmark = pytest.mark.tansu  # also in the Tansu smoke pass
 
 def test_topics_create_is_idempotent(settings: Settings) -> None:
     args = ["-b", settings.bootstrap_servers, "--topic-prefix", settings.topic_prefix]

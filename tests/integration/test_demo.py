@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from streams.demo import DemoOptions, run_demo
 
+pytestmark = pytest.mark.tansu  # also in the Tansu smoke pass
 
 def test_short_demo_runs_the_whole_loop(bootstrap_servers: str, tmp_path: Path) -> None:
     options = DemoOptions(events=6_000, rate=1_500, drift_at=2_500, warmup=2_000, duration=120,

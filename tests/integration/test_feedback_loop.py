@@ -26,6 +26,8 @@ from streams.settings import Settings
 
 from .conftest import read_topic
 
+pytestmark = pytest.mark.tansu  # also in the Tansu smoke pass
+
 N = 3000
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from schemas.codec import SingleObjectCodec
-from streams.broker import EmbeddedBroker
 from streams.clients import make_producer
 from streams.join_worker import JoinerStats, run_joiner
 from streams.settings import Settings
 from streams.topics import PREDICTIONS_HEADER, TopicCatalogue, create_topics
 
+from ..conftest import start_broker, stop_broker
 from .conftest import read_topic
 
 GROUP = "riverops-joiner-stale"
@@ -41,8 +41,9 @@ def _produce(settings: Settings, count: int) -> None:
     assert producer.flush(30) == 0
 
 
-def _run_on_a_new_broker(state: Path, count: int) -> tuple[JoinerStats, int]:
-    with EmbeddedBroker() as broker:
+def _run_on_a_new_broker(state: Path, count: int, broker_dir: Path) -> tuple[JoinerStats, int]:
+    broker = start_broker(broker_dir)
+    try:
         settings = Settings(bootstrap_servers=broker.bootstrap_servers, topic_prefix="same.", partitions=1,
                             state_dir=state, checkpoint_seconds=0.5, session_timeout_ms=6000)
         create_topics(AdminClient(settings.kafka_config()), TopicCatalogue.from_settings(settings))
@@ -58,13 +59,15 @@ def _run_on_a_new_broker(state: Path, count: int) -> tuple[JoinerStats, int]:
             stop.set()
             thread.join(30)
         return stats, len(feedback)
+    finally:
+        stop_broker(broker)
 
 
 def test_a_checkpoint_from_another_cluster_is_ignored(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    first, joined = _run_on_a_new_broker(state, 500)
+    first, joined = _run_on_a_new_broker(state, 500, tmp_path / "first")
     assert joined == 500 and first.checkpoints > 0 and first.ignored_checkpoints == 0
     assert list(state.glob("*/partition-0.snapshot"))
-    second, joined = _run_on_a_new_broker(state, 300)  # same names, same state, new data
+    second, joined = _run_on_a_new_broker(state, 300, tmp_path / "second")  # same names, same state, new data
     assert second.ignored_checkpoints == 1
     assert joined == 300

@@ -13,6 +13,8 @@ from streams.clients import make_consumer, make_producer
 from streams.settings import Settings
 from streams.topics import TopicCatalogue, create_topics
 
+pytestmark = pytest.mark.tansu  # also in the Tansu smoke pass
+
 ROLE_OF = {
     "FeatureEvent": "features", "PredictionEvent": "predictions", "LabelEvent": "labels",
     "FeedbackEvent": "feedback", "MetricsEvent": "metrics", "DriftEvent": "drift",

@@ -126,6 +126,7 @@ def _predictions(settings: Settings, expected: int, *, timeout: float = 60) -> l
     return out
 
 
+@pytest.mark.tansu
 def test_hot_swap_without_loss_or_duplicates(scoring: Settings, scorer: Any) -> None:
     registry = Registry()
     _register(scoring, registry, stage="champion", seed=1, reason="v1")

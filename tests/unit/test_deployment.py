@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from streams import deployment as dep
+from streams.kafka_jars import kafka_version
 from streams.settings import Settings
 from streams.telemetry import Telemetry
 
@@ -62,6 +63,12 @@ def test_kafka_listeners_match_the_ports() -> None:
     assert f"{dep.KAFKA_EXTERNAL_PORT}:{dep.KAFKA_EXTERNAL_PORT}" in kafka["ports"]
     default_port = int(Settings.model_fields["bootstrap_servers"].default.rsplit(":", 1)[1])
     assert default_port == dep.KAFKA_EXTERNAL_PORT
+
+
+def test_compose_runs_the_kafka_version_the_pom_pins() -> None:
+    image = _compose()["services"][dep.KAFKA_SERVICE]["image"]
+    assert image == f"apache/kafka:{kafka_version()}"
+    assert kafka_version().startswith("4.")
 
 
 def test_prometheus_scrapes_every_worker_metrics_port() -> None:

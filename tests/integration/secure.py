@@ -1,0 +1,81 @@
+"""A secured Apache Kafka for the TLS, SASL and ACL tests: an SSL listener that requires
+client certificates, a SASL_SSL listener with one SCRAM-SHA-512 user per role, and the
+StandardAuthorizer holding exactly the bindings ``riverops acls --apply`` creates."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
+
+from streams.cli import cli
+from streams.kafka_broker import BrokerTls, KafkaCluster
+from streams.settings import Settings
+
+from .tlscerts import TlsFiles, make_tls
+
+__all__ = ["SecureKafka", "start_secure_kafka", "USERS"]
+
+# one SCRAM user per principal; "trainer" runs the learner and the retrainer in one process
+USERS = ("scorer", "joiner", "monitor", "trainer", "online", "lag", "service", "operator")
+GROUP_PREFIX = "sec"
+
+
+def password(user: str) -> str:
+    return f"{user}-secret"
+
+
+@dataclass
+class SecureKafka:
+    cluster: KafkaCluster
+    tls: TlsFiles
+    topic_prefix: str
+
+    def settings(self, user: str, *, via: str = "SASL_SSL", secret: str | None = None,
+                 **extra: Any) -> Settings:
+        """Settings of principal ``user``: SCRAM over SASL_SSL, or its certificate over SSL."""
+        common: dict[str, Any] = {
+            "bootstrap_servers": self.cluster.bootstrap(via),  # type: ignore[arg-type]
+            "topic_prefix": self.topic_prefix, "partitions": 2, "session_timeout_ms": 6000,
+            "security_protocol": via, "ssl_ca_location": self.tls.ca, **extra,
+        }
+        if via == "SSL":
+            cert, key = self.tls.clients[user]
+            return Settings(**common, ssl_certificate_location=cert, ssl_key_location=key)
+        return Settings(**common, sasl_mechanism="SCRAM-SHA-512", sasl_username=user,
+                        sasl_password=secret or password(user))
+
+    def admin_settings(self) -> Settings:
+        """The loopback PLAINTEXT listener: the cluster's super user (test setup only)."""
+        return Settings(bootstrap_servers=self.cluster.bootstrap_servers, topic_prefix=self.topic_prefix)
+
+
+def _acls(admin_bootstrap: str, prefix: str, *args: str) -> None:
+    result = CliRunner().invoke(cli, ["-b", admin_bootstrap, "--topic-prefix", prefix, "acls",
+                                      "--group-prefix", GROUP_PREFIX, "--apply", *args])
+    assert result.exit_code == 0, (result.output, result.exception)
+
+
+def start_secure_kafka(directory: Path) -> SecureKafka:
+    tls = make_tls(directory / "tls", clients=USERS)
+    cluster = KafkaCluster(data_dir=directory / "kafka", tls=BrokerTls(tls.ca, tls.cert, tls.key),
+                           authorizer=True).start()
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+    upserts = [UserScramCredentialUpsertion(user, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096),
+                                            password(user).encode()) for user in USERS]
+    for future in admin.alter_user_scram_credentials(upserts).values():
+        future.result(30)
+    prefix = f"sec-{uuid.uuid4().hex[:8]}."
+    _acls(cluster.bootstrap_servers, prefix)  # every role under its own name
+    _acls(cluster.bootstrap_servers, prefix, "--role", "learner", "--role", "retrainer",
+          "--principal", "User:trainer")
+    return SecureKafka(cluster, tls, prefix)
