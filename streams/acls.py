@@ -29,7 +29,7 @@ ACL_ROLES: tuple[AclRole, ...] = get_args(AclRole)
 ROLE_TOPICS: dict[AclRole, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "scorer": (("features", "model-registry"), ("predictions", "deadletter")),
     "joiner": (("features", "predictions", "labels"), ("feedback", "deadletter")),
-    "monitor": (("feedback",), ("metrics", "drift", "deadletter")),
+    "monitor": (("feedback", "model-registry"), ("metrics", "drift", "deadletter")),
     "learner": (("feedback", "model-registry"), ("model-registry", "deadletter")),
     "retrainer": (("feedback", "drift", "metrics", "retrain", "model-registry"), ("retrain", "model-registry")),
     "online": (("features", "labels", "model-registry"), ("predictions", "deadletter")),

@@ -19,7 +19,7 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 __all__ = ["make_producer", "make_consumer", "consume_batch", "next_offsets", "ok", "commit",
-           "raise_if_refused"]
+           "raise_if_refused", "on_client_error"]
 
 # Commit failures that mean "the group moved on or the coordinator is away": the member
 # was dropped (a session that timed out while the broker was frozen, a long pause), a
@@ -60,6 +60,14 @@ def raise_if_refused(error: KafkaError | None, where: str) -> None:
         )
 
 
+def on_client_error(error: KafkaError) -> None:
+    """librdkafka's ``error_cb``: a refusal (wrong credentials, say) raises out of the
+    client call that met it (poll, consume, flush), so the worker stops saying why instead
+    of reconnecting forever; other errors are logged, librdkafka retries them."""
+    raise_if_refused(error, "the connection")
+    log.warning("kafka client: %s", error.str())
+
+
 def make_producer(settings: Settings, **overrides: Any) -> Producer:
     """An idempotent producer that batches (``linger.ms=5``) and compresses with lz4."""
     config = settings.kafka_config(
@@ -72,6 +80,7 @@ def make_producer(settings: Settings, **overrides: Any) -> Producer:
             # Java's partitioner: producers in any language put an event_id on the same
             # partition, which the joins rely on
             "partitioner": "murmur2_random",
+            "error_cb": on_client_error,
         }
     )
     config.update(overrides)
@@ -88,6 +97,7 @@ def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consum
             "enable.auto.offset.store": False,
             "session.timeout.ms": settings.session_timeout_ms,
             "enable.partition.eof": False,
+            "error_cb": on_client_error,
         }
     )
     config.update(overrides)

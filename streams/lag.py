@@ -23,6 +23,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from streams.clients import on_client_error
 from streams.settings import Settings
 
 __all__ = ["LagRow", "compute_lag", "LagProbe"]
@@ -71,6 +72,7 @@ class LagProbe:
                     "enable.auto.commit": False,
                     "queued.max.messages.kbytes": 1024,
                     "fetch.wait.max.ms": 50,
+                    "error_cb": on_client_error,
                 }
             )
         )

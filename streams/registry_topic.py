@@ -72,9 +72,14 @@ class RegistryFollower:
         """New registry records since the last call (undecodable ones are logged and skipped)."""
         out: list[ModelVersion] = []
         for message in self._consumer.consume(max_records, timeout):
-            if message.error() is not None:
-                raise_if_refused(message.error(), f"reading {self.topic}")
-                log.warning("registry consumer error: %s", message.error())
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
+                    # librdkafka asks for the coordinator of the throwaway group.id it must
+                    # have; this reader never joins it nor commits, so no group ACL is needed
+                    continue
+                raise_if_refused(error, f"reading {self.topic}")
+                log.warning("registry consumer error: %s", error)
                 continue
             try:
                 out.append(ModelVersion.from_avro(self.codec.decode("ModelVersion", message.value())))

@@ -35,12 +35,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from models.registry import Registry
 from schemas.errors import DecodeError, InvalidEventError, RiveropsError
 from schemas.events import ModelVersion, OffsetRange, RetrainRequest
-from streams.clients import commit, make_consumer, make_producer, next_offsets, ok
+from streams.clients import commit, make_consumer, make_producer, next_offsets, ok, raise_if_refused
 from streams.modelops import model_loader, register_trained
 from streams.policy import Decision, Probation, PromotionPolicy, apply
 from streams.registry_topic import RegistryFollower, choosing_version, publish_records
@@ -113,10 +113,15 @@ def request_retrain(settings: Settings, model: str, *, reason: str, by: str,
     request = RetrainRequest(request_id=uuid.uuid4().hex, model=model, reason=reason,
                              requested_by=by, requested_at=datetime.now(UTC), params=params or {})
     producer = make_producer(settings, **{"linger.ms": 0})
-    producer.produce(TopicCatalogue.from_settings(settings).name("retrain"), key=model,
-                     value=settings.codec().encode("RetrainRequest", request.to_avro()))
-    if producer.flush(15):
-        raise RiveropsError("the retrain request was not delivered")
+    topic = TopicCatalogue.from_settings(settings).name("retrain")
+    errors: list[KafkaError] = []
+    producer.produce(topic, key=model, value=settings.codec().encode("RetrainRequest", request.to_avro()),
+                     on_delivery=lambda error, _message: errors.append(error) if error else None)
+    remaining = producer.flush(15)
+    for error in errors:
+        raise_if_refused(error, f"writing {topic}")
+    if remaining or errors:
+        raise RiveropsError(f"the retrain request was not delivered: {[str(e) for e in errors]}")
     return request
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from streams.clients import make_consumer
+from streams.clients import make_consumer, ok
 from streams.settings import Settings
 from streams.topics import TopicCatalogue, create_topics
 
@@ -43,16 +43,19 @@ class Running:
 
 @pytest.fixture
 def start_worker() -> Iterator[Callable[..., Running]]:
-    """start_worker(run_function, settings, stats, **kwargs): a role in a thread, stopped at
-    the end of the test; waits until its consumer group assigned it partitions."""
+    """start_worker(run_function, settings, stats, group_id=None, **kwargs): a role in a
+    thread (in a fresh group unless named), stopped at the end of the test; waits until its
+    consumer group assigned it partitions."""
     started: list[Running] = []
 
-    def start(run: Callable[..., Any], settings: Settings, stats: Any, **kwargs: Any) -> Running:
+    def start(run: Callable[..., Any], settings: Settings, stats: Any, group_id: str | None = None,
+              **kwargs: Any) -> Running:
         stop, errors = threading.Event(), []
+        group = group_id or f"riverops-t-{uuid.uuid4().hex[:6]}"
 
         def target() -> None:
             try:
-                run(settings, stop=stop, stats=stats, group_id=f"riverops-t-{uuid.uuid4().hex[:6]}", **kwargs)
+                run(settings, stop=stop, stats=stats, group_id=group, **kwargs)
             except BaseException as exc:
                 errors.append(exc)
 
@@ -75,19 +78,20 @@ def start_worker() -> Iterator[Callable[..., Running]]:
 
 
 def read_topic(settings: Settings, role: str, schema: str, *, expected: int, timeout: float = 60,
-               settle: float = 1.0) -> list[dict[str, Any]]:
-    """Every record of a topic until ``expected`` arrived (then ``settle`` s more)."""
+               settle: float = 1.0, group_prefix: str = "read") -> list[dict[str, Any]]:
+    """Every record of a topic until ``expected`` arrived (then ``settle`` s more); a
+    refusal by the broker raises (``ok``), other consumer errors are skipped."""
     codec = settings.codec()
-    consumer = make_consumer(settings, f"read-{uuid.uuid4().hex[:6]}")
+    consumer = make_consumer(settings, f"{group_prefix}-{uuid.uuid4().hex[:6]}")
     consumer.subscribe([TopicCatalogue.from_settings(settings).name(role)])  # type: ignore[arg-type]
     out: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     try:
         while len(out) < expected and time.monotonic() < deadline:
-            out += [codec.decode(schema, m.value()) for m in consumer.consume(1000, 0.5) if m.error() is None]
+            out += [codec.decode(schema, m.value()) for m in consumer.consume(1000, 0.5) if ok(m)]
         end = time.monotonic() + settle
         while time.monotonic() < end:
-            out += [codec.decode(schema, m.value()) for m in consumer.consume(1000, 0.2) if m.error() is None]
+            out += [codec.decode(schema, m.value()) for m in consumer.consume(1000, 0.2) if ok(m)]
     finally:
         consumer.close()
     return out

@@ -54,9 +54,22 @@ class SecureKafka:
         return Settings(**common, sasl_mechanism="SCRAM-SHA-512", sasl_username=user,
                         sasl_password=secret or password(user))
 
+    def new_prefix(self) -> str:
+        """A fresh topic prefix with every role's ACLs applied to it."""
+        prefix = f"sec-{uuid.uuid4().hex[:8]}."
+        apply_role_acls(self.cluster.bootstrap_servers, prefix)
+        return prefix
+
     def admin_settings(self) -> Settings:
         """The loopback PLAINTEXT listener: the cluster's super user (test setup only)."""
         return Settings(bootstrap_servers=self.cluster.bootstrap_servers, topic_prefix=self.topic_prefix)
+
+
+def apply_role_acls(admin_bootstrap: str, prefix: str) -> None:
+    """``riverops acls --apply`` for every role under its own name, and the learner's and
+    the retrainer's under one principal, ``trainer`` (the two run in one process)."""
+    _acls(admin_bootstrap, prefix)
+    _acls(admin_bootstrap, prefix, "--role", "learner", "--role", "retrainer", "--principal", "User:trainer")
 
 
 def _acls(admin_bootstrap: str, prefix: str, *args: str) -> None:
@@ -74,8 +87,6 @@ def start_secure_kafka(directory: Path) -> SecureKafka:
                                             password(user).encode()) for user in USERS]
     for future in admin.alter_user_scram_credentials(upserts).values():
         future.result(30)
-    prefix = f"sec-{uuid.uuid4().hex[:8]}."
-    _acls(cluster.bootstrap_servers, prefix)  # every role under its own name
-    _acls(cluster.bootstrap_servers, prefix, "--role", "learner", "--role", "retrainer",
-          "--principal", "User:trainer")
-    return SecureKafka(cluster, tls, prefix)
+    secured = SecureKafka(cluster, tls, "")
+    secured.topic_prefix = secured.new_prefix()
+    return secured
