@@ -194,7 +194,8 @@ class ConfluentCodec(_BatchMixin):
 
     Schemas are registered under the record-name subject (``riverops.v1.FeatureEvent``)
     through ``confluent_kafka.schema_registry``; ids and parsed writers are cached, so the
-    registry is asked once per schema.
+    registry is asked once per schema. A schema the registry refuses (an incompatible change,
+    HTTP 409) or cannot take raises :class:`~schemas.errors.EncodeError` with its reason.
     """
 
     def __init__(self, client: Any, store: SchemaStore | None = None) -> None:
@@ -210,7 +211,12 @@ class ConfluentCodec(_BatchMixin):
 
             contract = self.store.reader(name)
             subject = f"{contract.parsed['name']}"
-            schema_id = self._client.register_schema(subject, Schema(contract.source, "AVRO"))
+            try:
+                schema_id = self._client.register_schema(subject, Schema(contract.source, "AVRO"))
+            except Exception as exc:  # SchemaRegistryError (409: incompatible schema) or HTTP errors
+                raise EncodeError(
+                    f"{name}: the schema registry did not register {subject}: {exc}"
+                ) from exc
             self._writers[schema_id] = contract
             header = _CONFLUENT_HEADER.pack(_CONFLUENT_MAGIC, schema_id)
             self._headers[name] = header

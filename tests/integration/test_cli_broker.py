@@ -53,3 +53,9 @@ def test_broker_command_runs_in_the_foreground_and_stops_on_sigterm(tmp_path) ->
     assert "stopping the broker" in out
     assert log.exists() and "tansu" in log.read_text()
     time.sleep(0.2)
+
+
+def test_acls_apply_against_an_unreachable_broker_says_so_in_one_line() -> None:
+    result = CliRunner().invoke(cli, ["-b", f"127.0.0.1:{free_port()}", "acls", "--role", "service", "--apply"])
+    assert result.exit_code == 1
+    assert "Error: cannot reach the broker" in result.output
