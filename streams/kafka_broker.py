@@ -241,8 +241,9 @@ class KafkaCluster:
             config.write_text("".join(f"{k}={v}\n" for k, v in self.node_properties(node.node_id).items()))
             if node in unformatted:
                 formatted = subprocess.run(
+                    # one argument: an id that starts with "-" would read as an option
                     [java, "-cp", f"{jars}/*", "kafka.tools.StorageTool", "format",
-                     "-t", cluster_id, "-c", str(config)],
+                     f"--cluster-id={cluster_id}", "--config", str(config)],
                     capture_output=True, text=True, timeout=120,
                 )
                 if formatted.returncode != 0:
@@ -328,10 +329,12 @@ class KafkaCluster:
     def stop(self, *, timeout: float = 20.0) -> None:
         """Stop every node (all at once, so none waits for a quorum that left)."""
         for node in self._nodes:
-            if node.running:
-                assert node.process is not None
-                os.kill(node.process.pid, signal.SIGCONT)
-                node.process.terminate()
+            if node.process is not None and node.running:
+                try:
+                    os.kill(node.process.pid, signal.SIGCONT)  # in case a test froze it
+                    node.process.terminate()
+                except ProcessLookupError:
+                    pass
         for node in self._nodes:
             self.stop_node(node.node_id, timeout=timeout)
 

@@ -17,6 +17,7 @@ LagRow(group='g', topic='t', partition=1, committed=-1, high=4, lag=4)]
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +85,8 @@ class LagProbe:
         from confluent_kafka import ConsumerGroupTopicPartitions
 
         listed = self._admin.list_consumer_groups(request_timeout=self.timeout).result()
+        for error in listed.errors:  # e.g. a coordinator still loading after a restart
+            log.warning("listing consumer groups: %s (their lag is missing from this sample)", error)
         groups = [g.group_id for g in listed.valid if g.group_id.startswith(self.group_prefix)]
         groups = [g for g in groups if g != "riverops-lag-probe"]
         out: dict[GroupPartition, int] = {}
@@ -107,7 +110,23 @@ class LagProbe:
         if new:
             self._consumer.incremental_assign([TopicPartition(t, p, 0) for t, p in sorted(new)])
             self._assigned |= new
-        self._consumer.consume(10_000, 0.3)  # the fetch responses refresh the cached watermarks
+        # the fetch responses refresh the cached watermarks; a partition seen for the first
+        # time needs its first fetch answered (a new TLS + SCRAM connection takes longer
+        # than one short wait), so wait for those, up to the probe's timeout
+        deadline = time.monotonic() + (self.timeout if new else 0.0)
+        while True:
+            self._consumer.consume(10_000, 0.3)
+            out = self._cached_watermarks(wanted)
+            if len(out) == len(wanted) or time.monotonic() >= deadline:
+                break
+        for (topic, partition), high in sorted(out.items()):
+            try:  # park at the end so the next sample reads only what is new
+                self._consumer.seek(TopicPartition(topic, partition, high))
+            except KafkaException:
+                pass
+        return out
+
+    def _cached_watermarks(self, wanted: set[TopicPartitionKey]) -> dict[TopicPartitionKey, int]:
         out: dict[TopicPartitionKey, int] = {}
         for topic, partition in sorted(wanted):
             try:
@@ -118,10 +137,6 @@ class LagProbe:
                 continue
             if high >= 0:
                 out[(topic, partition)] = high
-                try:  # park at the end so the next sample reads only what is new
-                    self._consumer.seek(TopicPartition(topic, partition, high))
-                except KafkaException:
-                    pass
         return out
 
     def sample(self) -> list[LagRow]:

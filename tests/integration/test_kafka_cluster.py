@@ -92,3 +92,12 @@ def test_three_nodes_serve_on_while_one_is_killed(tmp_path: Path) -> None:
                 break
         consumer.close()
         assert sorted(set(values)) == [b"before", b"during"] and len(values) == 200
+
+
+def test_a_cluster_id_that_starts_with_a_dash_formats(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # one id in 64 does: StorageTool once read it as an option and the start failed
+    from streams import kafka_broker
+
+    monkeypatch.setattr(kafka_broker, "new_cluster_id", lambda: "-" + "A" * 21)
+    with KafkaCluster(data_dir=tmp_path / "kafka") as cluster:
+        assert AdminClient({"bootstrap.servers": cluster.bootstrap_servers}).list_topics(timeout=10).brokers
