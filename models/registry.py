@@ -3,8 +3,8 @@
 Every change (a new version, a promotion, a rollback, an archive) is a record keyed
 ``model:version``; the last record of each key wins, as after compaction. Aliases are
 stages: one champion per model, any number of challengers (with a traffic share) and
-shadows. The fold also keeps the order in which versions became champion, so a rollback
-knows the previous champion. Operations here only *build* the records of a change; the
+shadows. Each record carries the champion terms its version held (``reigns``), so the
+order in which versions became champion, which a rollback needs, survives compaction. Operations here only *build* the records of a change; the
 caller publishes them, and every process that folds the topic sees the same registry.
 
 Examples
@@ -21,7 +21,6 @@ Examples
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,8 +41,16 @@ class ModelState:
     """Everything the registry knows about one model name."""
 
     versions: dict[int, ModelVersion] = field(default_factory=dict)
-    champion_history: list[int] = field(default_factory=list)  # versions in the order they led
-    reigns: Counter[int] = field(default_factory=Counter)  # how many times each version led
+    terms: dict[int, list[int]] = field(default_factory=dict)  # version -> champion terms held
+
+    @property
+    def champion_history(self) -> list[int]:
+        """Versions in the order they last became champion."""
+        return sorted(self.terms, key=lambda v: max(self.terms[v]))
+
+    @property
+    def last_term(self) -> int:
+        return max((max(t) for t in self.terms.values()), default=0)
 
 
 @dataclass(frozen=True)
@@ -73,11 +80,11 @@ class Registry:
         state = self._models.setdefault(record.model, ModelState())
         previous = state.versions.get(record.version)
         state.versions[record.version] = record
-        if record.stage == "champion" and (previous is None or previous.stage != "champion"):
-            if record.version in state.champion_history:
-                state.champion_history.remove(record.version)
-            state.champion_history.append(record.version)
-            state.reigns[record.version] += 1
+        if record.reigns:  # the terms travel with every record, so compaction keeps them
+            state.terms[record.version] = list(record.reigns)
+        elif record.stage == "champion" and (previous is None or previous.stage != "champion"):
+            # written before records carried their terms: count the term as the fold meets it
+            state.terms[record.version] = [*state.terms.get(record.version, []), state.last_term + 1]
         self.records_applied += 1
 
     def apply_all(self, records: Iterable[ModelVersion]) -> Registry:
@@ -113,7 +120,7 @@ class Registry:
     def times_champion(self, model: str, version: int) -> int:
         """How many times ``model:version`` became champion (a rollback restores one: 2)."""
         state = self._models.get(model)
-        return state.reigns[version] if state else 0
+        return len(state.terms.get(version, [])) if state else 0
 
     def previous_champion(self, model: str) -> ModelVersion | None:
         """The champion before the current one that is still usable (not rejected)."""
@@ -167,8 +174,18 @@ class Registry:
         # to milliseconds exactly as they will be after a trip through the topic
         return ModelVersion.model_validate(
             {**record.model_dump(), "stage": stage, "changed_by": by, "reason": reason,
-             "changed_at": _now(), "share": share if stage == "challenger" else None}
+             "changed_at": _now(), "share": share if stage == "challenger" else None,
+             "reigns": self._terms_after(record, stage)}
         )
+
+    def _terms_after(self, record: ModelVersion, stage: Stage) -> list[int]:
+        """The terms ``record``'s version holds once moved to ``stage`` (one more when it
+        becomes champion)."""
+        state = self._models.get(record.model, ModelState())
+        held = state.terms.get(record.version, list(record.reigns))
+        if stage == "champion" and record.stage != "champion":
+            return [*held, state.last_term + 1]
+        return held
 
     def new_version(
         self,
@@ -192,6 +209,7 @@ class Registry:
             params=params or {}, seed=seed, share=share if stage == "challenger" else None,
             metrics=metrics or {}, lineage=lineage or Lineage(), artifact=artifact,
             changed_by=changed_by, reason=reason, changed_at=_now(),
+            reigns=[self._models.get(model, ModelState()).last_term + 1] if stage == "champion" else [],
         )
         if stage != "champion":
             return [record]

@@ -82,6 +82,17 @@ def _bundled_contracts() -> tuple[Contract, ...]:
     )
 
 
+@functools.cache
+def _previous_contracts() -> tuple[Contract, ...]:
+    """Earlier versions of the schemas (``avro/previous/NAME.N.avsc``): records written with
+    them still decode, into the current reader schema."""
+    folder = resources.files("schemas").joinpath("avro").joinpath("previous")
+    return tuple(
+        parse_contract(json.loads(entry.read_text("utf-8")))
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name) if entry.name.endswith(".avsc")
+    )
+
+
 class SchemaStore:
     """Reader schemas by event name and every known writer schema by fingerprint."""
 
@@ -91,8 +102,8 @@ class SchemaStore:
 
     @classmethod
     def bundled(cls) -> SchemaStore:
-        """The store of the ``.avsc`` files shipped in this package."""
-        return cls(_bundled_contracts())
+        """The store of the ``.avsc`` files shipped in this package, earlier versions included."""
+        return cls(_bundled_contracts(), _previous_contracts())
 
     def reader(self, name: str) -> Contract:
         """The schema records of ``name`` are encoded with and decoded into."""

@@ -248,6 +248,7 @@ class ModelVersion(Event):
     changed_by: Id
     reason: str
     changed_at: Timestamp
+    reigns: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
 
     @property
     def key(self) -> str:

@@ -10,11 +10,10 @@ history is published and read in full, then released; once the cleaner removed r
 (fewer records from the beginning, gaps in the offsets) a fresh ``read_registry`` must
 give the same registry.
 
-Champion history is the exception: ``models/registry.py`` learns the order of champions
-and how many times each reigned from the champion records themselves, and compaction keeps
-only the last record of each key, so a compacted topic folds to a history of one champion.
-``test_champion_history_survives_compaction`` states what should hold and is an expected
-failure until the records carry that history.
+Champion history survives too: every record carries the champion terms its version held
+(``reigns``). Before it did, the fold learnt the order of champions from the champion
+records themselves, compaction kept only the last record of each key, and a compacted
+topic folded to a history of one champion: rollback refused, probation never started.
 """
 
 from __future__ import annotations
@@ -250,10 +249,6 @@ def test_registry_topic_compacts_and_the_fold_is_unchanged(compacted: Compacted)
     assert c.after.records_applied == c.after_raw < c.before.records_applied
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "models/registry.py Registry.apply builds champion_history and reigns from champion records; "
-    "compaction keeps only each key's last record, so previous_champion (rollback, the retrainer's "
-    "probation) and times_champion are lost"))
 def test_champion_history_survives_compaction(compacted: Compacted) -> None:
     before, after = _history(compacted.before), _history(compacted.after)
     print(f"\nchampion history before compaction {before}\nafter {after}\n"

@@ -56,3 +56,18 @@ def test_unknown_writer_without_evolution_knowledge() -> None:
     )
     with pytest.raises(UnknownSchemaError):
         SingleObjectCodec().decode("FeatureEvent", payload)
+
+
+def test_a_registry_record_of_the_previous_schema_decodes_into_the_current_one(
+    sample_events: list[Any],
+) -> None:
+    from schemas.events import ModelVersion
+
+    previous = json.loads(resources.files("schemas").joinpath("avro/previous/ModelVersion.1.avsc").read_text())
+    record = next(e for e in sample_events if isinstance(e, ModelVersion))
+    old = {k: v for k, v in record.to_avro().items() if k != "reigns"}
+    writer = SingleObjectCodec(SchemaStore.bundled().with_reader(previous))
+    payload = writer.encode("ModelVersion", old)
+    decoded = ModelVersion.from_avro(SingleObjectCodec().decode("ModelVersion", payload))
+    assert decoded.reigns == []
+    assert decoded == record.model_copy(update={"reigns": []})

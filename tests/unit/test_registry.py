@@ -119,3 +119,45 @@ def test_times_champion_counts_reigns_so_a_restored_champion_is_known() -> None:
     assert registry.champion("fraud").version == 1  # type: ignore[union-attr]
     assert registry.times_champion("fraud", 1) == 2 and registry.times_champion("fraud", 2) == 1
     assert registry.times_champion("nope", 1) == 0
+
+
+def _story() -> tuple[Registry, list[ModelVersion]]:
+    """v1 champion, v2 promoted, rolled back to v1, v3 promoted: every record in order."""
+    registry, log = Registry(), []
+
+    def apply(records: list[ModelVersion]) -> None:
+        registry.apply_all(records)
+        log.extend(records)
+
+    apply(registry.new_version("fraud", spec="logreg", task="binary", artifact=ART, stage="champion",
+                               changed_by="t", reason="first"))
+    apply(registry.new_version("fraud", spec="logreg", task="binary", artifact=ART, changed_by="t", reason="r"))
+    apply(registry.promote("fraud", 2, by="ops", reason="better"))
+    apply(registry.rollback("fraud", by="retrainer", reason="worse live"))
+    apply(registry.new_version("fraud", spec="logreg", task="binary", artifact=ART, changed_by="t", reason="r"))
+    apply(registry.promote("fraud", 3, by="ops", reason="better"))
+    return registry, log
+
+
+def test_champion_history_survives_compaction() -> None:
+    full, log = _story()
+    last = {record.key: record for record in log}  # what compaction leaves: the last record per key
+    compacted = Registry().apply_all(sorted(last.values(), key=log.index))
+    for registry in (full, compacted):
+        champion, previous = registry.champion("fraud"), registry.previous_champion("fraud")
+        assert champion is not None and champion.version == 3
+        assert previous is not None and previous.version == 1
+        assert [registry.times_champion("fraud", v) for v in (1, 2, 3)] == [2, 1, 1]
+    assert full.get("fraud", 1).reigns == [1, 3] and full.get("fraud", 3).reigns == [4]
+
+
+def test_records_without_terms_still_build_the_history_in_topic_order() -> None:
+    _, log = _story()
+    legacy = [ModelVersion.model_validate({**r.model_dump(), "reigns": []}) for r in log]
+    registry = Registry().apply_all(legacy)  # as written before records carried their terms
+    assert [registry.times_champion("fraud", v) for v in (1, 2, 3)] == [2, 1, 1]
+    previous = registry.previous_champion("fraud")
+    assert previous is not None and previous.version == 1
+    # the next change writes the terms the fold counted into the record
+    (restaged,) = registry.set_stage("fraud", 1, "archived", by="ops", reason="retire")
+    assert restaged.reigns == [1, 3]
