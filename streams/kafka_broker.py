@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import IO, Literal, Self
 
 from schemas.errors import BrokerError
-from streams.broker import free_port, terminate
+from streams.broker import free_port, log_tail, terminate
 from streams.kafka_jars import ensure_jars, java_binary
 
 __all__ = ["KafkaCluster", "BrokerTls", "Listener", "new_cluster_id"]
@@ -345,11 +345,7 @@ class KafkaCluster:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def log_tail(self, lines: int = 20, *, node_id: int = 1) -> str:
-        try:
-            text = self._node(node_id).log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self._node(node_id).log_path, lines)
 
     def __enter__(self) -> Self:
         return self.start()

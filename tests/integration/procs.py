@@ -10,7 +10,7 @@ from pathlib import Path
 
 from streams.settings import Settings
 
-__all__ = ["settings_env", "start_worker_process", "stop_process"]
+__all__ = ["settings_env", "start_worker_process", "stop_process", "run_worker_to_exit"]
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -48,3 +48,15 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> int:
             process.kill()
             process.wait(timeout)
     return process.returncode
+
+
+def run_worker_to_exit(settings: Settings, role: str, *, group_prefix: str, log: Path,
+                       timeout: float = 90) -> tuple[int, str]:
+    """Run ``riverops worker ROLE`` until it exits by itself (stopped after ``timeout``):
+    its exit code and its log."""
+    process = start_worker_process(settings, role, group_prefix=group_prefix, log=log)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    return stop_process(process), log.read_text()

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from streams.broker import free_port, terminate
+from streams.broker import free_port, log_tail, terminate
 
 __all__ = [
     "POM",
@@ -246,11 +246,7 @@ class ApicurioRegistry:
             self._log = None
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def __enter__(self) -> Self:
         return self.start()

@@ -54,6 +54,13 @@ class SecureKafka:
         return Settings(**common, sasl_mechanism="SCRAM-SHA-512", sasl_username=user,
                         sasl_password=secret or password(user))
 
+    def role(self, user: str, prefix: str, work_dir: Path, **extra: Any) -> Settings:
+        """``settings(user)`` on topic ``prefix``, with a signing key and directories under
+        ``work_dir``: what a worker of that principal runs with."""
+        return self.settings(user, topic_prefix=prefix, signing_key="secure-test-key",
+                             artifact_dir=work_dir / "artifacts", state_dir=work_dir / "state" / user,
+                             checkpoint_seconds=0.5, **extra)
+
     def new_prefix(self) -> str:
         """A fresh topic prefix with every role's ACLs applied to it."""
         prefix = f"sec-{uuid.uuid4().hex[:8]}."

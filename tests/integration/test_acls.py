@@ -34,7 +34,7 @@ from streams.topics import TopicCatalogue
 
 from .champion import register_champion
 from .conftest import read_topic
-from .procs import start_worker_process, stop_process
+from .procs import run_worker_to_exit, settings_env
 from .secure import GROUP_PREFIX, SecureKafka
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
@@ -49,26 +49,15 @@ def _wait(condition: Callable[[], bool], seconds: float) -> bool:
     return condition()
 
 
-def _role(secure: SecureKafka, prefix: str, user: str, tmp_path: Path, **extra: Any) -> Settings:
-    return secure.settings(user, topic_prefix=prefix, signing_key="acl-test-key",
-                           artifact_dir=tmp_path / "artifacts", state_dir=tmp_path / "state" / user,
-                           checkpoint_seconds=0.5, **extra)
-
-
 def _operator_sets_up(secure: SecureKafka, prefix: str, tmp_path: Path) -> Settings:
-    operator = _role(secure, prefix, "operator", tmp_path)
-    env_free = ["--topic-prefix", prefix]
-    created = CliRunner(env=_cli_env(operator)).invoke(cli, [*env_free, "topics", "create"])
+    """`riverops topics create` and a first champion, as the operator principal."""
+    operator = secure.role("operator", prefix, tmp_path)
+    env = {k: v for k, v in settings_env(operator).items() if k.startswith("RIVEROPS_")}
+    created = CliRunner(env=env).invoke(cli, ["topics", "create"])
     assert created.exit_code == 0, (created.output, created.exception)
     assert "created 9" in created.output
     register_champion(operator)
     return operator
-
-
-def _cli_env(settings: Settings) -> dict[str, str]:
-    from .procs import settings_env
-
-    return {k: v for k, v in settings_env(settings).items() if k.startswith("RIVEROPS_")}
 
 
 def _send(service: Settings, count: int, *, offset: int = 0) -> None:
@@ -86,7 +75,7 @@ def test_every_role_works_with_only_its_acls(secure_kafka: SecureKafka, tmp_path
     operator = _operator_sets_up(secure_kafka, prefix, tmp_path)
 
     def role(user: str, **extra: Any) -> Settings:
-        return _role(secure_kafka, prefix, user, tmp_path, **extra)
+        return secure_kafka.role(user, prefix, tmp_path, **extra)
 
     group = GROUP_PREFIX
     # the scorer proves who it is with its client certificate (mTLS), the others with SCRAM
@@ -125,9 +114,9 @@ def test_the_online_variant_works_with_its_acls(secure_kafka: SecureKafka, tmp_p
                                                 start_worker: Any) -> None:
     prefix = secure_kafka.new_prefix()
     operator = _operator_sets_up(secure_kafka, prefix, tmp_path)
-    online = start_worker(run_online, _role(secure_kafka, prefix, "online", tmp_path), OnlineStats(),
+    online = start_worker(run_online, secure_kafka.role("online", prefix, tmp_path), OnlineStats(),
                           group_id=f"{GROUP_PREFIX}-online")
-    _send(_role(secure_kafka, prefix, "service", tmp_path), 300)
+    _send(secure_kafka.role("service", prefix, tmp_path), 300)
     assert _wait(lambda: online.stats.predictions >= 300 and online.stats.learned >= 300, 90), online.stats
     predictions = read_topic(operator, "predictions", "PredictionEvent", expected=300, settle=0.5, group_prefix=GROUP_PREFIX)
     assert {p["variant"] for p in predictions} == {"online"}
@@ -141,10 +130,10 @@ def test_actions_outside_a_roles_acls_are_refused_clearly(secure_kafka: SecureKa
     # the scorer writing the registry topic
     (champion,) = read_registry(operator).versions("fraud")
     with pytest.raises(AuthorizationError, match="TOPIC_AUTHORIZATION_FAILED|Topic authorization failed"):
-        publish_records(_role(secure_kafka, prefix, "scorer", tmp_path), [champion])
+        publish_records(secure_kafka.role("scorer", prefix, tmp_path), [champion])
 
     # the monitor reading labels (in its own group)
-    monitor = _role(secure_kafka, prefix, "monitor", tmp_path)
+    monitor = secure_kafka.role("monitor", prefix, tmp_path)
     consumer = make_consumer(monitor, f"{GROUP_PREFIX}-monitor")
     consumer.subscribe([catalogue.name("labels")])
     try:
@@ -157,7 +146,7 @@ def test_actions_outside_a_roles_acls_are_refused_clearly(secure_kafka: SecureKa
         consumer.close()
 
     # a service writing predictions
-    outbox = Outbox(_role(secure_kafka, prefix, "service", tmp_path))
+    outbox = Outbox(secure_kafka.role("service", prefix, tmp_path))
     outbox.send(catalogue.name("predictions"), "PredictionEvent", [{
         "event_id": "x", "model": "fraud", "version": 1, "variant": "champion", "prediction": True,
         "scores": {"True": 0.9}, "latency": 0.001, "event_time": T0, "predicted_at": T0}], key="event_id")
@@ -165,7 +154,7 @@ def test_actions_outside_a_roles_acls_are_refused_clearly(secure_kafka: SecureKa
         outbox.flush("service predictions")
 
     # the lag role describing a group outside its prefix gets nothing, not an error loop
-    with LagProbe(_role(secure_kafka, prefix, "lag", tmp_path), group_prefix="other") as probe:
+    with LagProbe(secure_kafka.role("lag", prefix, tmp_path), group_prefix="other") as probe:
         assert probe.sample() == []
 
     # no refused write reached the registry
@@ -179,14 +168,8 @@ def test_a_worker_with_another_roles_credentials_stops_with_a_clear_line(
 ) -> None:
     prefix = secure_kafka.new_prefix()
     _operator_sets_up(secure_kafka, prefix, tmp_path)
-    settings = _role(secure_kafka, prefix, as_user, tmp_path)
-    log = tmp_path / f"{role}.log"
-    process = start_worker_process(settings, role, group_prefix=GROUP_PREFIX, log=log)
-    try:
-        process.wait(90)
-    finally:
-        code = stop_process(process)
-    text = log.read_text()
+    settings = secure_kafka.role(as_user, prefix, tmp_path)
+    code, text = run_worker_to_exit(settings, role, group_prefix=GROUP_PREFIX, log=tmp_path / f"{role}.log")
     assert code == 1, text[-3000:]
     assert f"{role} failed: AuthorizationError: the broker refused" in text, text[-3000:]
     assert "riverops acls" in text

@@ -19,21 +19,14 @@ from river.datasets import synth
 
 from streams.lag import LagProbe
 from streams.producer import EventProducer
-from streams.settings import Settings
 
 from .champion import register_champion
 from .conftest import read_topic
-from .procs import settings_env, start_worker_process, stop_process
+from .procs import run_worker_to_exit, settings_env, start_worker_process, stop_process
 from .secure import GROUP_PREFIX, SecureKafka
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 N = 1000
-
-
-def _role(secure: SecureKafka, prefix: str, user: str, tmp_path: Path, **extra: object) -> Settings:
-    return secure.settings(user, topic_prefix=prefix, signing_key="tls-test-key",
-                           artifact_dir=tmp_path / "artifacts", state_dir=tmp_path / "state" / user,
-                           checkpoint_seconds=0.5, **extra)  # type: ignore[arg-type]
 
 
 def test_clients_that_cannot_prove_who_they_are_get_nothing(secure_kafka: SecureKafka) -> None:
@@ -62,14 +55,8 @@ def test_clients_that_cannot_prove_who_they_are_get_nothing(secure_kafka: Secure
 
 def test_a_worker_with_a_wrong_password_exits_1_saying_why(secure_kafka: SecureKafka, tmp_path: Path) -> None:
     prefix = secure_kafka.new_prefix()
-    settings = _role(secure_kafka, prefix, "monitor", tmp_path, secret="not-the-password")
-    log = tmp_path / "monitor.log"
-    process = start_worker_process(settings, "monitor", group_prefix=GROUP_PREFIX, log=log)
-    try:
-        process.wait(90)
-    finally:
-        code = stop_process(process)
-    text = log.read_text()
+    settings = secure_kafka.role("monitor", prefix, tmp_path, secret="not-the-password")
+    code, text = run_worker_to_exit(settings, "monitor", group_prefix=GROUP_PREFIX, log=tmp_path / "monitor.log")
     assert code == 1, text[-3000:]
     assert "monitor failed: AuthorizationError: the broker refused" in text, text[-3000:]
     assert "Authentication failed" in text or "authentication" in text.lower(), text[-3000:]
@@ -77,7 +64,7 @@ def test_a_worker_with_a_wrong_password_exits_1_saying_why(secure_kafka: SecureK
 
 def test_topics_and_a_score_join_monitor_round_trip_over_tls(secure_kafka: SecureKafka, tmp_path: Path) -> None:
     prefix = secure_kafka.new_prefix()
-    operator = _role(secure_kafka, prefix, "operator", tmp_path)
+    operator = secure_kafka.role("operator", prefix, tmp_path)
     env = settings_env(operator)
     assert env["RIVEROPS_SECURITY_PROTOCOL"] == "SASL_SSL" and env["RIVEROPS_SSL_CA_LOCATION"] == str(
         secure_kafka.tls.ca)
@@ -87,14 +74,14 @@ def test_topics_and_a_score_join_monitor_round_trip_over_tls(secure_kafka: Secur
     register_champion(operator)
 
     log = tmp_path / "workers.log"
-    users = {"scorer": _role(secure_kafka, prefix, "scorer", tmp_path, via="SSL"),  # mTLS
-             "joiner": _role(secure_kafka, prefix, "joiner", tmp_path),
-             "monitor": _role(secure_kafka, prefix, "monitor", tmp_path)}
+    users = {"scorer": secure_kafka.role("scorer", prefix, tmp_path, via="SSL"),  # mTLS
+             "joiner": secure_kafka.role("joiner", prefix, tmp_path),
+             "monitor": secure_kafka.role("monitor", prefix, tmp_path)}
     workers = {role: start_worker_process(settings, role, group_prefix=GROUP_PREFIX, log=log)
                for role, settings in users.items()}
     try:
         t0 = datetime(2026, 11, 1, tzinfo=UTC)
-        with EventProducer(_role(secure_kafka, prefix, "service", tmp_path)) as producer:
+        with EventProducer(secure_kafka.role("service", prefix, tmp_path)) as producer:
             for i, (x, y) in enumerate(synth.Agrawal(classification_function=0, seed=5).take(N)):
                 producer.send_features(event_id=f"e{i}", model="fraud", entity_id="c", features=x,
                                        event_time=t0 + timedelta(seconds=i))
@@ -106,7 +93,7 @@ def test_topics_and_a_score_join_monitor_round_trip_over_tls(secure_kafka: Secur
             metrics = read_topic(operator, "metrics", "MetricsEvent", expected=10**9, timeout=8, settle=0, group_prefix=GROUP_PREFIX)
             samples = max((m["samples"] for m in metrics
                            if m["window_kind"] == "count" and m["variant"] == "champion"), default=0)
-        with LagProbe(_role(secure_kafka, prefix, "lag", tmp_path), group_prefix=GROUP_PREFIX) as probe:
+        with LagProbe(secure_kafka.role("lag", prefix, tmp_path), group_prefix=GROUP_PREFIX) as probe:
             rows = probe.sample()
         for role, process in workers.items():
             assert process.poll() is None, f"{role} exited: {log.read_text()[-3000:]}"
