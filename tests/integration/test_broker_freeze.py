@@ -91,10 +91,12 @@ def test_broker_frozen_20_s_then_resumed(own_broker: EmbeddedBroker | KafkaClust
     while [s.samples for s in core.status()] != [total] and time.monotonic() < deadline:
         time.sleep(0.2)
     lag: list[Any] = []
+    groups: set[str] = set()
     with LagProbe(settings, group_prefix="riverops-t-") as probe:
         while time.monotonic() < deadline:
-            lag = [row for row in probe.sample() if row.lag]
-            if not lag:
+            rows = probe.sample()  # empty while a coordinator is still loading: not "drained"
+            lag, groups = [row for row in rows if row.lag], {row.group for row in rows}
+            if len(groups) == 3 and not lag:
                 break
             time.sleep(0.5)
     for running in (scorer, joiner, monitor):
@@ -107,7 +109,7 @@ def test_broker_frozen_20_s_then_resumed(own_broker: EmbeddedBroker | KafkaClust
     assert {f["event_id"] for f in feedback} == everything, "a label was not joined"
     (status,) = core.status()
     assert status.samples == total
-    assert lag == [], f"lag did not drain: {lag}"
+    assert len(groups) == 3 and lag == [], f"lag did not drain: {lag} (groups seen: {groups})"
     print(f"\nfreeze {FREEZE_FOR:.0f}s at {FREEZE_AT:.0f}s of a {RATE}/s stream ({total} events); "
           f"backlog at resume {backlog}; first output {first_output}s after SIGCONT; "
           f"backlog joined and monitored {caught_up}s after SIGCONT; predictions {len(predictions)} "
