@@ -61,7 +61,7 @@ class Outbox:
         remaining = self.producer.flush(timeout)
         if remaining or self.failures:
             failures, self.failures = self.failures, []
-            for error in failures[:1]:
+            for error in failures:  # the first refusal, if any, says most
                 raise_if_refused(error, f"writing {what}")
             raise RiveropsError(
                 f"{what} not delivered ({remaining} in flight, {len(failures)} failed: "

@@ -106,7 +106,7 @@ class EventProducer:
         remaining = self._producer.flush(timeout)
         if remaining or self.failures:
             failures, self.failures = self.failures, []
-            for where, error in failures[:1]:
+            for where, error in failures:  # the first refusal, if any, says most
                 raise_if_refused(error, f"writing {where}")
             shown = [f"{where}: {error}" for where, error in failures[:5]]
             raise DeliveryError(f"{remaining} records still in flight, {len(failures)} failed: {shown}")

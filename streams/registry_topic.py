@@ -48,8 +48,8 @@ def publish_records(settings: Settings, records: Iterable[ModelVersion], *, time
         )
         count += 1
     remaining = producer.flush(timeout)
-    if failures:
-        raise_if_refused(failures[0], f"writing {topic}")
+    for error in failures:  # the first refusal, if any, says most
+        raise_if_refused(error, f"writing {topic}")
     if remaining or failures:
         raise RegistryError(f"registry publish failed ({remaining} undelivered): {[str(e) for e in failures]}")
     return count
