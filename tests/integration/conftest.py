@@ -7,13 +7,16 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient
+from river.datasets import synth
 
 from streams.clients import make_consumer, ok
+from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import TopicCatalogue, create_topics
 
@@ -75,6 +78,24 @@ def start_worker() -> Iterator[Callable[..., Running]]:
     for running in started:
         running.thread.join(30)
         assert not running.errors, f"{running.name} failed: {running.errors}"
+
+
+def send_labelled_at_rate(settings: Settings, *, rate: float, count: int, t0: datetime, seed: int,
+                          sent: list[int]) -> None:
+    """``count`` Agrawal events at ``rate`` per second of wall time, each followed by its
+    label one second of event time later, event times ``1/rate`` s apart from ``t0``;
+    ``sent[0]`` counts them as they go (for a test thread watching the stream)."""
+    started = time.monotonic()
+    with EventProducer(settings) as producer:
+        for i, (x, y) in enumerate(synth.Agrawal(classification_function=0, seed=seed).take(count)):
+            when = t0 + timedelta(milliseconds=1000 * i / rate)
+            producer.send_features(event_id=f"e{i}", model="fraud", entity_id="c", features=x, event_time=when)
+            producer.send_label(event_id=f"e{i}", model="fraud", label=bool(y),
+                                label_time=when + timedelta(seconds=1))
+            sent[0] = i + 1
+            ahead = (i + 1) / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
 
 
 def read_topic(settings: Settings, role: str, schema: str, *, expected: int, timeout: float = 60,

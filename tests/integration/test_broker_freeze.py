@@ -10,13 +10,12 @@ import signal
 import threading
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient
-from river.datasets import synth
 
 from streams.broker import EmbeddedBroker
 from streams.join_worker import JoinerStats, run_joiner
@@ -24,34 +23,17 @@ from streams.kafka_broker import KafkaCluster
 from streams.lag import LagProbe
 from streams.monitor import MonitorCore
 from streams.monitor_worker import MonitorStats, run_monitor
-from streams.producer import EventProducer
 from streams.scorer import ScorerStats, run_scorer
 from streams.settings import Settings
 from streams.topics import TopicCatalogue, create_topics
 
 from .champion import register_champion
-from .conftest import read_topic
+from .conftest import read_topic, send_labelled_at_rate
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
 RATE = 400  # events per second, each with its label
 SECONDS = 45
 FREEZE_AT, FREEZE_FOR = 10.0, 20.0
-
-
-def _send(settings: Settings, sent: list[int]) -> None:
-    """RATE events/s for SECONDS, each followed by its label; ``sent[0]`` counts them."""
-    t0 = datetime(2026, 11, 1, tzinfo=UTC)
-    rows = synth.Agrawal(classification_function=0, seed=4).take(RATE * SECONDS)
-    started = time.monotonic()
-    with EventProducer(settings) as producer:
-        for i, (x, y) in enumerate(rows):
-            when = t0 + timedelta(milliseconds=1000 * i / RATE)
-            producer.send_features(event_id=f"e{i}", model="fraud", entity_id="c", features=x, event_time=when)
-            producer.send_label(event_id=f"e{i}", model="fraud", label=bool(y), label_time=when + timedelta(seconds=1))
-            sent[0] = i + 1
-            ahead = (i + 1) / RATE - (time.monotonic() - started)
-            if ahead > 0:
-                time.sleep(ahead)
 
 
 def test_broker_frozen_20_s_then_resumed(own_broker: EmbeddedBroker | KafkaCluster, tmp_path: Path, start_worker: Any) -> None:
@@ -68,7 +50,8 @@ def test_broker_frozen_20_s_then_resumed(own_broker: EmbeddedBroker | KafkaClust
     monitor = start_worker(run_monitor, settings, MonitorStats(), core=core, emit_seconds=0.5)
 
     sent = [0]
-    sender = threading.Thread(target=_send, args=(settings, sent))
+    sender = threading.Thread(target=send_labelled_at_rate, args=(settings,), kwargs={
+        "rate": RATE, "count": RATE * SECONDS, "t0": datetime(2026, 11, 1, tzinfo=UTC), "seed": 4, "sent": sent})
     started = time.monotonic()
     sender.start()
     time.sleep(FREEZE_AT)

@@ -15,20 +15,18 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient
-from river.datasets import synth
 
 from streams.join_worker import JoinerStats, run_joiner
 from streams.kafka_broker import KafkaCluster
 from streams.lag import LagProbe
 from streams.monitor import MonitorCore
 from streams.monitor_worker import MonitorStats, run_monitor
-from streams.producer import EventProducer
 from streams.registry_topic import read_registry
 from streams.scorer import ScorerStats, run_scorer
 from streams.settings import Settings
@@ -36,7 +34,7 @@ from streams.topics import TopicCatalogue, create_topics
 
 from ..conftest import ENGINE
 from .champion import register_champion
-from .conftest import read_topic
+from .conftest import read_topic, send_labelled_at_rate
 
 pytestmark = [
     pytest.mark.faults,
@@ -91,18 +89,8 @@ def _send(settings: Settings, sent: list[int], errors: list[BaseException]) -> N
     ``producer.id.expiration.ms`` (1 day) ago. With the fixed dates, the broker then took
     the producer's next batch after a sequence gap, and 2 features that librdkafka had
     reported delivered were missing from the log (2 runs of 7)."""
-    t0 = datetime.now(UTC)
-    started = time.monotonic()
     try:
-        with EventProducer(settings) as producer:
-            for i, (x, y) in enumerate(synth.Agrawal(classification_function=0, seed=5).take(RATE * SECONDS)):
-                when = t0 + timedelta(milliseconds=1000 * i / RATE)
-                producer.send_features(event_id=f"e{i}", model="fraud", entity_id="c", features=x, event_time=when)
-                producer.send_label(event_id=f"e{i}", model="fraud", label=bool(y), label_time=when + timedelta(seconds=1))
-                sent[0] = i + 1
-                ahead = (i + 1) / RATE - (time.monotonic() - started)
-                if ahead > 0:
-                    time.sleep(ahead)
+        send_labelled_at_rate(settings, rate=RATE, count=RATE * SECONDS, t0=datetime.now(UTC), seed=5, sent=sent)
     except BaseException as exc:
         errors.append(exc)
 
