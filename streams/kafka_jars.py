@@ -16,24 +16,31 @@ from pathlib import Path
 
 from schemas.errors import BrokerError
 
-__all__ = ["POM", "kafka_version", "default_jar_dir", "ensure_jars", "java_binary"]
+__all__ = ["POM", "kafka_version", "pom_property", "default_jar_dir", "ensure_jars", "java_binary"]
 
 POM = Path(__file__).resolve().parents[1] / "deploy" / "kafka" / "pom.xml"
 
 
-def kafka_version(pom: Path = POM) -> str:
-    """The Kafka version the pom pins (``<kafka.version>``)."""
+def pom_property(pom: Path, name: str) -> str:
+    """The value of ``<name>`` in a pom's properties; BrokerError when it cannot be read."""
     try:
         text = pom.read_text()
     except OSError as exc:
+        raise BrokerError(f"cannot read {pom} (it pins the server's version)") from exc
+    found = re.search(rf"<{re.escape(name)}>([^<]+)</{re.escape(name)}>", text)
+    if found is None:
+        raise BrokerError(f"{pom} has no <{name}>")
+    return found.group(1).strip()
+
+
+def kafka_version(pom: Path = POM) -> str:
+    """The Kafka version the pom pins (``<kafka.version>``)."""
+    if not pom.exists():
         raise BrokerError(
             f"the Kafka engine needs {pom} (it pins the broker's version): run riverops from its "
             "source tree, or pass the libs/ directory of a Kafka distribution with --jars"
-        ) from exc
-    found = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", text)
-    if found is None:
-        raise BrokerError(f"{pom} has no <kafka.version>")
-    return found.group(1).strip()
+        )
+    return pom_property(pom, "kafka.version")
 
 
 def default_jar_dir(version: str) -> Path:

@@ -21,7 +21,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
+from schemas.errors import BrokerError
 from streams.broker import free_port, log_tail, terminate
+from streams.kafka_jars import pom_property
 
 __all__ = [
     "POM",
@@ -48,13 +50,9 @@ class RegistryServerError(RuntimeError):
 def apicurio_version(pom: Path = POM) -> str:
     """The Apicurio Registry version the pom pins (``<apicurio.version>``)."""
     try:
-        text = pom.read_text()
-    except OSError as exc:
-        raise RegistryServerError(f"cannot read {pom} (it pins the registry's version)") from exc
-    found = re.search(r"<apicurio\.version>([^<]+)</apicurio\.version>", text)
-    if found is None:
-        raise RegistryServerError(f"{pom} has no <apicurio.version>")
-    return found.group(1).strip()
+        return pom_property(pom, "apicurio.version")
+    except BrokerError as exc:
+        raise RegistryServerError(str(exc)) from exc
 
 
 def default_app_dir(version: str) -> Path:
