@@ -31,7 +31,7 @@ from bench.harness import (
     train_champion,
 )
 from bench.workload import encode_all, feature_records, label_of, rows
-from streams.settings import Settings
+from riverops.settings import Settings
 
 __all__ = ["build_app", "measure_faust"]
 
@@ -40,8 +40,8 @@ def build_app() -> Any:
     """The faust app, configured from ``BENCH_FAUST_*`` (built on demand, not at import)."""
     import faust
 
-    from models.specs import drop_missing
-    from schemas.codec import SingleObjectCodec
+    from riverops.models.specs import drop_missing
+    from riverops.schemas.codec import SingleObjectCodec
 
     env = os.environ
     app = faust.App(

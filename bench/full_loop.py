@@ -21,9 +21,9 @@ from confluent_kafka import TopicPartition
 
 from bench.harness import Worker, cpu_seconds, preload, start_worker
 from bench.workload import encode_all, feature_records, label_records, rows
-from streams.clients import make_consumer
-from streams.settings import Settings
-from streams.topics import TopicCatalogue
+from riverops.kafka.clients import make_consumer
+from riverops.kafka.topics import TopicCatalogue
+from riverops.settings import Settings
 
 __all__ = ["ROLES", "measure_full_loop"]
 

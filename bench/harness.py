@@ -22,14 +22,14 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from bench.workload import MODEL, label_of, rows
-from models.batch import learn_in_order
-from models.registry import Registry
-from models.specs import get_spec
-from streams.clients import make_consumer, make_producer
-from streams.modelops import register_trained
-from streams.registry_topic import publish_records
-from streams.settings import Settings
-from streams.topics import TopicCatalogue, create_topics
+from riverops.kafka.clients import make_consumer, make_producer
+from riverops.kafka.registry_topic import publish_records
+from riverops.kafka.topics import TopicCatalogue, create_topics
+from riverops.modelops import register_trained
+from riverops.models.batch import learn_in_order
+from riverops.models.registry import Registry
+from riverops.models.specs import get_spec
+from riverops.settings import Settings
 
 __all__ = ["bench_settings", "cpu_seconds", "register_champion", "preload", "Worker", "start_worker",
            "Counter", "create_plain_topics", "SIGNING_KEY", "train_champion"]

@@ -25,8 +25,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Literal
 
-from schemas.codec import SingleObjectCodec
-from streams.joiner import JoinCore
+from riverops.roles.joiner import JoinCore
+from riverops.schemas.codec import SingleObjectCodec
 
 Shape = Literal["features", "features+1", "features+3", "label"]
 SHAPES: tuple[Shape, ...] = ("features", "features+1", "features+3", "label")

@@ -24,9 +24,9 @@ from typing import Any
 
 from bench.harness import create_plain_topics, start_worker
 from bench.workload import feature_records, rows
-from streams.clients import make_consumer, make_producer
-from streams.settings import Settings
-from streams.topics import TopicCatalogue
+from riverops.kafka.clients import make_consumer, make_producer
+from riverops.kafka.topics import TopicCatalogue
+from riverops.settings import Settings
 
 __all__ = ["measure_latency", "measure_broker_floor", "percentile"]
 

@@ -1,7 +1,7 @@
 """The limit: River in-process, predict then learn on the same stream and model, no Kafka.
 
 Two ways: per event (``predict_proba_one`` + ``learn_one``) and in 1000-row batches
-(``models.batch.predict_proba_batch`` + ``learn_batch``, i.e. ``*_many`` on a DataFrame).
+(``riverops.models.batch.predict_proba_batch`` + ``learn_batch``, i.e. ``*_many`` on a DataFrame).
 No broker, no codec: what a streaming system cannot beat on one core.
 """
 
@@ -12,8 +12,8 @@ import time
 from typing import Any
 
 from bench.workload import label_of, rows
-from models.batch import learn_batch, predict_proba_batch
-from models.specs import drop_missing
+from riverops.models.batch import learn_batch, predict_proba_batch
+from riverops.models.specs import drop_missing
 
 __all__ = ["measure_limit"]
 

@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.profile_scorer                  # both, 50k events
     .venv/bin/python -m bench.profile_scorer --mode stages    # no broker: per-stage costs
 
-``broker`` runs :func:`streams.scorer.run_scorer` in this process under pyinstrument on
+``broker`` runs :func:`riverops.roles.scorer.run_scorer` in this process under pyinstrument on
 preloaded features until every event is scored, and writes the profile as text
 to bench/results/scorer-profile.txt. ``stages`` times the scorer's own steps on 1000-event batches with no
 Kafka at all (decode, check, score, encode, headers), which is the part the code controls.
@@ -21,10 +21,10 @@ from pathlib import Path
 
 from bench.harness import bench_settings, preload, register_champion
 from bench.workload import encode_all, feature_records, rows
-from schemas.codec import SingleObjectCodec
-from streams.limits import check_record
-from streams.scorer import ScorerCore, ScorerStats, ServingModel, _run_headers, run_scorer
-from streams.topics import TopicCatalogue
+from riverops.kafka.limits import check_record
+from riverops.kafka.topics import TopicCatalogue
+from riverops.roles.scorer import ScorerCore, ScorerStats, ServingModel, _run_headers, run_scorer
+from riverops.schemas.codec import SingleObjectCodec
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -32,7 +32,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def stages(events: int, batch: int = 1000, repeats: int = 3) -> dict[str, float]:
     """Microseconds per event of each step of a scorer batch, best of ``repeats``."""
     from bench.harness import train_champion
-    from schemas.events import Artifact, ModelVersion
+    from riverops.schemas.events import Artifact, ModelVersion
 
     codec = SingleObjectCodec()
     records = feature_records(rows(events, seed=7))
@@ -78,7 +78,7 @@ def broker_profile(events: int) -> Path:
     """Profile run_scorer on the embedded broker; the path of the text profile."""
     from pyinstrument import Profiler
 
-    from streams.broker import EmbeddedBroker
+    from riverops.kafka.tansu import EmbeddedBroker
 
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         settings = bench_settings(broker.bootstrap_servers, Path(tmp), partitions=2)

@@ -54,7 +54,7 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = _options(argv)
     console = Console()
-    from streams.broker import EmbeddedBroker, resolve_binary
+    from riverops.kafka.tansu import EmbeddedBroker, resolve_binary
 
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     results: dict[str, Any] = {

@@ -13,8 +13,8 @@ from typing import Any
 
 from bench.harness import Counter, cpu_seconds, preload, start_worker
 from bench.workload import encode_all, feature_records, rows
-from streams.settings import Settings
-from streams.topics import TopicCatalogue
+from riverops.kafka.topics import TopicCatalogue
+from riverops.settings import Settings
 
 __all__ = ["measure_scorer"]
 

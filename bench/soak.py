@@ -30,16 +30,16 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 from river.datasets import synth
 
-from models.batch import learn_in_order
-from models.registry import Registry
-from models.specs import get_spec
-from streams.broker import EmbeddedBroker
-from streams.lag import LagProbe
-from streams.modelops import register_trained
-from streams.producer import EventProducer
-from streams.registry_topic import publish_records
-from streams.settings import Settings
-from streams.topics import TopicCatalogue, create_topics
+from riverops.kafka.lag import LagProbe
+from riverops.kafka.producer import EventProducer
+from riverops.kafka.registry_topic import publish_records
+from riverops.kafka.tansu import EmbeddedBroker
+from riverops.kafka.topics import TopicCatalogue, create_topics
+from riverops.modelops import register_trained
+from riverops.models.batch import learn_in_order
+from riverops.models.registry import Registry
+from riverops.models.specs import get_spec
+from riverops.settings import Settings
 
 GROUP_PREFIX = "soak"
 
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                    RIVEROPS_STATE_DIR=str(work / "state"))
         log = open(work / "worker.log", "ab")
         worker = subprocess.Popen(
-            [sys.executable, "-c", "from streams.cli import main; main()", "worker", "all", "--no-metrics",
+            [sys.executable, "-c", "from riverops.cli.main import main; main()", "worker", "all", "--no-metrics",
              "--group-prefix", GROUP_PREFIX], env=env, stdout=log, stderr=subprocess.STDOUT)
         time.sleep(8)  # the groups form
         sent, stop = [0], threading.Event()

@@ -11,7 +11,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schemas.codec import Codec
+from riverops.schemas.codec import Codec
 
 __all__ = ["FEATURES", "MODEL", "T0", "rows", "label_of", "feature_records", "label_records",
            "encode_all"]

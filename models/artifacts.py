@@ -17,7 +17,7 @@ Examples
 --------
 >>> import tempfile
 >>> from pathlib import Path
->>> from models.specs import get_spec
+>>> from riverops.models.specs import get_spec
 >>> store = ArtifactStore(Path(tempfile.mkdtemp()))
 >>> model = get_spec("logreg").build()
 >>> artifact = pack(model, key=b"secret", store=store)
@@ -28,7 +28,7 @@ Examples
 >>> load(artifact, key=b"other key", store=store)
 Traceback (most recent call last):
 ...
-schemas.errors.SignatureError: artifact signature does not match: it was not signed with this key, or its sha256 was altered
+riverops.schemas.errors.SignatureError: artifact signature does not match: it was not signed with this key, or its sha256 was altered
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from schemas.errors import ArtifactError, ConfigError, SignatureError
-from schemas.events import Artifact
+from riverops.schemas.errors import ArtifactError, ConfigError, SignatureError
+from riverops.schemas.events import Artifact
 
 __all__ = [
     "PICKLE_PROTOCOL",
@@ -77,13 +77,13 @@ ALLOWED_MODULES: tuple[str, ...] = (
     "river.proba",
     "river.stats",
     "river.tree",
-    "models.specs",
+    "riverops.models.specs",
 )
 """Modules (and their submodules) whose classes and functions an artifact may name.
 
 Exactly the River subpackages the trained zoo models are made of (none of them execs,
 opens files or starts processes), not ``river`` as a whole: ``river.datasets`` downloads
-and unpacks archives. ``models.specs`` holds :class:`models.specs.FeatureEncoder`; the rest
+and unpacks archives. ``riverops.models.specs`` holds :class:`riverops.models.specs.FeatureEncoder`; the rest
 of ``models`` (the artifact store writes files) is not allowed.
 """
 
@@ -190,10 +190,16 @@ class _Refused(pickle.UnpicklingError):
     """A global the allowlist does not cover."""
 
 
+RENAMED_MODULES: dict[str, str] = {"models.specs": "riverops.models.specs"}
+"""Modules named by artifacts pickled before riverops had its namespace (0.1), and their
+names now: a registry written then still loads."""
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     """Resolves only allowed globals; everything else is refused before it is imported."""
 
     def find_class(self, module: str, name: str) -> Any:
+        module = RENAMED_MODULES.get(module, module)
         if (module, name) in ALLOWED_GLOBALS:
             return super().find_class(module, name)
         if _module_allowed(module) and not any(p.startswith("__") for p in name.split(".")):

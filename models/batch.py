@@ -8,7 +8,7 @@ a mini-batch method (the zoo's linear specs); other models (the trees, the fores
 Missing features on the mini-batch path: the DataFrame holds NaN where a row lacks a
 feature, and River's ``StandardScaler.learn_many`` would turn that feature's variance, and
 then every prediction, into NaN. The linear specs start with
-:class:`models.specs.FeatureEncoder`, which keeps per-column statistics of the observed
+:class:`riverops.models.specs.FeatureEncoder`, which keeps per-column statistics of the observed
 values and writes 0 for a missing one: exactly what ``*_one`` does with an absent key, so
 batched predictions match one-by-one ones (to 1e-9, tested) with or without holes. The cost
 is two NaN masks per batch, lost in the noise below. A model not known to read NaN that way
@@ -19,7 +19,7 @@ has both string and numeric values, or whose feature names are not strings.
 row: the batched learner is mini-batch SGD, not the same model. On Phishing and Agrawal its
 test accuracy stayed within 1 point of the one-by-one learner for batches of 8 to 1000.
 
-Measured with ``python -m models.batch`` (2-core machine shared with other jobs, best of 3,
+Measured with ``python -m riverops.models.batch`` (2-core machine shared with other jobs, best of 3,
 20 numeric features, 1000-row batches, DataFrame build and per-row outputs included), in
 events/s, ``logreg`` spec (plain ``StandardScaler | LogisticRegression`` in brackets):
 
@@ -34,7 +34,7 @@ Per 1000 rows: ~1.8 ms to build the DataFrame, ~0.6 ms of ``predict_proba_many``
 
 Examples
 --------
->>> from models.specs import get_spec
+>>> from riverops.models.specs import get_spec
 >>> model = get_spec("logreg").build()
 >>> rows = [{"x": 1.0, "c": "a"}, {"x": -1.0, "c": None}, {"x": 2.0}]
 >>> learn_batch(model, rows, [True, False, True])
@@ -50,7 +50,7 @@ from typing import Any
 import pandas as pd
 from river import base, compose, preprocessing
 
-from models.specs import FeatureEncoder, drop_missing
+from riverops.models.specs import FeatureEncoder, drop_missing
 
 __all__ = [
     "to_frame", "supports_many", "predict_proba_batch", "predict_batch", "learn_batch", "learn_in_order",
@@ -183,13 +183,13 @@ def learn_in_order(model: Any, rows: Sequence[Mapping[str, Any]], labels: Sequen
 
 def _benchmark(*, n: int = 20_000, batch: int = 1000, missing: float = 0.0,
                repeats: int = 3) -> dict[str, float]:
-    """Events/s on 20-feature rows, best of ``repeats`` runs, for ``python -m models.batch``."""
+    """Events/s on 20-feature rows, best of ``repeats`` runs, for ``python -m riverops.models.batch``."""
     import random
     import time
 
     from river import linear_model
 
-    from models.specs import get_spec
+    from riverops.models.specs import get_spec
 
     rng = random.Random(0)
     names = [f"f{i}" for i in range(20)]

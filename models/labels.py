@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from schemas.errors import InvalidEventError
-from schemas.events import Task
+from riverops.schemas.errors import InvalidEventError
+from riverops.schemas.events import Task
 
 __all__ = ["coerce_label", "positive_score"]
 

@@ -9,7 +9,7 @@ caller publishes them, and every process that folds the topic sees the same regi
 
 Examples
 --------
->>> from schemas.events import Artifact
+>>> from riverops.schemas.events import Artifact
 >>> art = Artifact(inline=b"x", sha256="0" * 64, signature="0" * 64, size=1)
 >>> reg = Registry()
 >>> for r in reg.new_version("fraud", spec="logreg", task="binary", artifact=art,
@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.errors import RegistryError
-from schemas.events import Artifact, Lineage, ModelVersion, Stage, Task
+from riverops.schemas.errors import RegistryError
+from riverops.schemas.events import Artifact, Lineage, ModelVersion, Stage, Task
 
 __all__ = ["Registry", "ModelState", "ServingPlan"]
 

@@ -8,7 +8,7 @@ Feature events carry floats, booleans, strings and ``None``. :func:`drop_missing
 ``None`` (and float NaN) into an absent key, which every River model reads as missing.
 The trees take strings as nominal features natively; the linear specs start with a
 :class:`FeatureEncoder` that scales the numbers and one-hot encodes the strings, in the
-one-by-one and the mini-batch paths alike (see :mod:`models.batch`).
+one-by-one and the mini-batch paths alike (see :mod:`riverops.models.batch`).
 
 Examples
 --------
@@ -22,7 +22,7 @@ Examples
 >>> get_spec("nope")
 Traceback (most recent call last):
 ...
-schemas.errors.ConfigError: unknown model spec 'nope'; known specs: arf, hat, linreg, logreg, tree-regressor
+riverops.schemas.errors.ConfigError: unknown model spec 'nope'; known specs: arf, hat, linreg, logreg, tree-regressor
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 from river import base, compose, forest, linear_model, optim, preprocessing, tree
 
-from schemas.errors import ConfigError
-from schemas.events import Task
+from riverops.schemas.errors import ConfigError
+from riverops.schemas.events import Task
 
 __all__ = ["drop_missing", "FeatureEncoder", "ModelSpec", "ZOO", "get_spec"]
 
@@ -162,7 +162,7 @@ class FeatureEncoder(preprocessing.StandardScaler):
 
 
 def _numeric(X: pd.DataFrame) -> pd.DataFrame:
-    """The numeric columns of ``X`` (``models.batch`` hands numbers over as float64)."""
+    """The numeric columns of ``X`` (``riverops.models.batch`` hands numbers over as float64)."""
     keep = [pd.api.types.is_numeric_dtype(dtype) for dtype in X.dtypes]
     return X if all(keep) else X.loc[:, keep]
 
@@ -229,7 +229,7 @@ class ModelSpec:
         >>> get_spec("hat").build(depth=3)
         Traceback (most recent call last):
         ...
-        schemas.errors.ConfigError: model spec 'hat' takes no param 'depth' (its params: delta, grace_period)
+        riverops.schemas.errors.ConfigError: model spec 'hat' takes no param 'depth' (its params: delta, grace_period)
         """
         unknown = sorted(set(params) - set(self.params))
         if unknown:

@@ -2,7 +2,7 @@
 
 Both resolve the writer schema from the payload header, so a reader decodes records
 written with any known version of a schema into its own version (schema evolution).
-Failures raise :class:`~schemas.errors.DecodeError` carrying the raw bytes; the batch
+Failures raise :class:`~riverops.schemas.errors.DecodeError` carrying the raw bytes; the batch
 calls return such errors in place, so one bad record never fails a batch.
 
 Examples
@@ -26,8 +26,8 @@ from typing import Any, Literal, Protocol
 
 from fastavro import schemaless_reader, schemaless_writer
 
-from schemas.contracts import Contract, SchemaStore, parse_contract
-from schemas.errors import ConfigError, DecodeError, EncodeError, UnknownSchemaError
+from riverops.schemas.contracts import Contract, SchemaStore, parse_contract
+from riverops.schemas.errors import ConfigError, DecodeError, EncodeError, UnknownSchemaError
 
 __all__ = [
     "Encoding",
@@ -195,7 +195,7 @@ class ConfluentCodec(_BatchMixin):
     Schemas are registered under the record-name subject (``riverops.v1.FeatureEvent``)
     through ``confluent_kafka.schema_registry``; ids and parsed writers are cached, so the
     registry is asked once per schema. A schema the registry refuses (an incompatible change,
-    HTTP 409) or cannot take raises :class:`~schemas.errors.EncodeError` with its reason.
+    HTTP 409) or cannot take raises :class:`~riverops.schemas.errors.EncodeError` with its reason.
     """
 
     def __init__(self, client: Any, store: SchemaStore | None = None) -> None:

@@ -26,7 +26,7 @@ import fastavro
 from fastavro.schema import fingerprint as _fastavro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
-from schemas.errors import ConfigError
+from riverops.schemas.errors import ConfigError
 
 __all__ = ["SchemaName", "SCHEMA_NAMES", "Contract", "SchemaStore", "parse_contract"]
 
@@ -75,7 +75,7 @@ def parse_contract(schema: Mapping[str, Any]) -> Contract:
 
 @functools.cache
 def _bundled_contracts() -> tuple[Contract, ...]:
-    folder = resources.files("schemas").joinpath("avro")
+    folder = resources.files("riverops.schemas").joinpath("avro")
     return tuple(
         parse_contract(json.loads(folder.joinpath(f"{name}.avsc").read_text("utf-8")))
         for name in SCHEMA_NAMES
@@ -86,7 +86,7 @@ def _bundled_contracts() -> tuple[Contract, ...]:
 def _previous_contracts() -> tuple[Contract, ...]:
     """Earlier versions of the schemas (``avro/previous/NAME.N.avsc``): records written with
     them still decode, into the current reader schema."""
-    folder = resources.files("schemas").joinpath("avro").joinpath("previous")
+    folder = resources.files("riverops.schemas").joinpath("avro").joinpath("previous")
     return tuple(
         parse_contract(json.loads(entry.read_text("utf-8")))
         for entry in sorted(folder.iterdir(), key=lambda e: e.name) if entry.name.endswith(".avsc")

@@ -1,14 +1,14 @@
 """How riverops is deployed with docker-compose: service names, ports and environment.
 
 docker-compose.yml and deploy/prometheus/prometheus.yml are written by hand; a unit test
-checks that they agree with these constants and with :class:`~streams.settings.Settings`.
+checks that they agree with these constants and with :class:`~riverops.settings.Settings`.
 """
 
 from __future__ import annotations
 
 from typing import Literal, get_args
 
-from streams.settings import Settings
+from riverops.settings import Settings
 
 __all__ = [
     "WorkerRole",
@@ -31,7 +31,7 @@ WORKER_SERVICES: dict[str, tuple[WorkerRole, ...]] = {
 }
 """docker-compose service -> the roles its one process runs. The learner and the retrainer
 share a process: both register versions, and only in one process do they take turns
-choosing version numbers (:func:`streams.registry_topic.choosing_version`)."""
+choosing version numbers (:func:`riverops.kafka.registry_topic.choosing_version`)."""
 
 KAFKA_SERVICE = "kafka"
 KAFKA_INTERNAL_PORT = 29092  # the listener other containers use

@@ -8,13 +8,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from models.artifacts import ArtifactStore, load, pack
-from models.batch import learn_in_order
-from models.registry import Registry
-from models.specs import get_spec
-from schemas.errors import ConfigError
-from schemas.events import Lineage, ModelVersion, OffsetRange, Stage
-from streams.settings import Settings
+from riverops.models.artifacts import ArtifactStore, load, pack
+from riverops.models.batch import learn_in_order
+from riverops.models.registry import Registry
+from riverops.models.specs import get_spec
+from riverops.schemas.errors import ConfigError
+from riverops.schemas.events import Lineage, ModelVersion, OffsetRange, Stage
+from riverops.settings import Settings
 
 __all__ = ["library_versions", "code_version", "register_trained", "build_and_register", "model_loader"]
 
@@ -96,7 +96,7 @@ def build_and_register(
     label_column: str = "label",
 ) -> list[ModelVersion]:
     """Build a fresh model from a spec, optionally train it on a file, and register it."""
-    from streams.replay import read_table
+    from riverops.cli.replay import read_table
 
     estimator = get_spec(spec_name).build(seed=seed)
     samples = 0

@@ -20,8 +20,8 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from schemas.codec import Codec, Encoding, make_codec
-from schemas.errors import ConfigError
+from riverops.schemas.codec import Codec, Encoding, make_codec
+from riverops.schemas.errors import ConfigError
 
 __all__ = ["Settings", "SecurityProtocol", "SaslMechanism"]
 

@@ -28,7 +28,7 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from schemas.events import Variant, WindowKind
+from riverops.schemas.events import Variant, WindowKind
 
 __all__ = [
     "Telemetry",
@@ -53,7 +53,7 @@ LABEL_DELAY_BUCKETS: tuple[float, ...] = (
 
 
 class MonitorRow(Protocol):
-    """What :meth:`Telemetry.export_monitor` reads (``streams.monitor.KeyStatus`` fits)."""
+    """What :meth:`Telemetry.export_monitor` reads (``riverops.roles.monitor.KeyStatus`` fits)."""
 
     @property
     def model(self) -> str: ...

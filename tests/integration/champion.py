@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from river.datasets import synth
 
-from models.batch import learn_in_order
-from models.registry import Registry
-from models.specs import get_spec
-from streams.modelops import register_trained
-from streams.registry_topic import publish_records
-from streams.settings import Settings
+from riverops.kafka.registry_topic import publish_records
+from riverops.modelops import register_trained
+from riverops.models.batch import learn_in_order
+from riverops.models.registry import Registry
+from riverops.models.specs import get_spec
+from riverops.settings import Settings
 
 __all__ = ["register_champion"]
 

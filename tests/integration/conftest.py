@@ -15,10 +15,10 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from river.datasets import synth
 
-from streams.clients import make_consumer, ok
-from streams.producer import EventProducer
-from streams.settings import Settings
-from streams.topics import TopicCatalogue, create_topics
+from riverops.kafka.clients import make_consumer, ok
+from riverops.kafka.producer import EventProducer
+from riverops.kafka.topics import TopicCatalogue, create_topics
+from riverops.settings import Settings
 
 from .secure import SecureKafka, start_secure_kafka
 

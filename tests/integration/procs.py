@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streams.settings import Settings
+from riverops.settings import Settings
 
 __all__ = ["settings_env", "start_worker_process", "stop_process", "run_worker_to_exit"]
 
@@ -32,7 +32,7 @@ def start_worker_process(settings: Settings, role: str, *, group_prefix: str, lo
     """Start ``riverops worker ROLE --no-metrics`` with the settings in its environment."""
     env = {**settings_env(settings), **(extra_env or {})}
     return subprocess.Popen(
-        [sys.executable, "-c", "from streams.cli import main; main()", "worker", role,
+        [sys.executable, "-c", "from riverops.cli.main import main; main()", "worker", role,
          "--no-metrics", "--group-prefix", group_prefix],
         env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
     )

@@ -21,9 +21,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from schemas.errors import BrokerError
-from streams.broker import free_port, log_tail, terminate
-from streams.kafka_jars import pom_property
+from riverops.kafka.jars import pom_property
+from riverops.kafka.tansu import free_port, log_tail, terminate
+from riverops.schemas.errors import BrokerError
 
 __all__ = [
     "POM",

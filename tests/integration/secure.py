@@ -17,9 +17,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     UserScramCredentialUpsertion,
 )
 
-from streams.cli import cli
-from streams.kafka_broker import BrokerTls, KafkaCluster
-from streams.settings import Settings
+from riverops.cli.main import cli
+from riverops.kafka.cluster import BrokerTls, KafkaCluster
+from riverops.settings import Settings
 
 from .tlscerts import TlsFiles, make_tls
 

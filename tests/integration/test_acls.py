@@ -15,22 +15,22 @@ import pytest
 from click.testing import CliRunner
 from river.datasets import synth
 
-from schemas.errors import AuthorizationError
-from streams.cli import cli
-from streams.clients import make_consumer, ok
-from streams.join_worker import JoinerStats, run_joiner
-from streams.lag import LagProbe
-from streams.learner_worker import LearnerStats, run_learner
-from streams.monitor import MonitorCore
-from streams.monitor_worker import MonitorStats, run_monitor
-from streams.online_worker import OnlineStats, run_online
-from streams.outbox import Outbox
-from streams.producer import EventProducer
-from streams.registry_topic import publish_records, read_registry
-from streams.retrain_worker import RetrainerStats, request_retrain, run_retrainer
-from streams.scorer import ScorerStats, run_scorer
-from streams.settings import Settings
-from streams.topics import TopicCatalogue
+from riverops.cli.main import cli
+from riverops.kafka.clients import make_consumer, ok
+from riverops.kafka.lag import LagProbe
+from riverops.kafka.outbox import Outbox
+from riverops.kafka.producer import EventProducer
+from riverops.kafka.registry_topic import publish_records, read_registry
+from riverops.kafka.topics import TopicCatalogue
+from riverops.roles.join_worker import JoinerStats, run_joiner
+from riverops.roles.learner_worker import LearnerStats, run_learner
+from riverops.roles.monitor import MonitorCore
+from riverops.roles.monitor_worker import MonitorStats, run_monitor
+from riverops.roles.online_worker import OnlineStats, run_online
+from riverops.roles.retrain_worker import RetrainerStats, request_retrain, run_retrainer
+from riverops.roles.scorer import ScorerStats, run_scorer
+from riverops.schemas.errors import AuthorizationError
+from riverops.settings import Settings
 
 from .champion import register_champion
 from .conftest import read_topic

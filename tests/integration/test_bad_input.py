@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from schemas.errors import DecodeError
-from streams.clients import make_consumer, make_producer
-from streams.join_worker import JoinerStats, run_joiner
-from streams.monitor import MonitorCore
-from streams.monitor_worker import MonitorStats, run_monitor
-from streams.scorer import ScorerStats, run_scorer
-from streams.settings import Settings
-from streams.topics import PREDICTIONS_HEADER, TopicCatalogue
+from riverops.kafka.clients import make_consumer, make_producer
+from riverops.kafka.topics import PREDICTIONS_HEADER, TopicCatalogue
+from riverops.roles.join_worker import JoinerStats, run_joiner
+from riverops.roles.monitor import MonitorCore
+from riverops.roles.monitor_worker import MonitorStats, run_monitor
+from riverops.roles.scorer import ScorerStats, run_scorer
+from riverops.schemas.errors import DecodeError
+from riverops.settings import Settings
 
 from . import badinput
 from .champion import register_champion

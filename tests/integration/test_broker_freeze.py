@@ -17,15 +17,15 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from streams.broker import EmbeddedBroker
-from streams.join_worker import JoinerStats, run_joiner
-from streams.kafka_broker import KafkaCluster
-from streams.lag import LagProbe
-from streams.monitor import MonitorCore
-from streams.monitor_worker import MonitorStats, run_monitor
-from streams.scorer import ScorerStats, run_scorer
-from streams.settings import Settings
-from streams.topics import TopicCatalogue, create_topics
+from riverops.kafka.cluster import KafkaCluster
+from riverops.kafka.lag import LagProbe
+from riverops.kafka.tansu import EmbeddedBroker
+from riverops.kafka.topics import TopicCatalogue, create_topics
+from riverops.roles.join_worker import JoinerStats, run_joiner
+from riverops.roles.monitor import MonitorCore
+from riverops.roles.monitor_worker import MonitorStats, run_monitor
+from riverops.roles.scorer import ScorerStats, run_scorer
+from riverops.settings import Settings
 
 from .champion import register_champion
 from .conftest import read_topic, send_labelled_at_rate

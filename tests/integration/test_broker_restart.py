@@ -22,15 +22,15 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from streams.join_worker import JoinerStats, run_joiner
-from streams.kafka_broker import KafkaCluster
-from streams.lag import LagProbe
-from streams.monitor import MonitorCore
-from streams.monitor_worker import MonitorStats, run_monitor
-from streams.registry_topic import read_registry
-from streams.scorer import ScorerStats, run_scorer
-from streams.settings import Settings
-from streams.topics import TopicCatalogue, create_topics
+from riverops.kafka.cluster import KafkaCluster
+from riverops.kafka.lag import LagProbe
+from riverops.kafka.registry_topic import read_registry
+from riverops.kafka.topics import TopicCatalogue, create_topics
+from riverops.roles.join_worker import JoinerStats, run_joiner
+from riverops.roles.monitor import MonitorCore
+from riverops.roles.monitor_worker import MonitorStats, run_monitor
+from riverops.roles.scorer import ScorerStats, run_scorer
+from riverops.settings import Settings
 
 from ..conftest import ENGINE
 from .champion import register_champion

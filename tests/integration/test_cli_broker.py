@@ -11,10 +11,10 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from streams.broker import free_port
-from streams.cli import cli
-from streams.settings import Settings
-from streams.topics import TopicCatalogue
+from riverops.cli.main import cli
+from riverops.kafka.tansu import free_port
+from riverops.kafka.topics import TopicCatalogue
+from riverops.settings import Settings
 
 pytestmark = pytest.mark.tansu  # also in the Tansu smoke pass
 
@@ -35,7 +35,7 @@ def test_broker_command_runs_in_the_foreground_and_stops_on_sigterm(tmp_path) ->
     port = free_port()
     log = tmp_path / "tansu.log"
     process = subprocess.Popen(
-        [sys.executable, "-c", "from streams.cli import main; main()",
+        [sys.executable, "-c", "from riverops.cli.main import main; main()",
          "broker", "--port", str(port), "--log-file", str(log)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "COLUMNS": "200"},

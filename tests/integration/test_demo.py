@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from streams.demo import DemoOptions, run_demo
+from riverops.demo.run import DemoOptions, run_demo
 
 pytestmark = pytest.mark.tansu  # also in the Tansu smoke pass
 

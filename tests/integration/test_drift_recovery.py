@@ -17,20 +17,20 @@ from typing import Any
 
 from river.datasets import synth
 
-from models.batch import learn_in_order
-from models.registry import Registry
-from models.specs import get_spec
-from streams.demo import recovery
-from streams.join_worker import JoinerStats, run_joiner
-from streams.modelops import register_trained
-from streams.monitor import MonitorCore
-from streams.monitor_worker import MonitorStats, run_monitor
-from streams.policy import PromotionPolicy
-from streams.producer import EventProducer
-from streams.registry_topic import publish_records, read_registry
-from streams.retrain_worker import RetrainerStats, run_retrainer
-from streams.scorer import ScorerStats, run_scorer
-from streams.settings import Settings
+from riverops.demo.run import recovery
+from riverops.kafka.producer import EventProducer
+from riverops.kafka.registry_topic import publish_records, read_registry
+from riverops.modelops import register_trained
+from riverops.models.batch import learn_in_order
+from riverops.models.registry import Registry
+from riverops.models.specs import get_spec
+from riverops.roles.join_worker import JoinerStats, run_joiner
+from riverops.roles.monitor import MonitorCore
+from riverops.roles.monitor_worker import MonitorStats, run_monitor
+from riverops.roles.policy import PromotionPolicy
+from riverops.roles.retrain_worker import RetrainerStats, run_retrainer
+from riverops.roles.scorer import ScorerStats, run_scorer
+from riverops.settings import Settings
 
 from .conftest import read_topic
 

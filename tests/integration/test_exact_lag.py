@@ -18,9 +18,9 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from streams.clients import commit, make_consumer, make_producer, next_offsets
-from streams.lag import LagProbe, LagRow
-from streams.settings import Settings
+from riverops.kafka.clients import commit, make_consumer, make_producer, next_offsets
+from riverops.kafka.lag import LagProbe, LagRow
+from riverops.settings import Settings
 
 from ..conftest import ENGINE
 

@@ -12,17 +12,17 @@ import pytest
 from river import metrics
 from river.datasets import synth
 
-from models.batch import learn_in_order
-from models.registry import Registry
-from models.specs import get_spec
-from streams.join_worker import JoinerStats, run_joiner
-from streams.modelops import register_trained
-from streams.monitor import MonitorCore
-from streams.monitor_worker import MonitorStats, run_monitor
-from streams.producer import EventProducer
-from streams.registry_topic import publish_records
-from streams.scorer import ScorerStats, run_scorer
-from streams.settings import Settings
+from riverops.kafka.producer import EventProducer
+from riverops.kafka.registry_topic import publish_records
+from riverops.modelops import register_trained
+from riverops.models.batch import learn_in_order
+from riverops.models.registry import Registry
+from riverops.models.specs import get_spec
+from riverops.roles.join_worker import JoinerStats, run_joiner
+from riverops.roles.monitor import MonitorCore
+from riverops.roles.monitor_worker import MonitorStats, run_monitor
+from riverops.roles.scorer import ScorerStats, run_scorer
+from riverops.settings import Settings
 
 from .conftest import read_topic
 

@@ -14,11 +14,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from schemas.codec import SingleObjectCodec
-from streams.clients import make_producer
-from streams.monitor import MonitorCore
-from streams.settings import Settings
-from streams.topics import PREDICTIONS_HEADER, TopicCatalogue
+from riverops.kafka.clients import make_producer
+from riverops.kafka.topics import PREDICTIONS_HEADER, TopicCatalogue
+from riverops.roles.monitor import MonitorCore
+from riverops.schemas.codec import SingleObjectCodec
+from riverops.settings import Settings
 
 from .conftest import read_topic
 
@@ -38,7 +38,7 @@ def _joiner(settings: Settings, group_prefix: str, log: str) -> subprocess.Popen
         "RIVEROPS_BATCH_SIZE": "500",
     }
     return subprocess.Popen(
-        [sys.executable, "-c", "from streams.cli import main; main()", "worker", "joiner",
+        [sys.executable, "-c", "from riverops.cli.main import main; main()", "worker", "joiner",
          "--no-metrics", "--group-prefix", group_prefix],
         env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
     )

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from schemas.codec import SingleObjectCodec
-from streams.clients import make_producer
-from streams.join_worker import JoinerStats, run_joiner
-from streams.settings import Settings
-from streams.topics import PREDICTIONS_HEADER, TopicCatalogue, create_topics
+from riverops.kafka.clients import make_producer
+from riverops.kafka.topics import PREDICTIONS_HEADER, TopicCatalogue, create_topics
+from riverops.roles.join_worker import JoinerStats, run_joiner
+from riverops.schemas.codec import SingleObjectCodec
+from riverops.settings import Settings
 
 from ..conftest import start_broker, stop_broker
 from .conftest import read_topic

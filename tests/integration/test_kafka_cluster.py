@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from streams.broker import free_port
-from streams.cli import cli
-from streams.kafka_broker import KafkaCluster
+from riverops.cli.main import cli
+from riverops.kafka.cluster import KafkaCluster
+from riverops.kafka.tansu import free_port
 
 from ..conftest import ENGINE
 
@@ -29,7 +29,7 @@ pytestmark = [
 
 def _broker_command(port: int, data: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", "from streams.cli import main; main()", "broker", "--engine", "kafka",
+        [sys.executable, "-c", "from riverops.cli.main import main; main()", "broker", "--engine", "kafka",
          "--port", str(port), "--data-dir", str(data)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"},
     )
@@ -96,7 +96,7 @@ def test_three_nodes_serve_on_while_one_is_killed(tmp_path: Path) -> None:
 
 def test_a_cluster_id_that_starts_with_a_dash_formats(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # one id in 64 does: StorageTool once read it as an option and the start failed
-    from streams import kafka_broker
+    from riverops.kafka import cluster as kafka_broker
 
     monkeypatch.setattr(kafka_broker, "new_cluster_id", lambda: "-" + "A" * 21)
     with KafkaCluster(data_dir=tmp_path / "kafka") as cluster:

@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 from prometheus_client.parser import text_string_to_metric_families
 from river.datasets import synth
 
-from streams.broker import free_port
-from streams.producer import EventProducer
-from streams.settings import Settings
-from streams.worker import run_roles
+from riverops.kafka.producer import EventProducer
+from riverops.kafka.tansu import free_port
+from riverops.settings import Settings
+from riverops.worker import run_roles
 
 from .test_feedback_loop import _register
 
@@ -82,7 +82,7 @@ def test_worker_all_serves_metrics_and_lag_per_partition(loop_settings: Settings
 
     from click.testing import CliRunner
 
-    from streams.cli import cli
+    from riverops.cli.main import cli
 
     result = CliRunner().invoke(
         cli, ["-b", settings.bootstrap_servers, "--topic-prefix", settings.topic_prefix, "status", "--json"]

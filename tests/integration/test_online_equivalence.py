@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from river import datasets, evaluate, metrics
 
-from models.registry import Registry
-from models.specs import get_spec
-from streams.modelops import register_trained
-from streams.online_worker import OnlineStats, run_online
-from streams.producer import EventProducer
-from streams.registry_topic import publish_records
-from streams.settings import Settings
+from riverops.kafka.producer import EventProducer
+from riverops.kafka.registry_topic import publish_records
+from riverops.modelops import register_trained
+from riverops.models.registry import Registry
+from riverops.models.specs import get_spec
+from riverops.roles.online_worker import OnlineStats, run_online
+from riverops.settings import Settings
 
 
 @pytest.mark.parametrize("delay", [0, 10])

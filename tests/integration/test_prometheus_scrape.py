@@ -27,10 +27,10 @@ import pytest
 import yaml
 from river.datasets import synth
 
-from streams.broker import free_port
-from streams.producer import EventProducer
-from streams.settings import Settings
-from streams.worker import run_roles
+from riverops.kafka.producer import EventProducer
+from riverops.kafka.tansu import free_port
+from riverops.settings import Settings
+from riverops.worker import run_roles
 
 from .test_feedback_loop import _register
 

@@ -37,14 +37,14 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourceType,
 )
 
-from models.registry import Registry
-from schemas.errors import RegistryError
-from schemas.events import Artifact, ModelVersion
-from streams.clients import make_consumer
-from streams.kafka_broker import KafkaCluster
-from streams.registry_topic import publish_records, read_registry
-from streams.settings import Settings
-from streams.topics import TopicCatalogue, create_topics
+from riverops.kafka.clients import make_consumer
+from riverops.kafka.cluster import KafkaCluster
+from riverops.kafka.registry_topic import publish_records, read_registry
+from riverops.kafka.topics import TopicCatalogue, create_topics
+from riverops.models.registry import Registry
+from riverops.schemas.errors import RegistryError
+from riverops.schemas.events import Artifact, ModelVersion
+from riverops.settings import Settings
 
 from ..conftest import ENGINE
 

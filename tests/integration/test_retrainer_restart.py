@@ -9,16 +9,16 @@ from datetime import UTC, datetime, timedelta
 
 from river.datasets import synth
 
-from models.batch import learn_in_order
-from models.registry import Registry
-from models.specs import get_spec
-from schemas.events import FeedbackEvent, MadePrediction
-from streams.clients import make_producer
-from streams.modelops import register_trained
-from streams.registry_topic import publish_records, read_registry
-from streams.retrain_worker import RetrainerStats, request_retrain, run_retrainer
-from streams.settings import Settings
-from streams.topics import TopicCatalogue
+from riverops.kafka.clients import make_producer
+from riverops.kafka.registry_topic import publish_records, read_registry
+from riverops.kafka.topics import TopicCatalogue
+from riverops.modelops import register_trained
+from riverops.models.batch import learn_in_order
+from riverops.models.registry import Registry
+from riverops.models.specs import get_spec
+from riverops.roles.retrain_worker import RetrainerStats, request_retrain, run_retrainer
+from riverops.schemas.events import FeedbackEvent, MadePrediction
+from riverops.settings import Settings
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 FEEDBACK = 2_000

@@ -8,18 +8,18 @@ from typing import Any
 
 from river.datasets import synth
 
-from models.batch import learn_in_order
-from models.registry import Registry
-from models.specs import get_spec
-from streams.join_worker import JoinerStats, run_joiner
-from streams.learner_worker import LearnerStats, run_learner
-from streams.modelops import register_trained
-from streams.monitor_worker import MonitorStats, run_monitor
-from streams.producer import EventProducer
-from streams.registry_topic import publish_records, read_registry
-from streams.retrain_worker import RetrainerStats, run_retrainer
-from streams.scorer import ScorerStats, run_scorer
-from streams.settings import Settings
+from riverops.kafka.producer import EventProducer
+from riverops.kafka.registry_topic import publish_records, read_registry
+from riverops.modelops import register_trained
+from riverops.models.batch import learn_in_order
+from riverops.models.registry import Registry
+from riverops.models.specs import get_spec
+from riverops.roles.join_worker import JoinerStats, run_joiner
+from riverops.roles.learner_worker import LearnerStats, run_learner
+from riverops.roles.monitor_worker import MonitorStats, run_monitor
+from riverops.roles.retrain_worker import RetrainerStats, run_retrainer
+from riverops.roles.scorer import ScorerStats, run_scorer
+from riverops.settings import Settings
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -7,11 +7,11 @@ import time
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from schemas import events as ev
-from schemas.codec import make_codec
-from streams.clients import make_consumer, make_producer
-from streams.settings import Settings
-from streams.topics import TopicCatalogue, create_topics
+from riverops.kafka.clients import make_consumer, make_producer
+from riverops.kafka.topics import TopicCatalogue, create_topics
+from riverops.schemas import events as ev
+from riverops.schemas.codec import make_codec
+from riverops.settings import Settings
 
 pytestmark = pytest.mark.tansu  # also in the Tansu smoke pass
 

@@ -22,13 +22,13 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from schemas import events as ev
-from schemas.codec import ConfluentCodec, make_codec
-from schemas.contracts import SCHEMA_NAMES, SchemaStore, parse_contract
-from schemas.errors import EncodeError
-from streams.clients import make_consumer, make_producer
-from streams.settings import Settings
-from streams.topics import TopicCatalogue, create_topics
+from riverops.kafka.clients import make_consumer, make_producer
+from riverops.kafka.topics import TopicCatalogue, create_topics
+from riverops.schemas import events as ev
+from riverops.schemas.codec import ConfluentCodec, make_codec
+from riverops.schemas.contracts import SCHEMA_NAMES, SchemaStore, parse_contract
+from riverops.schemas.errors import EncodeError
+from riverops.settings import Settings
 
 from .schemaregistry import ApicurioRegistry, RegistryServerError
 

@@ -18,17 +18,17 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from river.datasets import synth
 
-from models.batch import learn_in_order
-from models.registry import Registry
-from models.specs import get_spec
-from schemas.events import Artifact, ModelVersion
-from streams.clients import make_consumer
-from streams.modelops import register_trained
-from streams.producer import EventProducer
-from streams.registry_topic import publish_records, read_registry
-from streams.scorer import ScorerStats, run_scorer
-from streams.settings import Settings
-from streams.topics import TopicCatalogue, create_topics
+from riverops.kafka.clients import make_consumer
+from riverops.kafka.producer import EventProducer
+from riverops.kafka.registry_topic import publish_records, read_registry
+from riverops.kafka.topics import TopicCatalogue, create_topics
+from riverops.modelops import register_trained
+from riverops.models.batch import learn_in_order
+from riverops.models.registry import Registry
+from riverops.models.specs import get_spec
+from riverops.roles.scorer import ScorerStats, run_scorer
+from riverops.schemas.events import Artifact, ModelVersion
+from riverops.settings import Settings
 
 
 @pytest.fixture
@@ -213,8 +213,8 @@ def test_registry_rebuilt_in_a_fresh_process_equals_the_live_one(scoring: Settin
         publish_records(scoring, records)
         registry.apply_all(records)
     code = (
-        "import json,sys; from streams.settings import Settings; "
-        "from streams.registry_topic import read_registry; "
+        "import json,sys; from riverops.settings import Settings; "
+        "from riverops.kafka.registry_topic import read_registry; "
         "s = Settings(bootstrap_servers=sys.argv[1], topic_prefix=sys.argv[2]); "
         "print(json.dumps(read_registry(s).snapshot(), sort_keys=True))"
     )

@@ -17,8 +17,8 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from river.datasets import synth
 
-from streams.lag import LagProbe
-from streams.producer import EventProducer
+from riverops.kafka.lag import LagProbe
+from riverops.kafka.producer import EventProducer
 
 from .champion import register_champion
 from .conftest import read_topic
@@ -68,7 +68,7 @@ def test_topics_and_a_score_join_monitor_round_trip_over_tls(secure_kafka: Secur
     env = settings_env(operator)
     assert env["RIVEROPS_SECURITY_PROTOCOL"] == "SASL_SSL" and env["RIVEROPS_SSL_CA_LOCATION"] == str(
         secure_kafka.tls.ca)
-    created = subprocess.run([sys.executable, "-c", "from streams.cli import main; main()", "topics", "create"],
+    created = subprocess.run([sys.executable, "-c", "from riverops.cli.main import main; main()", "topics", "create"],
                              env=env, capture_output=True, text=True, timeout=60)
     assert created.returncode == 0, created.stderr[-2000:]
     register_champion(operator)

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import threading
 
-from models.registry import Registry
-from models.specs import get_spec
-from streams.modelops import register_trained
-from streams.registry_topic import (
+from riverops.kafka.registry_topic import (
     RegistryFollower,
     choosing_version,
     publish_records,
     read_registry,
 )
-from streams.settings import Settings
+from riverops.modelops import register_trained
+from riverops.models.registry import Registry
+from riverops.models.specs import get_spec
+from riverops.settings import Settings
 
 EACH = 6
 

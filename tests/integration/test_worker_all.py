@@ -28,18 +28,18 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
-from models.batch import learn_in_order
-from models.registry import Registry
-from models.specs import get_spec
-from streams.broker import free_port
-from streams.cardgen import CardStream, merged_events
-from streams.modelops import register_trained
-from streams.producer import EventProducer
-from streams.registry_topic import publish_records
-from streams.settings import Settings
-from streams.status import read_to_end
-from streams.topics import TopicCatalogue, create_topics
-from streams.worker import ALL_ROLES, run_roles
+from riverops.cli.status import read_to_end
+from riverops.demo.cardgen import CardStream, merged_events
+from riverops.kafka.producer import EventProducer
+from riverops.kafka.registry_topic import publish_records
+from riverops.kafka.tansu import free_port
+from riverops.kafka.topics import TopicCatalogue, create_topics
+from riverops.modelops import register_trained
+from riverops.models.batch import learn_in_order
+from riverops.models.registry import Registry
+from riverops.models.specs import get_spec
+from riverops.settings import Settings
+from riverops.worker import ALL_ROLES, run_roles
 
 from .test_metrics_endpoint import _scrape
 

@@ -25,11 +25,11 @@ import pytest
 from river import metrics
 from river.datasets import synth
 
-from streams.clients import make_consumer
-from streams.monitor import MonitorCore
-from streams.producer import EventProducer
-from streams.settings import Settings
-from streams.topics import TopicCatalogue
+from riverops.kafka.clients import make_consumer
+from riverops.kafka.producer import EventProducer
+from riverops.kafka.topics import TopicCatalogue
+from riverops.roles.monitor import MonitorCore
+from riverops.settings import Settings
 
 from .champion import register_champion
 from .conftest import read_topic

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from streams.acls import ACL_ROLES, ROLE_TOPICS, all_acls, role_acls
-from streams.cli import cli
+from riverops.cli.main import cli
+from riverops.kafka.acls import ACL_ROLES, ROLE_TOPICS, all_acls, role_acls
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from river import datasets
 
-from models.artifacts import ArtifactStore, load, pack, safe_loads, sha256_hex, sign
-from models.batch import learn_batch
-from models.specs import ZOO, drop_missing, get_spec
-from schemas.errors import ArtifactError, ConfigError, SignatureError
-from schemas.events import Artifact
+from riverops.models.artifacts import ArtifactStore, load, pack, safe_loads, sha256_hex, sign
+from riverops.models.batch import learn_batch
+from riverops.models.specs import ZOO, drop_missing, get_spec
+from riverops.schemas.errors import ArtifactError, ConfigError, SignatureError
+from riverops.schemas.events import Artifact
 
 KEY = b"test-signing-key"
 
@@ -260,7 +260,7 @@ def test_a_malicious_object_hidden_in_a_real_model_never_runs(tmp_path: Path, st
         ("subprocess", "getoutput"),
         ("river.preprocessing.scale", "np.load"),  # an allowed module's import
         ("river.compose.pipeline", "__builtins__.exec"),
-        ("models.artifacts", "ArtifactStore"),  # writes files: not allowed
+        ("riverops.models.artifacts", "ArtifactStore"),  # writes files: not allowed
         ("river.datasets.base", "RemoteDataset"),  # downloads: not allowed
         ("numpy.testing", "run_module_suite"),
     ],

@@ -13,12 +13,12 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from models.specs import get_spec
-from schemas.codec import SingleObjectCodec
-from schemas.errors import ConfigError
-from schemas.events import FeatureEvent, LabelEvent
-from streams.cardgen import CATEGORIES, FEATURE_NAMES, CardStream, Transaction, merged_events
-from streams.drift import ConceptDriftDetector
+from riverops.demo.cardgen import CATEGORIES, FEATURE_NAMES, CardStream, Transaction, merged_events
+from riverops.models.specs import get_spec
+from riverops.roles.drift import ConceptDriftDetector
+from riverops.schemas.codec import SingleObjectCodec
+from riverops.schemas.errors import ConfigError
+from riverops.schemas.events import FeatureEvent, LabelEvent
 
 EVENTS, DRIFT_AT = 60_000, 30_000
 DAY = timedelta(days=1)

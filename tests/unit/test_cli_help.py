@@ -6,7 +6,7 @@ import json
 
 from click.testing import CliRunner
 
-from streams.cli import cli
+from riverops.cli.main import cli
 
 
 def test_help_lists_the_commands() -> None:

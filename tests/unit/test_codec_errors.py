@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from schemas import events as ev
-from schemas.codec import SingleObjectCodec, make_codec
-from schemas.errors import DecodeError, UnknownSchemaError
+from riverops.schemas import events as ev
+from riverops.schemas.codec import SingleObjectCodec, make_codec
+from riverops.schemas.errors import DecodeError, UnknownSchemaError
 
 
 @pytest.fixture(params=["single-object", "confluent"])

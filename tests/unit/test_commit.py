@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from streams.clients import commit
+from riverops.kafka.clients import commit
 
 
 class _Refusing:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from schemas import events as ev
-from schemas.codec import ConfluentCodec, SingleObjectCodec, make_codec
-from schemas.contracts import SCHEMA_NAMES, SchemaStore
+from riverops.schemas import events as ev
+from riverops.schemas.codec import ConfluentCodec, SingleObjectCodec, make_codec
+from riverops.schemas.contracts import SCHEMA_NAMES, SchemaStore
 
 
 def test_every_event_type_has_a_schema_and_a_model() -> None:
@@ -56,14 +56,14 @@ def test_booleans_stay_booleans_and_ints_become_doubles() -> None:
 
 
 def test_encode_rejects_a_record_that_does_not_fit() -> None:
-    from schemas.errors import EncodeError
+    from riverops.schemas.errors import EncodeError
 
     with pytest.raises(EncodeError):
         SingleObjectCodec().encode("LabelEvent", {"event_id": "e", "model": "m", "label_time": 0})
 
 
 def test_decoding_as_the_wrong_type_is_an_error(sample_events: list[ev.Event]) -> None:
-    from schemas.errors import DecodeError
+    from riverops.schemas.errors import DecodeError
 
     codec = SingleObjectCodec()
     label = next(e for e in sample_events if isinstance(e, ev.LabelEvent))

@@ -17,10 +17,10 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
-from streams import deployment as dep
-from streams.kafka_jars import kafka_version
-from streams.settings import Settings
-from streams.telemetry import Telemetry
+from riverops import deployment as dep
+from riverops.kafka.jars import kafka_version
+from riverops.settings import Settings
+from riverops.telemetry import Telemetry
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,8 +11,7 @@ import pytest
 from river import linear_model, preprocessing
 from river.datasets import synth
 
-from schemas.errors import ConfigError, InvalidEventError
-from streams.drift import (
+from riverops.roles.drift import (
     ConceptDriftDetector,
     DataDriftMonitor,
     DataDriftOptions,
@@ -20,6 +19,7 @@ from streams.drift import (
     ks_statistic,
     psi,
 )
+from riverops.schemas.errors import ConfigError, InvalidEventError
 
 DRIFT_AT = 5000
 # Measured with ADWIN (seeds 1-5): 599, 311, 695, 151, 311 labelled events after the switch;

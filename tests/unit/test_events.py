@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from schemas import events as ev
+from riverops.schemas import events as ev
 
 BASE = {"event_id": "e", "model": "fraud", "entity_id": "c", "event_time": 0, "features": {"a": 1.0}}
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from schemas.codec import ConfluentCodec, SingleObjectCodec
-from schemas.contracts import SchemaStore
+from riverops.schemas.codec import ConfluentCodec, SingleObjectCodec
+from riverops.schemas.contracts import SchemaStore
 
 V1: dict[str, Any] = json.loads(
-    resources.files("schemas").joinpath("avro/FeatureEvent.avsc").read_text("utf-8")
+    resources.files("riverops.schemas").joinpath("avro/FeatureEvent.avsc").read_text("utf-8")
 )
 V2 = copy.deepcopy(V1)
 V2["fields"].append({"name": "source", "type": "string", "default": "unknown"})
@@ -49,7 +49,7 @@ def test_v2_reader_reads_v1_records_with_the_default(kind: str) -> None:
 
 
 def test_unknown_writer_without_evolution_knowledge() -> None:
-    from schemas.errors import UnknownSchemaError
+    from riverops.schemas.errors import UnknownSchemaError
 
     payload = SingleObjectCodec(SchemaStore.bundled().with_reader(V2)).encode(
         "FeatureEvent", {**RECORD, "source": "pos"}
@@ -61,9 +61,9 @@ def test_unknown_writer_without_evolution_knowledge() -> None:
 def test_a_registry_record_of_the_previous_schema_decodes_into_the_current_one(
     sample_events: list[Any],
 ) -> None:
-    from schemas.events import ModelVersion
+    from riverops.schemas.events import ModelVersion
 
-    previous = json.loads(resources.files("schemas").joinpath("avro/previous/ModelVersion.1.avsc").read_text())
+    previous = json.loads(resources.files("riverops.schemas").joinpath("avro/previous/ModelVersion.1.avsc").read_text())
     record = next(e for e in sample_events if isinstance(e, ModelVersion))
     old = {k: v for k, v in record.to_avro().items() if k != "reigns"}
     writer = SingleObjectCodec(SchemaStore.bundled().with_reader(previous))

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from schemas import events as ev
-from schemas.codec import SingleObjectCodec
-from schemas.contracts import SchemaStore
-from schemas.errors import ConfigError, DecodeError, RiveropsError
-from streams.joiner import OUTCOMES, FlushResult, JoinCore, JoinInput, Kind
-from streams.joinstate import prediction_layout_fingerprint
+from riverops.roles.joiner import OUTCOMES, FlushResult, JoinCore, JoinInput, Kind
+from riverops.roles.joinstate import prediction_layout_fingerprint
+from riverops.schemas import events as ev
+from riverops.schemas.codec import SingleObjectCodec
+from riverops.schemas.contracts import SchemaStore
+from riverops.schemas.errors import ConfigError, DecodeError, RiveropsError
 
 CODEC = SingleObjectCodec()
 TOPICS: dict[Kind, str] = {"features": "features", "prediction": "predictions", "label": "labels"}
@@ -280,7 +280,7 @@ def test_prediction_layout_is_the_bundled_schema() -> None:
 
 
 def test_predictions_of_another_writer_schema_are_decoded() -> None:
-    v1 = json.loads(resources.files("schemas").joinpath("avro/PredictionEvent.avsc")
+    v1 = json.loads(resources.files("riverops.schemas").joinpath("avro/PredictionEvent.avsc")
                     .read_text("utf-8"))
     v2 = copy.deepcopy(v1)
     v2["fields"].append({"name": "region", "type": "string", "default": "eu"})
@@ -299,7 +299,7 @@ def test_predictions_of_another_writer_schema_are_decoded() -> None:
 def test_confluent_wire_format_is_joined_without_header_checks() -> None:
     from confluent_kafka.schema_registry import SchemaRegistryClient
 
-    from schemas.codec import ConfluentCodec
+    from riverops.schemas.codec import ConfluentCodec
 
     codec = ConfluentCodec(SchemaRegistryClient.new_client({"url": "mock://joiner"}))
     core, feed = JoinCore(ttl_ms=60_000, codec=codec), Feed()

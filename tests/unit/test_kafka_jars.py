@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from schemas.errors import BrokerError
-from streams.kafka_broker import KafkaCluster, new_cluster_id
-from streams.kafka_jars import POM, ensure_jars, java_binary, kafka_version
+from riverops.kafka.cluster import KafkaCluster, new_cluster_id
+from riverops.kafka.jars import POM, ensure_jars, java_binary, kafka_version
+from riverops.schemas.errors import BrokerError
 
 
 def test_the_pom_pins_a_kafka_4_version() -> None:
@@ -49,7 +49,7 @@ def test_three_nodes_replicate_and_need_two_in_sync(tmp_path: Path) -> None:
 
 
 def test_tls_listeners_require_certificates_and_take_scram(tmp_path: Path) -> None:
-    from streams.kafka_broker import BrokerTls
+    from riverops.kafka.cluster import BrokerTls
 
     cluster = KafkaCluster(data_dir=tmp_path, tls=BrokerTls(tmp_path / "ca", tmp_path / "c", tmp_path / "k"),
                            authorizer=True)

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from river import datasets, evaluate, metrics
 
-from models.batch import learn_batch, predict_batch, predict_proba_batch
-from models.specs import get_spec
-from schemas.errors import ConfigError, InvalidEventError
-from streams.learner import LearnerCore, Snapshot, Start, coerce_label
+from riverops.models.batch import learn_batch, predict_batch, predict_proba_batch
+from riverops.models.specs import get_spec
+from riverops.roles.learner import LearnerCore, Snapshot, Start, coerce_label
+from riverops.schemas.errors import ConfigError, InvalidEventError
 
 PHISHING = list(datasets.Phishing())[:600]
 TRUMP = list(datasets.TrumpApproval())[:300]
@@ -239,9 +239,9 @@ def test_row_mode_is_rivers_progressive_validation() -> None:
 
 
 def test_a_learner_resumes_only_from_a_snapshot_that_descends_from_the_champion() -> None:
-    from models.registry import Registry
-    from schemas.events import Artifact, Lineage
-    from streams.learner_worker import _resumable
+    from riverops.models.registry import Registry
+    from riverops.roles.learner_worker import _resumable
+    from riverops.schemas.events import Artifact, Lineage
 
     art = Artifact(inline=b"x", sha256="0" * 64, signature="1" * 64, size=1)
     registry = Registry()

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas.codec import SingleObjectCodec
-from schemas.errors import DecodeError
-from streams.deadletter import dead_letter
-from streams.joiner import JoinCore
-from streams.limits import MAX_DEAD_VALUE_BYTES, MAX_EVENT_BYTES, MAX_KEY_BYTES, check_record
+from riverops.kafka.deadletter import dead_letter
+from riverops.kafka.limits import MAX_DEAD_VALUE_BYTES, MAX_EVENT_BYTES, MAX_KEY_BYTES, check_record
+from riverops.roles.joiner import JoinCore
+from riverops.schemas.codec import SingleObjectCodec
+from riverops.schemas.errors import DecodeError
 
 BROKER_LIMIT = 1_000_000
 

@@ -14,9 +14,15 @@ import pytest
 from river import datasets, dummy, linear_model, metrics, preprocessing, stats
 from river.datasets import synth
 
-from models.batch import learn_batch, predict_batch, predict_proba_batch, supports_many, to_frame
-from models.specs import ZOO, FeatureEncoder, ModelSpec, drop_missing, get_spec
-from schemas.errors import ConfigError
+from riverops.models.batch import (
+    learn_batch,
+    predict_batch,
+    predict_proba_batch,
+    supports_many,
+    to_frame,
+)
+from riverops.models.specs import ZOO, FeatureEncoder, ModelSpec, drop_missing, get_spec
+from riverops.schemas.errors import ConfigError
 
 Row = tuple[dict[str, Any], Any]
 

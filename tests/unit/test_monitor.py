@@ -12,12 +12,12 @@ import pytest
 from river import linear_model, metrics, preprocessing
 from river.datasets import synth
 
-from schemas.codec import SingleObjectCodec
-from schemas.errors import ConfigError, InvalidEventError
-from schemas.events import DriftEvent, MetricsEvent
-from streams import monitor as mon
-from streams.drift import DataDriftOptions
-from streams.monitor import MonitorCore
+from riverops.roles import monitor as mon
+from riverops.roles.drift import DataDriftOptions
+from riverops.roles.monitor import MonitorCore
+from riverops.schemas.codec import SingleObjectCodec
+from riverops.schemas.errors import ConfigError, InvalidEventError
+from riverops.schemas.events import DriftEvent, MetricsEvent
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 CODEC = SingleObjectCodec()

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from river import datasets, evaluate, linear_model, metrics, preprocessing, stream
 
-from models.specs import get_spec
-from schemas.errors import ConfigError, InvalidEventError
-from streams.online import OnlineCore, OnlineInput
-from streams.timeorder import Kind, Partition, TimeOrderMerge
+from riverops.models.specs import get_spec
+from riverops.roles.online import OnlineCore, OnlineInput
+from riverops.roles.timeorder import Kind, Partition, TimeOrderMerge
+from riverops.schemas.errors import ConfigError, InvalidEventError
 
 PHISHING = list(datasets.Phishing())
 TRUMP = list(datasets.TrumpApproval())

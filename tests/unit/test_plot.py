@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from schemas.events import DriftEvent, MetricsEvent
-from streams.plot import plot_rolling_metrics, summary_rows
+from riverops.demo.plot import plot_rolling_metrics, summary_rows
+from riverops.schemas.events import DriftEvent, MetricsEvent
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -100,7 +100,7 @@ def test_accepts_epoch_millis_and_naive_datetimes(tmp_path: Path) -> None:
 def test_never_imports_pyplot(tmp_path: Path) -> None:
     """pyplot would pick a global backend; a fresh interpreter shows it stays unloaded."""
     code = (
-        "import sys; from streams import plot; "
+        "import sys; from riverops.demo import plot; "
         f"plot.plot_rolling_metrics([], path={str(tmp_path / 'x.png')!r}); "
         "assert 'matplotlib.pyplot' not in sys.modules"
     )

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from models.artifacts import ArtifactStore, pack
-from models.registry import Registry
-from schemas.errors import ConfigError, RegistryError
-from schemas.events import Artifact, Lineage, ModelVersion
-from streams.policy import HIGHER_IS_BETTER, Decision, Probation, PromotionPolicy, apply
-from streams.retrainer import feedback_frame, retrain
+from riverops.models.artifacts import ArtifactStore, pack
+from riverops.models.registry import Registry
+from riverops.roles.policy import HIGHER_IS_BETTER, Decision, Probation, PromotionPolicy, apply
+from riverops.roles.retrainer import feedback_frame, retrain
+from riverops.schemas.errors import ConfigError, RegistryError
+from riverops.schemas.events import Artifact, Lineage, ModelVersion
 
 ART = Artifact(inline=b"x", sha256="0" * 64, signature="1" * 64, size=1)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from models.registry import Registry
-from schemas.errors import RegistryError
-from schemas.events import Artifact, ModelVersion
+from riverops.models.registry import Registry
+from riverops.schemas.errors import RegistryError
+from riverops.schemas.events import Artifact, ModelVersion
 
 ART = Artifact(inline=b"x", sha256="0" * 64, signature="1" * 64, size=1)
 

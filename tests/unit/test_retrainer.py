@@ -18,16 +18,16 @@ import pandas as pd
 import pytest
 from river import metrics
 
-from models.artifacts import ArtifactStore, pack
-from models.specs import get_spec
-from schemas.errors import ConfigError, InvalidEventError
-from streams.retrainer import (
+from riverops.models.artifacts import ArtifactStore, pack
+from riverops.models.specs import get_spec
+from riverops.roles.retrainer import (
     binary_metrics,
     feature_rows,
     feedback_frame,
     regression_metrics,
     retrain,
 )
+from riverops.schemas.errors import ConfigError, InvalidEventError
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
@@ -349,8 +349,8 @@ def test_same_window_same_seed_same_artifact_sha256(spec: str, tmp_path: Path) -
 _CHILD = """
 import pickle, random
 from datetime import UTC, datetime, timedelta
-from models.artifacts import sha256_hex
-from streams.retrainer import feedback_frame, retrain
+from riverops.models.artifacts import sha256_hex
+from riverops.roles.retrainer import feedback_frame, retrain
 rng = random.Random(0)
 t0 = datetime(2024, 1, 1, tzinfo=UTC)
 numbers, strings = [], []
@@ -453,8 +453,8 @@ def test_learn_since_trains_on_the_rows_after_the_cut_and_holdout_rows_sets_the_
 
 
 def test_after_a_drift_alarm_the_better_of_both_windows_is_the_candidate() -> None:
-    from streams.policy import PromotionPolicy
-    from streams.retrain_worker import _best_candidate
+    from riverops.roles.policy import PromotionPolicy
+    from riverops.roles.retrain_worker import _best_candidate
 
     frame = feedback_frame(flipped(3000, 2600))
     alarm = {"since_ms": (T0 + timedelta(seconds=2600)).timestamp() * 1000.0}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from schemas.errors import ConfigError
-from streams.settings import Settings
-from streams.topics import TOPIC_ROLES, TopicCatalogue
+from riverops.kafka.topics import TOPIC_ROLES, TopicCatalogue
+from riverops.schemas.errors import ConfigError
+from riverops.settings import Settings
 
 
 def test_environment_is_read_with_the_prefix(monkeypatch: pytest.MonkeyPatch) -> None:

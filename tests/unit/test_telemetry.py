@@ -12,8 +12,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.monitor import MonitorCore
-from streams.telemetry import LABEL_DELAY_BUCKETS, MetricsServer, Telemetry, serve
+from riverops.roles.monitor import MonitorCore
+from riverops.telemetry import LABEL_DELAY_BUCKETS, MetricsServer, Telemetry, serve
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -130,7 +130,7 @@ def feedback(event_id: str, label: bool, prediction: bool, at: float, x: float) 
 def test_monitor_values_and_drift_alarms_are_exported(
     registry: CollectorRegistry, server: MetricsServer
 ) -> None:
-    from streams.drift import DataDriftOptions
+    from riverops.roles.drift import DataDriftOptions
 
     core = MonitorCore(
         time_window=60.0, data_drift=DataDriftOptions(reference_size=20, window_size=20, every=20)

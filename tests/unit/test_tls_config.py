@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.settings import Settings
+from riverops.settings import Settings
 
 
 def test_ssl_settings_from_the_environment_build_the_librdkafka_config(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,5 @@
+"""``python -m riverops``: the command line."""
+
+from riverops.cli import main
+
+main()

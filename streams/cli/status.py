@@ -1,0 +1,110 @@
+"""``riverops status``: lag, models and aliases, rolling metrics and recent drift alarms."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+from rich.console import Group
+from rich.table import Table
+
+from riverops.kafka.clients import make_consumer
+from riverops.kafka.lag import LagProbe
+from riverops.kafka.registry_topic import read_registry
+from riverops.kafka.topics import TopicCatalogue, TopicRole
+from riverops.settings import Settings
+
+__all__ = ["read_to_end", "collect_status", "render_status"]
+
+
+def read_to_end(settings: Settings, role: TopicRole, schema: str, *, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Every decodable record of a topic, from the start to the high watermark."""
+    catalogue = TopicCatalogue.from_settings(settings)
+    spec = catalogue.spec(role)
+    codec = settings.codec()
+    consumer = make_consumer(settings, f"riverops-status-reader-{uuid.uuid4().hex[:6]}")
+    partitions = [TopicPartition(spec.name, p, OFFSET_BEGINNING) for p in range(spec.partitions)]
+    consumer.assign(partitions)
+    out: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            messages = consumer.consume(5000, 0.2)
+            for message in messages:
+                if message.error() is None:
+                    try:
+                        out.append(codec.decode(schema, message.value()))
+                    except Exception:  # a bad record is the dead-letter topic's business
+                        continue
+            if messages:
+                continue
+            try:
+                positions = consumer.position([TopicPartition(spec.name, p) for p in range(spec.partitions)])
+                highs = [consumer.get_watermark_offsets(tp, cached=True)[1] for tp in positions]
+            except KafkaException:
+                continue
+            if all(h == 0 or (h > 0 and tp.offset >= h) for tp, h in zip(positions, highs, strict=True)):
+                break
+    finally:
+        consumer.close()
+    return out
+
+
+def collect_status(settings: Settings, *, recent_alarms: int = 10) -> dict[str, Any]:
+    """Everything the status view shows, as JSON-ready data."""
+    with LagProbe(settings) as probe:
+        lag = [row.__dict__ for row in probe.sample()]
+    registry = read_registry(settings)
+    latest: dict[tuple[str, int, str, str], dict[str, Any]] = {}
+    for event in read_to_end(settings, "metrics", "MetricsEvent"):
+        latest[(event["model"], event["version"], event["variant"], event["window_kind"])] = event
+    alarms = read_to_end(settings, "drift", "DriftEvent")[-recent_alarms:]
+    return {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "lag": lag,
+        "models": [
+            {"model": v.model, "version": v.version, "stage": v.stage, "share": v.share,
+             "spec": v.spec, "changed_by": v.changed_by, "reason": v.reason}
+            for m in registry.models for v in registry.versions(m)
+        ],
+        "aliases": registry.aliases(),
+        "metrics": [
+            {**{k: v for k, v in e.items() if k != "emitted_at"}, "emitted_at": e["emitted_at"].isoformat()}
+            for _, e in sorted(latest.items())
+        ],
+        "drift_alarms": [{**a, "detected_at": a["detected_at"].isoformat()} for a in alarms],
+    }
+
+
+def render_status(status: dict[str, Any]) -> Group:
+    """Rich tables for the terminal."""
+    lag = Table(title="consumer lag", title_justify="left")
+    for column in ("group", "topic", "partition", "committed", "high", "lag"):
+        lag.add_column(column, justify="right" if column in ("partition", "committed", "high", "lag") else "left")
+    for row in status["lag"]:
+        lag.add_row(row["group"], row["topic"], str(row["partition"]), str(row["committed"]),
+                    str(row["high"]), f"[{'red' if row['lag'] > 10_000 else 'green'}]{row['lag']}[/]")
+    models = Table(title="models", title_justify="left")
+    for column in ("model", "version", "stage", "share", "spec", "changed by", "reason"):
+        models.add_column(column)
+    for v in status["models"]:
+        models.add_row(v["model"], str(v["version"]), v["stage"], f"{v['share']:.2f}" if v["share"] else "",
+                       v["spec"], v["changed_by"], v["reason"])
+    metrics = Table(title="rolling metrics (latest per version, variant and window)", title_justify="left")
+    for column in ("model", "version", "variant", "window", "samples", "accuracy", "roc_auc", "f1", "mae"):
+        metrics.add_column(column)
+    for e in status["metrics"]:
+        values = e["metrics"]
+        metrics.add_row(
+            e["model"], str(e["version"]), e["variant"], f"{e['window_kind']}:{e['window_size']:g}",
+            str(e["samples"]), *(f"{values[k]:.4f}" if k in values else "" for k in ("accuracy", "roc_auc", "f1", "mae")),
+        )
+    drift = Table(title="recent drift alarms", title_justify="left")
+    for column in ("when", "model", "version", "variant", "kind", "detector", "feature", "statistic"):
+        drift.add_column(column)
+    for a in status["drift_alarms"]:
+        drift.add_row(a["detected_at"], a["model"], str(a["version"]), a["variant"], a["kind"],
+                      a["detector"], a["feature"] or "", f"{a['statistic']:.4f}")
+    return Group(lag, models, metrics, drift)

@@ -1,0 +1,1 @@
+"""``riverops demo``: the card-fraud stream, the live view and the plot of a run."""

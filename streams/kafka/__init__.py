@@ -1,0 +1,1 @@
+"""Kafka plumbing: clients, topics, the outbox, dead letters, the registry topic, brokers."""

@@ -1,0 +1,353 @@
+"""Drift detection: concept drift on a model's error stream, data drift on its features.
+
+Concept drift wraps a ``river.drift`` detector fed one error per labelled outcome (0/1
+misclassification, or absolute error for regression). Detectors see change in both
+directions, but only a rise in error is worth acting on, so every alarm is checked: it is
+*rising* when the mean error after the change point exceeds the mean error before it.
+
+Data drift compares each feature's recent values with a reference window, by the
+population stability index (PSI, every feature) and the two-sample Kolmogorov-Smirnov
+statistic (KS, numeric features).
+
+Examples
+--------
+>>> import random
+>>> rng = random.Random(12345)
+>>> stream = rng.choices([0, 1], k=1000) + rng.choices(range(4, 8), k=1000)
+>>> detector = ConceptDriftDetector("ADWIN")
+>>> [(i, alarm.rising) for i, x in enumerate(stream) if (alarm := detector.update(x))]
+[(1023, True)]
+>>> round(ks_statistic([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]), 3)
+0.0
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeGuard, get_args
+
+import numpy as np
+from river import drift
+
+from riverops.schemas.errors import ConfigError, InvalidEventError
+
+__all__ = [
+    "DetectorName",
+    "DETECTOR_NAMES",
+    "DataDetector",
+    "ConceptAlarm",
+    "ConceptDriftDetector",
+    "DataAlarm",
+    "DataDriftOptions",
+    "DataDriftMonitor",
+    "ks_statistic",
+    "psi",
+]
+
+DetectorName = Literal["ADWIN", "PageHinkley", "KSWIN", "DDM"]
+DETECTOR_NAMES: tuple[DetectorName, ...] = get_args(DetectorName)
+DataDetector = Literal["PSI", "KS"]
+
+_MISSING = "<missing>"
+_OTHER = "<other>"
+
+
+@dataclass(frozen=True, slots=True)
+class ConceptAlarm:
+    """A detector alarm: the error levels either side of the change and whether it rose."""
+
+    detector: DetectorName
+    rising: bool
+    error_before: float
+    error_after: float
+    samples: int
+
+
+def _make_detector(name: DetectorName, params: Mapping[str, Any]) -> Any:
+    if name == "ADWIN":
+        return drift.ADWIN(**params)
+    if name == "PageHinkley":
+        if params.get("mode", "up") != "up":
+            raise ConfigError("PageHinkley runs with mode='up': only error rises are alarms")
+        return drift.PageHinkley(**{**params, "mode": "up"})
+    if name == "KSWIN":
+        return drift.KSWIN(**params)
+    if name == "DDM":
+        return drift.binary.DDM(**params)
+    raise ConfigError(f"unknown drift detector {name!r}; choose one of {DETECTOR_NAMES}")
+
+
+class ConceptDriftDetector:
+    """A river.drift detector on an error stream that tells rises from falls.
+
+    Rule: at an alarm, the last ``r`` errors are the "after" part and the errors before
+    them, since the previous alarm (at most ``history``), the "before" part; the alarm is
+    ``rising`` when mean(after) > mean(before). ``r`` is where the detector puts the change:
+    ADWIN's window kept after its cut, KSWIN's ``stat_size`` tested values, else ``recent``.
+    PageHinkley runs in mode "up" and DDM's test is one-sided, so their alarms are rises by
+    construction; the check still applies, uniformly. After any alarm the detector starts
+    afresh (as River does) and only the "after" part is kept, so the new error level is
+    the baseline for the next comparison: a fall re-bases, it never fires.
+
+    DDM takes 0/1 errors only; use ADWIN, PageHinkley or KSWIN for absolute errors.
+    """
+
+    def __init__(
+        self,
+        detector: DetectorName = "ADWIN",
+        *,
+        params: Mapping[str, Any] | None = None,
+        recent: int = 50,
+        history: int = 10_000,
+    ) -> None:
+        if recent < 1 or history < 2:
+            raise ConfigError("recent must be >= 1 and history >= 2")
+        self.detector = detector
+        self.params = dict(params or {})
+        self.recent = recent
+        self.history = history
+        self._detector = _make_detector(detector, self.params)
+        self._errors: collections.deque[float] = collections.deque(maxlen=history)
+        self.samples = 0
+        self.rises = 0
+        self.falls = 0
+
+    def _after_length(self) -> int:
+        if self.detector == "ADWIN":
+            return int(self._detector.width)
+        if self.detector == "KSWIN":
+            return int(self._detector.stat_size)
+        return self.recent
+
+    def update(self, error: float) -> ConceptAlarm | None:
+        """Feed one error; return the alarm if the detector fired on it."""
+        if self.detector == "DDM" and error not in (0, 1):
+            raise InvalidEventError(f"DDM takes 0/1 errors, got {error!r}")
+        self.samples += 1
+        self._errors.append(float(error))
+        self._detector.update(error)
+        if not self._detector.drift_detected:
+            return None
+        errors = list(self._errors)
+        after = max(1, min(self._after_length(), len(errors) - 1))
+        before = errors[: len(errors) - after] or errors
+        mean_before = math.fsum(before) / len(before)
+        mean_after = math.fsum(errors[-after:]) / after
+        rising = mean_after > mean_before
+        if rising:
+            self.rises += 1
+        else:
+            self.falls += 1
+        self._detector = _make_detector(self.detector, self.params)
+        self._errors = collections.deque(errors[-after:], maxlen=self.history)
+        return ConceptAlarm(self.detector, rising, mean_before, mean_after, self.samples)
+
+
+def ks_statistic(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
+    """The two-sample Kolmogorov-Smirnov statistic: the largest gap between the two ECDFs.
+
+    >>> ks_statistic([0.0, 1.0], [2.0, 3.0])
+    1.0
+    """
+    xa = np.sort(np.asarray(a, dtype=float))
+    xb = np.sort(np.asarray(b, dtype=float))
+    if xa.size == 0 or xb.size == 0:
+        return 0.0
+    points = np.concatenate([xa, xb])
+    cdf_a = np.searchsorted(xa, points, side="right") / xa.size
+    cdf_b = np.searchsorted(xb, points, side="right") / xb.size
+    return float(np.max(np.abs(cdf_a - cdf_b)))
+
+
+def psi(reference: np.ndarray, current: np.ndarray, *, epsilon: float = 1e-4) -> float:
+    """The population stability index of two bin-count vectors over the same bins.
+
+    Proportions are floored at ``epsilon`` so that an empty bin costs a bounded amount.
+
+    >>> psi(np.array([50, 50]), np.array([50, 50]))
+    0.0
+    """
+    ref = np.maximum(reference / max(reference.sum(), 1), epsilon)
+    cur = np.maximum(current / max(current.sum(), 1), epsilon)
+    return float(np.sum((cur - ref) * np.log(cur / ref)))
+
+
+@dataclass(frozen=True, slots=True)
+class DataDriftOptions:
+    """How data drift is measured.
+
+    The reference is the first ``reference_size`` events (or set explicitly); the current
+    window is the last ``window_size`` events after it, evaluated every ``every`` events once
+    full. Numeric features get ``bins`` quantile bins of the reference (plus one for missing
+    values); categorical ones (strings, booleans) their ``max_categories`` most frequent
+    reference categories plus "other" and "missing". An alarm fires when PSI >
+    ``psi_threshold`` (0.2: the usual "significant shift") or KS > ``ks_threshold`` (0.2: an
+    effect-size threshold well above the KS noise level, about 0.06 at 1000 vs 1000 values),
+    once per crossing: the feature re-arms when its statistic falls back to the threshold.
+    """
+
+    reference_size: int = 1000
+    window_size: int = 1000
+    every: int = 200
+    bins: int = 10
+    max_categories: int = 50
+    psi_threshold: float = 0.2
+    ks_threshold: float = 0.2
+    epsilon: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if min(self.reference_size, self.window_size, self.every, self.bins) < 1:
+            raise ConfigError("data drift sizes must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class DataAlarm:
+    """A feature whose current distribution crossed a threshold against the reference."""
+
+    feature: str
+    detector: DataDetector
+    statistic: float
+    threshold: float
+    samples: int
+
+
+def _is_number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _numbers(values: Sequence[Any]) -> np.ndarray:
+    """The finite numbers among ``values`` (bools, strings, None, NaN and inf left out).
+
+    Exact type checks in one pass, then one vectorised finiteness test: the monitor runs
+    this over every feature of its window at each evaluation (20 features x 1000 values
+    every 200 events), where a per-value ``_is_number`` cost ~40 us per event.
+    """
+    array = np.fromiter((v if type(v) is float else _float_or_nan(v) for v in values),
+                        dtype=float, count=len(values))
+    finite: np.ndarray = array[np.isfinite(array)]
+    return finite
+
+
+def _float_or_nan(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+
+
+class _FeatureReference:
+    """One feature's reference: numeric (sorted values, bin edges) or categorical."""
+
+    def __init__(self, values: list[Any], options: DataDriftOptions) -> None:
+        present = [v for v in values if v is not None]
+        self.numeric = bool(present) and all(_is_number(v) for v in present)
+        if self.numeric:
+            self.values = np.sort(np.array(present, dtype=float))
+            quantiles = np.linspace(0.0, 1.0, options.bins + 1)[1:-1]
+            self.edges = np.unique(np.quantile(self.values, quantiles))
+        else:
+            counts = collections.Counter(_category(v) for v in values)
+            counts.pop(_MISSING, None)
+            top = [c for c, _ in counts.most_common(options.max_categories)]
+            self.categories = {c: i for i, c in enumerate(top)}
+        self.counts = self.bin_counts(values)
+
+    def bin_counts(self, values: Sequence[Any], numbers: np.ndarray | None = None) -> np.ndarray:
+        """Counts per bin (numeric: quantile bins then missing; categorical: categories,
+        other, missing); ``numbers`` is ``_numbers(values)`` when the caller has it."""
+        if self.numeric:
+            numbers = _numbers(values) if numbers is None else numbers
+            bins = np.searchsorted(self.edges, numbers, side="right")
+            counts = np.bincount(bins, minlength=self.edges.size + 1).astype(float)
+            return np.append(counts, len(values) - numbers.size)
+        index = self.categories
+        counts = np.zeros(len(index) + 2)  # known categories, other, missing
+        for value in values:
+            category = _category(value)
+            slot = len(index) + 1 if category == _MISSING else index.get(category, len(index))
+            counts[slot] += 1
+        return counts
+
+
+def _category(value: Any) -> str:
+    return _MISSING if value is None else str(value)
+
+
+class DataDriftMonitor:
+    """PSI and KS per feature of one model's events against a reference window."""
+
+    def __init__(self, options: DataDriftOptions | None = None) -> None:
+        self.options = options or DataDriftOptions()
+        self.samples = 0
+        self._pending: list[Mapping[str, Any]] = []
+        self._reference: dict[str, _FeatureReference] | None = None
+        self._window: collections.deque[Mapping[str, Any]] = collections.deque(
+            maxlen=self.options.window_size
+        )
+        self._since_reference = 0
+        self._alarmed: set[tuple[str, DataDetector]] = set()
+        self.scores: dict[str, dict[DataDetector, float]] = {}
+
+    @property
+    def has_reference(self) -> bool:
+        """Whether the reference window is complete."""
+        return self._reference is not None
+
+    def set_reference(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Fix the reference to these feature maps; the current window starts empty."""
+        rows = list(rows)
+        names = sorted({name for row in rows for name in row})
+        self._reference = {
+            name: _FeatureReference([row.get(name) for row in rows], self.options)
+            for name in names
+        }
+        self._pending = []
+        self._window.clear()
+        self._since_reference = 0
+        self._alarmed.clear()
+        self.scores = {}
+
+    def update(self, features: Mapping[str, Any]) -> list[DataAlarm]:
+        """Add one event's features; return the alarms of this evaluation, if one ran."""
+        self.samples += 1
+        if self._reference is None:
+            self._pending.append(features)
+            if len(self._pending) >= self.options.reference_size:
+                self.set_reference(self._pending)
+            return []
+        self._window.append(features)
+        self._since_reference += 1
+        full = len(self._window) == self.options.window_size
+        if not full or self._since_reference % self.options.every:
+            return []
+        return self._evaluate()
+
+    def _evaluate(self) -> list[DataAlarm]:
+        assert self._reference is not None
+        options = self.options
+        alarms: list[DataAlarm] = []
+        for name, reference in self._reference.items():
+            values = [row.get(name) for row in self._window]
+            numbers = _numbers(values) if reference.numeric else None
+            scores: dict[DataDetector, float] = {
+                "PSI": psi(reference.counts, reference.bin_counts(values, numbers),
+                           epsilon=options.epsilon)
+            }
+            if numbers is not None and numbers.size and reference.values.size:
+                scores["KS"] = ks_statistic(reference.values, numbers)
+            self.scores[name] = scores
+            thresholds: dict[DataDetector, float] = {
+                "PSI": options.psi_threshold,
+                "KS": options.ks_threshold,
+            }
+            for detector, statistic in scores.items():
+                key = (name, detector)
+                if statistic <= thresholds[detector]:
+                    self._alarmed.discard(key)
+                elif key not in self._alarmed:
+                    self._alarmed.add(key)
+                    alarms.append(
+                        DataAlarm(name, detector, statistic, thresholds[detector], self.samples)
+                    )
+        return alarms
+

@@ -1,0 +1,404 @@
+"""The monitor's pure core: feedback events in, drift alarms and rolling metrics out.
+
+Each prediction made for a labelled event is one *outcome* of its (model, version,
+variant). :class:`MonitorCore` keeps, per such key, River metrics over the last
+``window_size`` outcomes and over the last ``time_window`` seconds of label time, the
+number of outcomes seen, and a concept drift detector on the error stream; per model, data
+drift of the features. Re-delivered feedback (same model and event_id) is counted once.
+
+Metric choice needs the model's task: given in ``tasks``, else inferred from the first
+label seen (bool -> "binary", str -> "multiclass", number -> "regression").
+Binary: the positive class is ``True``; its score is ``scores["True"]`` (or "1", "1.0"), else
+``1 - scores["False"]`` (or "0", "0.0"), else unknown (ROC AUC and log loss skip it); the
+predicted class is ``prediction``, else score >= 0.5. Labels may be bools, 0/1 numbers or
+the strings true/false/1/0. Multiclass classes are ``str(label)``, as the score keys are.
+
+Examples
+--------
+>>> from datetime import UTC, datetime
+>>> core = MonitorCore(data_drift=None)
+>>> made = {"version": 1, "variant": "champion", "prediction": True,
+...         "scores": {"True": 0.9, "False": 0.1}}
+>>> t = datetime(2024, 1, 1, tzinfo=UTC)
+>>> record = {"event_id": "e1", "model": "fraud", "entity_id": "c", "event_time": t,
+...           "features": {}, "label": True, "label_time": t, "predictions": [made]}
+>>> core.update([record, record])
+[]
+>>> [(e["window_kind"], e["samples"], e["metrics"]["accuracy"]) for e in core.metrics_events(t)]
+[('count', 1, 1.0), ('time', 1, 1.0)]
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from river import metrics, utils
+
+from riverops.models.labels import coerce_label, positive_score
+from riverops.models.metrics import ExactROCAUC
+from riverops.roles.drift import (
+    ConceptDriftDetector,
+    DataDriftMonitor,
+    DataDriftOptions,
+    DetectorName,
+)
+from riverops.schemas.errors import ConfigError, InvalidEventError
+from riverops.schemas.events import Task, Variant, WindowKind
+
+__all__ = ["MonitorCore", "KeyStatus", "Key", "infer_task", "METRIC_NAMES", "DEFAULT_DATA_DRIFT"]
+
+Key = tuple[str, int, Variant]
+"""model, version, variant"""
+
+# River metric classes per task: fed the predicted class, or the scores (when present)
+_LABEL_METRICS: dict[Task, dict[str, Any]] = {
+    "binary": {
+        "accuracy": metrics.Accuracy, "precision": metrics.Precision,
+        "recall": metrics.Recall, "f1": metrics.F1,
+    },
+    "multiclass": {"accuracy": metrics.Accuracy, "macro_f1": metrics.MacroF1},
+    "regression": {"mae": metrics.MAE, "rmse": metrics.RMSE, "r2": metrics.R2},
+}
+_SCORE_METRICS: dict[Task, dict[str, Any]] = {
+    "binary": {"roc_auc": ExactROCAUC, "log_loss": metrics.LogLoss},
+    "multiclass": {"log_loss": metrics.CrossEntropy},
+    "regression": {},
+}
+METRIC_NAMES: dict[Task, tuple[str, ...]] = {
+    task: (*_LABEL_METRICS[task], *_SCORE_METRICS[task]) for task in _LABEL_METRICS
+}
+DEFAULT_DATA_DRIFT = DataDriftOptions()
+
+
+def infer_task(label: Any) -> Task:
+    """The task a label implies when none is configured.
+
+    >>> infer_task(True), infer_task("cat"), infer_task(3.5)
+    ('binary', 'multiclass', 'regression')
+    """
+    if isinstance(label, bool):
+        return "binary"
+    if isinstance(label, str):
+        return "multiclass"
+    return "regression"
+
+
+class _Outcome(NamedTuple):
+    y_true: Any
+    y_pred: Any
+    proba: Any  # P(True) for binary, a class -> probability dict for multiclass, or None
+    error: float
+
+
+def _outcome(task: Task, label: Any, made: Mapping[str, Any]) -> _Outcome | None:
+    """The outcome of one made prediction, or None when it carries nothing to score."""
+    prediction, scores = made.get("prediction"), made.get("scores") or {}
+    if task == "binary":
+        y_true = coerce_label("binary", label)
+        p = positive_score(scores)
+        if prediction is not None:
+            y_pred = coerce_label("binary", prediction)
+        elif p is not None:
+            y_pred = p >= 0.5
+        else:
+            return None
+        return _Outcome(y_true, y_pred, p, float(y_pred != y_true))
+    if task == "multiclass":
+        finite = {str(k): v for k, v in scores.items() if math.isfinite(v)}
+        if prediction is not None:
+            predicted = str(prediction)
+        elif finite:
+            predicted = max(finite, key=lambda k: finite[k])
+        else:
+            return None
+        return _Outcome(str(label), predicted, finite or None, float(predicted != str(label)))
+    if prediction is None:
+        return None
+    if isinstance(prediction, str) or isinstance(label, str):
+        raise InvalidEventError(f"regression needs numbers, got {label!r} and {prediction!r}")
+    y, yhat = float(label), float(prediction)
+    if not (math.isfinite(y) and math.isfinite(yhat)):
+        return None
+    return _Outcome(y, yhat, None, abs(y - yhat))
+
+
+class _MetricSet:
+    """The task's River metrics, updated and reverted together (a River Rollable)."""
+
+    def __init__(self, task: Task) -> None:
+        self.n = 0
+        self._labels = {name: cls() for name, cls in _LABEL_METRICS[task].items()}
+        self._probas = {name: cls() for name, cls in _SCORE_METRICS[task].items()}
+
+    def update(self, outcome: _Outcome) -> None:
+        self._apply("update", outcome)
+        self.n += 1
+
+    def revert(self, outcome: _Outcome) -> None:
+        self._apply("revert", outcome)
+        self.n -= 1
+
+    def _apply(self, method: str, o: _Outcome) -> None:
+        for metric in self._labels.values():
+            getattr(metric, method)(o.y_true, o.y_pred)
+        for metric in self._probas.values() if o.proba is not None else ():
+            getattr(metric, method)(o.y_true, o.proba)
+
+    def values(self) -> dict[str, float]:
+        """Finite metric values (a NaN or inf is left out) plus ``window_samples``."""
+        out = {"window_samples": float(self.n)}
+        for name, metric in (*self._labels.items(), *self._probas.items()):
+            value = float(metric.get())
+            if math.isfinite(value):
+                out[name] = value
+        return out
+
+
+class _TimeWindow:
+    """A metric set over the outcomes whose label time is in (end - period, end].
+
+    Like ``river.utils.TimeRolling`` but with tz-free epoch seconds (TimeRolling compares
+    to a naive datetime and so refuses tz-aware label times), expiry on demand (a key whose
+    labels stop must not report stale values) and late outcomes outside the window dropped.
+    """
+
+    def __init__(self, period: float, task: Task) -> None:
+        self.period = period
+        self.obj = _MetricSet(task)
+        self._times: collections.deque[float] = collections.deque()
+        self._items: collections.deque[_Outcome] = collections.deque()
+        self._end = -math.inf
+
+    def update(self, t: float, outcome: _Outcome) -> None:
+        self.expire(t)
+        if t <= self._end - self.period:
+            return
+        i = len(self._times)
+        if self._times and t < self._times[-1]:
+            i = bisect.bisect_right(self._times, t)
+        self._times.insert(i, t)
+        self._items.insert(i, outcome)
+        self.obj.update(outcome)
+
+    def expire(self, end: float) -> None:
+        if end <= self._end:
+            return
+        self._end = end
+        while self._times and self._times[0] <= end - self.period:
+            self._times.popleft()
+            self.obj.revert(self._items.popleft())
+
+
+@dataclass(frozen=True, slots=True)
+class KeyStatus:
+    """Current state of one (model, version, variant), for gauges and the status view."""
+
+    model: str
+    version: int
+    variant: Variant
+    task: Task
+    samples: int
+    unscored: int
+    metrics: Mapping[WindowKind, Mapping[str, float]]
+    detector: DetectorName
+    drift_alarms: int
+    ignored_alarms: int
+
+
+class _KeyState:
+    def __init__(self, task: Task, core: MonitorCore) -> None:
+        self.task = task
+        self.samples = 0
+        self.unscored = 0
+        self.count = utils.Rolling(_MetricSet, window_size=core.window_size, task=task)
+        self.time = _TimeWindow(core.time_window, task)
+        self.detector = ConceptDriftDetector(core.detector, params=core.detector_params)
+
+
+def _epoch(value: Any) -> float:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value) / 1000.0  # epoch milliseconds, as timestamp-millis carries
+    raise InvalidEventError(f"not a timestamp: {value!r}")
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+class MonitorCore:
+    """Rolling metrics, concept drift and data drift from feedback events; no Kafka.
+
+    Deduplication remembers the last ``dedupe_size`` (model, event_id) pairs: Kafka
+    re-delivers the uncommitted tail after a restart or rebalance, which is far shorter.
+    ``data_drift=None`` turns data drift off. Data drift alarms carry the version of the
+    latest champion prediction seen for the model (else of the latest prediction, else 1).
+    Alarm times are the label time of the record that raised them.
+    """
+
+    def __init__(
+        self,
+        *,
+        tasks: Mapping[str, Task] | None = None,
+        window_size: int = 1000,
+        time_window: float = 300.0,
+        detector: DetectorName = "ADWIN",
+        detector_params: Mapping[str, Any] | None = None,
+        data_drift: DataDriftOptions | None = DEFAULT_DATA_DRIFT,
+        dedupe_size: int = 200_000,
+    ) -> None:
+        if window_size < 1 or time_window <= 0 or dedupe_size < 1:
+            raise ConfigError("window_size, time_window and dedupe_size must be positive")
+        self.tasks: dict[str, Task] = dict(tasks or {})
+        self.window_size = window_size
+        self.time_window = time_window
+        self.detector: DetectorName = detector
+        self.detector_params = dict(detector_params or {})
+        ConceptDriftDetector(detector, params=self.detector_params)  # fail fast on bad options
+        self.data_drift = data_drift
+        self.duplicates = 0
+        self.watermark: datetime | None = None
+        self.dedupe_size = dedupe_size
+        self._seen: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
+        self._keys: dict[Key, _KeyState] = {}
+        self._data: dict[str, DataDriftMonitor] = {}
+        self._versions: dict[str, tuple[int, Variant]] = {}
+
+    def update(
+        self,
+        feedback_records: Iterable[Mapping[str, Any]],
+        *,
+        on_invalid: Callable[[Mapping[str, Any], InvalidEventError], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Fold a batch of FeedbackEvent dicts in; return the DriftEvent dicts it raised.
+
+        A record that breaks the contract raises InvalidEventError before it changes any
+        state, or, with ``on_invalid``, is handed to it (e.g. to dead-letter) and skipped.
+        """
+        events: list[dict[str, Any]] = []
+        for record in feedback_records:
+            try:
+                events.extend(self._update_one(record))
+            except InvalidEventError as exc:
+                if on_invalid is None:
+                    raise
+                on_invalid(record, exc)
+        return events
+
+    def _update_one(self, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+        model, event_id = record.get("model"), record.get("event_id")
+        if not isinstance(model, str) or not model or not isinstance(event_id, str):
+            raise InvalidEventError("feedback without a model name or event_id")
+        if (model, event_id) in self._seen:
+            self.duplicates += 1
+            return []
+        label, seconds = record.get("label"), _epoch(record.get("label_time"))
+        if label is None:
+            raise InvalidEventError(f"feedback {event_id} has no label")
+        task = self.tasks.get(model) or infer_task(label)
+        if task == "regression" and self.detector == "DDM":
+            raise ConfigError(f"model {model}: DDM takes 0/1 errors, not regression errors")
+        made = [(p, _outcome(task, label, p)) for p in record.get("predictions") or ()]
+        # validated: from here on the record changes state
+        self._seen[model, event_id] = None
+        if len(self._seen) > self.dedupe_size:
+            self._seen.popitem(last=False)  # forget the oldest id
+        self.tasks.setdefault(model, task)
+        detected_at = _utc(seconds)
+        if self.watermark is None or detected_at > self.watermark:
+            self.watermark = detected_at
+        events = [self._outcome_in(model, p, o, seconds) for p, o in made]
+        drift = [e for e in events if e is not None]
+        for p, _ in made:  # data drift is reported against the champion, else the latest
+            current = self._versions.get(model)
+            if p["variant"] == "champion" or current is None or current[1] != "champion":
+                self._versions[model] = (int(p["version"]), p["variant"])
+        if self.data_drift is not None:
+            monitor = self._data.setdefault(model, DataDriftMonitor(self.data_drift))
+            version, variant = self._versions.get(model, (1, "champion"))
+            for alarm in monitor.update(record.get("features") or {}):
+                drift.append(
+                    {
+                        "model": model, "version": version, "variant": variant,
+                        "kind": "data", "detector": alarm.detector,
+                        "statistic": alarm.statistic, "threshold": alarm.threshold,
+                        "feature": alarm.feature, "samples": alarm.samples,
+                        "detected_at": detected_at,
+                    }
+                )
+        return drift
+
+    def _outcome_in(
+        self, model: str, made: Mapping[str, Any], outcome: _Outcome | None, seconds: float
+    ) -> dict[str, Any] | None:
+        key: Key = (model, int(made["version"]), made["variant"])
+        state = self._keys.get(key)
+        if state is None:
+            state = self._keys[key] = _KeyState(self.tasks[model], self)
+        if outcome is None:
+            state.unscored += 1
+            return None
+        state.samples += 1
+        state.count.update(outcome)
+        state.time.update(seconds, outcome)
+        alarm = state.detector.update(outcome.error)
+        if alarm is None or not alarm.rising:
+            return None
+        return {
+            "model": model, "version": key[1], "variant": key[2], "kind": "concept",
+            "detector": alarm.detector, "statistic": alarm.error_after,
+            "threshold": alarm.error_before, "feature": None, "samples": state.samples,
+            "detected_at": _utc(seconds),
+        }
+
+    def status(self, now: datetime | None = None) -> list[KeyStatus]:
+        """Every key's current values; ``now`` (if given) first expires the time windows."""
+        rows = []
+        for (model, version, variant), state in sorted(self._keys.items()):
+            if now is not None:
+                state.time.expire(_epoch(now))
+            windows: dict[WindowKind, Mapping[str, float]] = {}
+            if state.count.obj.n:
+                windows["count"] = state.count.obj.values()
+            if state.time.obj.n:
+                windows["time"] = state.time.obj.values()
+            detector = state.detector
+            rows.append(KeyStatus(model, version, variant, state.task, state.samples,
+                                  state.unscored, windows, detector.detector, detector.rises,
+                                  detector.falls))
+        return rows
+
+    def metrics_events(self, now: datetime) -> list[dict[str, Any]]:
+        """MetricsEvent dicts, one per key and non-empty window, with time windows ending at
+        ``now``: wall-clock time live, the stream's ``watermark`` in a replay."""
+        sizes: dict[WindowKind, float] = {
+            "count": float(self.window_size),
+            "time": float(self.time_window),
+        }
+        emitted_at = _utc(_epoch(now))
+        return [
+            {
+                "model": row.model, "version": row.version, "variant": row.variant,
+                "window_kind": kind, "window_size": sizes[kind], "samples": row.samples,
+                "metrics": dict(values), "emitted_at": emitted_at,
+            }
+            for row in self.status(now)
+            for kind, values in row.metrics.items()
+        ]
+
+    def data_drift_scores(self) -> dict[str, dict[str, dict[str, float]]]:
+        """model -> feature -> detector (PSI, KS) -> latest statistic."""
+        return {
+            model: {
+                feature: {str(name): value for name, value in scores.items()}
+                for feature, scores in monitor.scores.items()
+            }
+            for model, monitor in self._data.items()
+        }
