@@ -10,6 +10,8 @@ Examples
 '127.0.0.1:9092'
 >>> Settings(sasl_password="hunter2").sasl_password
 SecretStr('**********')
+>>> Settings(retrainer={"degradation_below": 0.8}).retrainer.degradation_below
+0.8
 """
 
 from __future__ import annotations
@@ -22,6 +24,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from riverops.schemas.codec import Codec, Encoding, make_codec
 from riverops.schemas.errors import ConfigError
+from riverops.sections import (
+    JoinerSettings,
+    LagSettings,
+    LearnerSettings,
+    MonitorSettings,
+    OnlineSettings,
+    RetrainerSettings,
+    ScorerSettings,
+)
 
 __all__ = ["Settings", "SecurityProtocol", "SaslMechanism"]
 
@@ -33,7 +44,8 @@ class Settings(BaseSettings):
     """Everything a riverops process can be configured with."""
 
     model_config = SettingsConfigDict(
-        env_prefix="RIVEROPS_", frozen=True, extra="forbid", populate_by_name=True
+        env_prefix="RIVEROPS_", env_nested_delimiter="__", frozen=True, extra="forbid",
+        populate_by_name=True,
     )
 
     # --- Kafka connection ---------------------------------------------------------
@@ -70,9 +82,16 @@ class Settings(BaseSettings):
 
     # --- processing --------------------------------------------------------------------
     state_dir: Path = Field(Path("state"), description="local checkpoints of stateful workers")
-    checkpoint_seconds: float = Field(2.0, gt=0, description="how often the joiner checkpoints")
-    label_ttl_seconds: float = Field(7 * 24 * 3600.0, gt=0, description="longest label delay accepted")
-    batch_size: int = Field(1000, ge=1)
+    batch_size: int = Field(1000, ge=1, description="most records a worker consumes at once")
+
+    # --- roles (RIVEROPS_<ROLE>__<KNOB>, see riverops.sections) ---------------------------
+    scorer: ScorerSettings = ScorerSettings()
+    joiner: JoinerSettings = JoinerSettings()
+    monitor: MonitorSettings = MonitorSettings()
+    learner: LearnerSettings = LearnerSettings()
+    retrainer: RetrainerSettings = RetrainerSettings()
+    online: OnlineSettings = OnlineSettings()
+    lag: LagSettings = LagSettings()
 
     # --- observability ----------------------------------------------------------------
     metrics_host: str = "127.0.0.1"

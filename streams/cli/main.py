@@ -14,8 +14,8 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from riverops.schemas.errors import RiveropsError
 from riverops import __version__
+from riverops.schemas.errors import RiveropsError
 from riverops.settings import Settings
 
 __all__ = ["main", "cli", "settings_from"]

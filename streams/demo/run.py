@@ -136,7 +136,7 @@ def run_demo(options: DemoOptions, *, console: Console | None = None) -> DemoRes
         bootstrap_servers=servers, topic_prefix=f"demo-{run_id}.", partitions=2,
         signing_key=secrets.token_hex(32), artifact_dir=output / "artifacts",
         state_dir=output / "state" / run_id, metrics_port=free_port(), session_timeout_ms=6000,
-        label_ttl_seconds=600.0,
+        joiner={"label_ttl_seconds": 600.0},
     )
     started = time.monotonic()
     stop, feeder_stop = threading.Event(), threading.Event()

@@ -8,13 +8,14 @@ restart (see :mod:`riverops.kafka.limits`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from riverops.kafka.limits import MAX_DEAD_VALUE_BYTES, MAX_KEY_BYTES, MAX_REASON_CHARS
 from riverops.schemas.errors import DecodeError, RiveropsError
 
-__all__ = ["SourceRecord", "dead_letter", "bounded"]
+__all__ = ["SourceRecord", "Origin", "dead_letter", "bounded"]
 
 
 class SourceRecord(Protocol):
@@ -25,6 +26,31 @@ class SourceRecord(Protocol):
     def offset(self) -> int | None: ...
     def key(self) -> str | bytes | None: ...
     def value(self) -> str | bytes | None: ...
+
+
+@dataclass(frozen=True)
+class Origin:
+    """A record's origin when the message itself is gone (a role that keeps only the
+    decoded record and its position): a dead letter without the raw value."""
+
+    source: tuple[str, int, int]
+    key_: str | bytes | None = None
+    value_: bytes | None = None
+
+    def topic(self) -> str | None:
+        return self.source[0]
+
+    def partition(self) -> int | None:
+        return self.source[1]
+
+    def offset(self) -> int | None:
+        return self.source[2]
+
+    def key(self) -> str | bytes | None:
+        return self.key_
+
+    def value(self) -> str | bytes | None:
+        return self.value_
 
 
 def _as_bytes(data: str | bytes | None) -> bytes | None:

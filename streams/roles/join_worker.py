@@ -95,7 +95,7 @@ def run_joiner(
     }
     feedback_topic, dead_topic = catalogue.name("feedback"), catalogue.name("deadletter")
     predictions_topic = catalogue.name("predictions")
-    ttl_ms = int(settings.label_ttl_seconds * 1000)
+    ttl_ms = int(settings.joiner.label_ttl_seconds * 1000)
     cores: dict[int, JoinCore] = {}
     consumer = make_consumer(settings, group_id, **{"partition.assignment.strategy": "range"})
     outbox = Outbox(settings, codec=codec)
@@ -202,7 +202,7 @@ def run_joiner(
                 )
                 for letter in dead:
                     telemetry.count_dead_letter(letter["source_topic"], letter["error_type"])
-            if cores and time.monotonic() - last_checkpoint >= settings.checkpoint_seconds:
+            if cores and time.monotonic() - last_checkpoint >= settings.joiner.checkpoint_seconds:
                 checkpoint(sorted(cores))
                 last_checkpoint = time.monotonic()
         if cores:

@@ -22,33 +22,24 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
-from riverops.kafka.clients import commit, consume_batch, make_consumer, next_offsets, ok
-from riverops.kafka.deadletter import dead_letter
-from riverops.kafka.limits import check_record
-from riverops.kafka.outbox import Outbox
-from riverops.kafka.registry_topic import RegistryFollower
-from riverops.kafka.topics import PREDICTIONS_HEADER, TopicCatalogue
+from riverops.kafka.topics import PREDICTIONS_HEADER
+from riverops.modelops import model_loader
 from riverops.models.batch import predict_batch, predict_proba_batch
 from riverops.models.registry import Registry
-from riverops.schemas.errors import DecodeError, InvalidEventError, RiveropsError
+from riverops.runtime import Context, Input, Outputs, RoleSpec, run
+from riverops.schemas.errors import InvalidEventError, RiveropsError
 from riverops.schemas.events import ModelVersion, Variant
+from riverops.schemas.validation import validate_features
 from riverops.settings import Settings
 from riverops.telemetry import Telemetry
 
 __all__ = [
-    "ServingModel", "ScorerCore", "ScoreResult", "ScorerStats", "bucket_of", "validate_features",
-    "apply_registry", "run_scorer",
+    "ServingModel", "ScorerCore", "ScoreResult", "ScorerStats", "bucket_of",
+    "apply_registry", "ScorerRole", "run_scorer",
 ]
 
 log = logging.getLogger(__name__)
 
-MAX_FEATURES = 10_000
-MAX_STRING = 4_096
-FETCH_WAIT_MS = 10
-"""The scorer consumer's ``fetch.wait.max.ms`` (librdkafka's default is 500). Kafka answers a
-fetch as soon as data arrives, but the embedded broker (Tansu 0.6.0) holds it to the full
-wait: p50 137 ms for one produce -> consume hop at 5k events/s, 13 ms with 10 ms
-(bench/results). On Kafka the cost is at most 100 empty fetches/s per broker when idle."""
 
 
 def bucket_of(event_id: str) -> float:
@@ -58,30 +49,6 @@ def bucket_of(event_id: str) -> float:
     True
     """
     return zlib.crc32(event_id.encode()) / 4_294_967_296.0
-
-
-def validate_features(record: dict[str, Any]) -> None:
-    """Raise InvalidEventError for what the Avro schema alone lets through."""
-    if not record["event_id"]:
-        raise InvalidEventError("empty event_id")
-    if not record["model"]:
-        raise InvalidEventError("empty model name")
-    features = record["features"]
-    if len(features) > MAX_FEATURES:
-        raise InvalidEventError(f"{len(features)} features, more than {MAX_FEATURES}")
-    # fast path, one C-level pass: a NaN or an infinity makes the sum non-finite, so a finite
-    # sum of numbers clears every value; strings and None raise TypeError and take the
-    # loop below, and so does a sum that overflowed (the loop then finds nothing)
-    try:
-        if math.isfinite(sum(features.values())):
-            return
-    except (TypeError, OverflowError):
-        pass
-    for name, value in features.items():
-        if type(value) is float and not math.isfinite(value):
-            raise InvalidEventError(f"feature {name!r} is {value}, not a finite number")
-        if type(value) is str and len(value) > MAX_STRING:
-            raise InvalidEventError(f"feature {name!r} is a string of {len(value)} chars")
 
 
 @dataclass(frozen=True)
@@ -279,7 +246,7 @@ def _run_headers(per_event: Counter[str]) -> Callable[[dict[str, Any]], list[tup
 
 @dataclass
 class ScorerStats:
-    """Counts of the scorer shell, for tests, the status view and logs."""
+    """Counts of the scorer, for tests, the status view and logs."""
 
     batches: int = 0
     scored: int = 0
@@ -290,97 +257,58 @@ class ScorerStats:
     assigned: bool = False  # the consumer group gave this worker its partitions
 
 
-def run_scorer(
-    settings: Settings,
-    *,
-    stop: threading.Event,
-    group_id: str = "riverops-scorer",
-    stats: ScorerStats | None = None,
-    on_batch: Callable[[ScorerStats], None] | None = None,
-    telemetry: Telemetry | None = None,
-) -> ScorerStats:
-    """Consume features, score, produce predictions until ``stop`` is set."""
-    from riverops.modelops import model_loader
+class ScorerRole(RoleSpec):
+    """Features in, predictions out; the serving plans follow the registry between batches
+    (a swap never splits a batch, so no event is dropped or scored twice)."""
 
-    stats = stats or ScorerStats()
-    load = model_loader(settings)
-    codec = settings.codec()
-    catalogue = TopicCatalogue.from_settings(settings)
-    features, predictions, deadletters = (
-        catalogue.name("features"), catalogue.name("predictions"), catalogue.name("deadletter")
-    )
+    name = "scorer"
+    inputs = ("features",)
+    follows_registry = True
+    poll_seconds = 0.1
+    latency_stage = "scorer"
 
-    def refuse(record: ModelVersion, exc: Exception) -> None:
-        stats.refusals += 1
-        if telemetry is not None:
-            telemetry.count_refusal(record.model, type(exc).__name__)
+    def __init__(self, settings: Settings, *, stats: ScorerStats | None = None) -> None:
+        self.stats: ScorerStats = stats or ScorerStats()
+        self.core = ScorerCore()
+        self.consumer_config = {"fetch.wait.max.ms": settings.scorer.fetch_wait_ms}
+        self._load = model_loader(settings)
+
+    def start(self, ctx: Context) -> None:
+        super().start(ctx)
+        self._serve(ctx.registry.models)
+
+    def on_registry(self, updates: list[ModelVersion]) -> None:
+        self._serve(sorted({u.model for u in updates}))
+        self.stats.swaps += 1
+
+    def _serve(self, models: Sequence[str]) -> None:
+        apply_registry(self.core, self.ctx.registry, models, self._load, self._refuse)
+        if self.ctx.telemetry is not None:
+            for model, aliases in self.ctx.registry.aliases().items():
+                for alias, versions in aliases.items():
+                    if versions:
+                        self.ctx.telemetry.set_alias(model, alias, versions[-1])
+
+    def _refuse(self, record: ModelVersion, exc: Exception) -> None:
+        self.stats.refusals += 1
+        if self.ctx.telemetry is not None:
+            self.ctx.telemetry.count_refusal(record.model, type(exc).__name__)
         log.error("refused %s v%s: %s: %s", record.model, record.version, type(exc).__name__, exc)
 
-    registry = Registry()
-    follower = RegistryFollower(settings, codec=codec)
-    follower.read_to_end(registry)
-    core = ScorerCore()
-    apply_registry(core, registry, registry.models, load, refuse)
+    def handle(self, batch: list[Input], out: Outputs) -> None:
+        result = self.core.score([item.value for item in batch])
+        for index, error in result.invalid:
+            out.reject(batch[index].message, error)
+        per_event = Counter(p["event_id"] for p in result.predictions)
+        out.add("predictions", result.predictions, headers=_run_headers(per_event))
+        self.stats.batches += 1
+        self.stats.scored += len(batch) - len(result.invalid)
+        self.stats.predictions += len(result.predictions)
 
-    consumer = make_consumer(settings, group_id, **{"fetch.wait.max.ms": FETCH_WAIT_MS})
-    def on_assign(_consumer: Any, partitions: list[Any]) -> None:
-        stats.assigned = True
-        log.info("scorer assigned %s", [f"{p.topic}[{p.partition}]" for p in partitions])
 
-    consumer.subscribe([features], on_assign=on_assign)
-    outbox = Outbox(settings, codec=codec)
-
-    try:
-        while not stop.is_set():
-            updates = follower.poll(timeout=0)
-            if updates:
-                registry.apply_all(updates)
-                changed = sorted({u.model for u in updates})
-                apply_registry(core, registry, changed, load, refuse)
-                stats.swaps += 1
-            messages = [m for m in consume_batch(consumer, settings.batch_size, 0.1) if ok(m)]
-            if telemetry is not None and (updates or stats.batches == 0):
-                for model, aliases in registry.aliases().items():
-                    for alias, versions in aliases.items():
-                        if versions:
-                            telemetry.set_alias(model, alias, versions[-1])
-            if not messages:
-                continue
-            started = time.perf_counter()
-            decoded = codec.decode_many("FeatureEvent", [m.value() for m in messages])
-            records, sources, dead = [], [], []
-            for message, item in zip(messages, decoded, strict=True):
-                if isinstance(item, DecodeError):
-                    dead.append(dead_letter(message, item, processor="scorer"))
-                elif (too_big := check_record(message.key(), message.value())) is not None:
-                    dead.append(dead_letter(message, too_big, processor="scorer"))
-                else:
-                    records.append(item)
-                    sources.append(message)
-            result = core.score(records)
-            dead += [dead_letter(sources[i], error, processor="scorer") for i, error in result.invalid]
-            per_event = Counter(p["event_id"] for p in result.predictions)
-            outbox.send(
-                predictions, "PredictionEvent", result.predictions, key="event_id", time_field="event_time",
-                headers=_run_headers(per_event),
-            )
-            outbox.send(deadletters, "DeadLetter", dead, key="key")
-            outbox.flush("predictions")
-            commit(consumer, next_offsets(messages))  # a group that moved on re-reads them
-            stats.batches += 1
-            stats.scored += len(records) - len(result.invalid)
-            stats.predictions += len(result.predictions)
-            stats.dead_letters += len(dead)
-            if telemetry is not None:
-                telemetry.count_in(features, len(messages))
-                telemetry.count_out(predictions, len(result.predictions))
-                for letter in dead:
-                    telemetry.count_dead_letter(features, letter["error_type"])
-                telemetry.observe_latency("scorer", time.perf_counter() - started)
-            if on_batch is not None:
-                on_batch(stats)
-    finally:
-        outbox.close()
-        consumer.close()
-        follower.close()
-    return stats
+def run_scorer(settings: Settings, *, stop: threading.Event, group_id: str = "riverops-scorer",
+               stats: ScorerStats | None = None, telemetry: Telemetry | None = None) -> ScorerStats:
+    """Consume features, score, produce predictions until ``stop`` is set."""
+    role = ScorerRole(settings, stats=stats)
+    run(role, settings, stop=stop, group_id=group_id, telemetry=telemetry)
+    return role.stats

@@ -29,7 +29,7 @@ def loop_settings(settings: Settings, tmp_path: Path) -> Settings:
     scoped = Settings(**{
         **settings.model_dump(), "signing_key": "test-signing-key",
         "artifact_dir": tmp_path / "artifacts", "state_dir": tmp_path / "state",
-        "checkpoint_seconds": 0.5,
+        "joiner": {"checkpoint_seconds": 0.5},
     })
     create_topics(AdminClient(scoped.kafka_config()), TopicCatalogue.from_settings(scoped))
     return scoped

@@ -59,7 +59,7 @@ class SecureKafka:
         ``work_dir``: what a worker of that principal runs with."""
         return self.settings(user, topic_prefix=prefix, signing_key="secure-test-key",
                              artifact_dir=work_dir / "artifacts", state_dir=work_dir / "state" / user,
-                             checkpoint_seconds=0.5, **extra)
+                             joiner={"checkpoint_seconds": 0.5}, **extra)
 
     def new_prefix(self) -> str:
         """A fresh topic prefix with every role's ACLs applied to it."""

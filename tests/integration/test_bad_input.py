@@ -87,7 +87,7 @@ def wait_for(condition: Callable[[], bool], timeout: float) -> None:
 def test_bad_records_are_dead_lettered_and_good_ones_all_processed(
     loop_settings: Settings, start_worker: Any
 ) -> None:
-    settings = Settings(**{**loop_settings.model_dump(), "label_ttl_seconds": 3600.0})
+    settings = Settings(**{**loop_settings.model_dump(), "joiner": {**loop_settings.joiner.model_dump(), "label_ttl_seconds": 3600.0}})
     corpus = badinput.build()
     tick_records, tick_ids = badinput.ticks()
     register_champion(settings)

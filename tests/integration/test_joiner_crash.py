@@ -33,7 +33,7 @@ def _joiner(settings: Settings, group_prefix: str, log: str) -> subprocess.Popen
         "RIVEROPS_TOPIC_PREFIX": settings.topic_prefix,
         "RIVEROPS_PARTITIONS": str(settings.partitions),
         "RIVEROPS_STATE_DIR": str(settings.state_dir),
-        "RIVEROPS_CHECKPOINT_SECONDS": "0.5",
+        "RIVEROPS_JOINER__CHECKPOINT_SECONDS": "0.5",
         "RIVEROPS_SESSION_TIMEOUT_MS": "6000",
         "RIVEROPS_BATCH_SIZE": "500",
     }

@@ -45,7 +45,7 @@ def _run_on_a_new_broker(state: Path, count: int, broker_dir: Path) -> tuple[Joi
     broker = start_broker(broker_dir)
     try:
         settings = Settings(bootstrap_servers=broker.bootstrap_servers, topic_prefix="same.", partitions=1,
-                            state_dir=state, checkpoint_seconds=0.5, session_timeout_ms=6000)
+                            state_dir=state, joiner={"checkpoint_seconds": 0.5}, session_timeout_ms=6000)
         create_topics(AdminClient(settings.kafka_config()), TopicCatalogue.from_settings(settings))
         stats, stop = JoinerStats(), threading.Event()
         thread = threading.Thread(target=run_joiner, args=(settings,), daemon=True,

@@ -1,0 +1,56 @@
+"""The one rule for what a feature map must be, beyond what its Avro schema says.
+
+The scorer, the learner, the online role and the retrainer all hold features to it, so a
+NaN that the scorer refuses is not learned from either (a NaN in a linear model's update
+turns every weight into NaN).
+
+Examples
+--------
+>>> validate_features({"event_id": "e-1", "model": "fraud", "features": {"amount": 3.0}})
+>>> validate_features({"event_id": "e-1", "model": "fraud", "features": {"amount": float("nan")}})
+Traceback (most recent call last):
+...
+riverops.schemas.errors.InvalidEventError: feature 'amount' is nan, not a finite number
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from riverops.schemas.errors import InvalidEventError
+
+__all__ = ["MAX_FEATURES", "MAX_STRING", "validate_features", "check_feature_map"]
+
+MAX_FEATURES = 10_000
+MAX_STRING = 4_096
+
+
+def validate_features(record: Mapping[str, Any]) -> None:
+    """Raise InvalidEventError for an event (features or feedback) whose ids or features
+    the Avro schema alone lets through."""
+    if not record["event_id"]:
+        raise InvalidEventError("empty event_id")
+    if not record["model"]:
+        raise InvalidEventError("empty model name")
+    check_feature_map(record["features"])
+
+
+def check_feature_map(features: Mapping[str, Any]) -> None:
+    """Raise InvalidEventError for too many features, a non-finite number or a huge string."""
+    if len(features) > MAX_FEATURES:
+        raise InvalidEventError(f"{len(features)} features, more than {MAX_FEATURES}")
+    # fast path, one C-level pass: a NaN or an infinity makes the sum non-finite, so a finite
+    # sum of numbers clears every value; strings and None raise TypeError and take the
+    # loop below, and so does a sum that overflowed (the loop then finds nothing)
+    try:
+        if math.isfinite(sum(features.values())):
+            return
+    except (TypeError, OverflowError):
+        pass
+    for name, value in features.items():
+        if type(value) is float and not math.isfinite(value):
+            raise InvalidEventError(f"feature {name!r} is {value}, not a finite number")
+        if type(value) is str and len(value) > MAX_STRING:
+            raise InvalidEventError(f"feature {name!r} is a string of {len(value)} chars")

@@ -1,0 +1,115 @@
+"""The settings of each role: one section per role inside :class:`~riverops.settings.Settings`.
+
+Every knob a role has is here, with its default and its reason, so that the worker, the
+demo and docker-compose set them the same way: ``RIVEROPS_<ROLE>__<KNOB>`` in the
+environment (``RIVEROPS_RETRAINER__DEGRADATION_BELOW=0.85``, the promotion policy one
+level deeper: ``RIVEROPS_RETRAINER__POLICY__MARGIN=0.02``). ``riverops settings`` lists them.
+
+Examples
+--------
+>>> RetrainerSettings().policy.metric
+'roc_auc'
+>>> MonitorSettings(detector="PageHinkley").detector
+'PageHinkley'
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ScorerSettings", "JoinerSettings", "MonitorSettings", "DataDriftSettings", "LearnerSettings",
+    "PolicySettings", "RetrainerSettings", "OnlineSettings", "LagSettings",
+]
+
+DetectorName = Literal["ADWIN", "PageHinkley", "KSWIN", "DDM"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ScorerSettings(_Section):
+    fetch_wait_ms: int = Field(
+        10, ge=0, description="the consumer's fetch.wait.max.ms: how long a fetch may wait for "
+        "data (librdkafka's default, 500, adds that much latency on brokers that hold fetches)")
+
+
+class JoinerSettings(_Section):
+    checkpoint_seconds: float = Field(2.0, gt=0, description="how often join state is "
+                                      "checkpointed and its offsets committed")
+    label_ttl_seconds: float = Field(7 * 24 * 3600.0, gt=0, description="longest label delay "
+                                     "accepted (stream time); older pending events expire")
+    complete_runs_seconds: float = Field(2.0, ge=0, description="how long a batch may wait for "
+                                         "the rest of an event's predictions")
+
+
+class DataDriftSettings(_Section):
+    enabled: bool = Field(True, description="compare feature distributions with a reference")
+    reference_size: int = Field(1000, ge=10, description="events in the reference window")
+    window_size: int = Field(1000, ge=10, description="events in the current window")
+    every: int = Field(200, ge=1, description="evaluate every this many events once full")
+    psi_threshold: float = Field(0.2, gt=0, description="PSI above this is an alarm")
+    ks_threshold: float = Field(0.2, gt=0, description="KS statistic above this is an alarm")
+
+
+class MonitorSettings(_Section):
+    emit_seconds: float = Field(2.0, gt=0, description="how often metrics events are produced")
+    window_size: int = Field(1000, ge=1, description="labelled events in the count window")
+    time_window: float = Field(300.0, gt=0, description="seconds of event time in the time window")
+    detector: DetectorName = Field("ADWIN", description="concept-drift detector on the error stream")
+    dedupe_size: int = Field(200_000, ge=1, description="recent event ids remembered to drop "
+                             "repeated feedback")
+    data_drift: DataDriftSettings = DataDriftSettings()
+
+
+class LearnerSettings(_Section):
+    every_samples: int = Field(5_000, ge=1, description="publish a snapshot after this many "
+                               "labelled events")
+    every_seconds: float = Field(60.0, gt=0, description="or after this many seconds")
+    dedupe_size: int = Field(200_000, ge=1, description="recent event ids remembered to drop "
+                             "repeated feedback")
+
+
+class PolicySettings(_Section):
+    metric: str = Field("roc_auc", description="the metric that decides promotions")
+    margin: float = Field(0.01, ge=0, description="how much better a candidate must be")
+    margin_kind: Literal["absolute", "relative"] = "absolute"
+    min_samples: int = Field(500, ge=1, description="held-out events needed to decide")
+    challenger_share: float = Field(0.1, gt=0, le=1, description="traffic share of a challenger")
+    rollback_drop: float = Field(0.05, ge=0, description="live drop under the previous champion "
+                                 "that rolls a new champion back")
+    rollback_min_samples: int = Field(500, ge=1)
+    rollback_patience: int = Field(3, ge=1, description="consecutive bad checks before a rollback")
+    rollback_watch_samples: int = Field(20_000, ge=1, description="how long a new champion is watched")
+
+
+class RetrainerSettings(_Section):
+    window_events: int = Field(5_000, ge=10, description="feedback events a retrain learns from")
+    window_seconds: float | None = Field(None, gt=0, description="and only those of the last "
+                                         "seconds of event time")
+    holdout_fraction: float = Field(0.2, gt=0, lt=1, description="tail held out to compare "
+                                    "candidate and champion")
+    cooldown_seconds: float = Field(20.0, ge=0, description="least time between two automatic "
+                                    "requests for one model")
+    degradation_below: float | None = Field(None, description="request a retrain when the "
+                                            "champion's rolling metric falls under this")
+    schedule_seconds: float | None = Field(None, gt=0, description="request a retrain of every "
+                                           "model this often")
+    min_error_rise: float = Field(0.02, ge=0, description="a concept-drift alarm acts only when "
+                                  "the error rose by this much")
+    drift_min_samples: int = Field(1_500, ge=1, description="feedback after an alarm to wait for")
+    drift_wait_seconds: float = Field(60.0, ge=0, description="longest wait for it")
+    seed: int = 42
+    policy: PolicySettings = PolicySettings()
+
+
+class OnlineSettings(_Section):
+    idle_seconds: float = Field(1.0, gt=0, description="input-free time after which the time-order "
+                                "merge is drained and offsets committed")
+
+
+class LagSettings(_Section):
+    every_seconds: float = Field(5.0, gt=0, description="how often lag is sampled")
