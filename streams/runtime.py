@@ -204,6 +204,7 @@ class Runtime:
         self.committed: Offsets = {}
         self.dead_letters = 0
         self.assigned = False
+        self._failed = False
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> None:
@@ -232,11 +233,14 @@ class Runtime:
                     last_commit = time.monotonic()
             self.commit()
             role.stopped()
+        except BaseException:
+            self._failed = True  # nothing more is committed: the state may be mid-batch
+            raise
         finally:
+            if self._consumer is not None:
+                self._consumer.close()  # revokes the partitions (see _on_revoke)
             if self._outbox is not None:
                 self._outbox.close()
-            if self._consumer is not None:
-                self._consumer.close()
             if self.follower is not None:
                 self.follower.close()
 
@@ -349,7 +353,8 @@ class Runtime:
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         gone = {(tp.topic, tp.partition) for tp in partitions}
-        self.commit(only=gone)
+        if not self._failed:
+            self.commit(only=gone)
         self.role.revoke(partitions)
         for key in gone:
             self.consumed.pop(key, None)

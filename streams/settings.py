@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     # --- processing --------------------------------------------------------------------
     state_dir: Path = Field(Path("state"), description="local checkpoints of stateful workers")
     batch_size: int = Field(1000, ge=1, description="most records a worker consumes at once")
+    group_prefix: str = Field("riverops", pattern=r"^[A-Za-z0-9._\-]+$", description="consumer "
+                              "groups are named PREFIX-ROLE; the lag role watches PREFIX*")
 
     # --- roles (RIVEROPS_<ROLE>__<KNOB>, see riverops.sections) ---------------------------
     scorer: ScorerSettings = ScorerSettings()

@@ -39,22 +39,22 @@ def _runner(role: Role) -> Callable[..., Any]:
 
         return run_joiner
     if role == "monitor":
-        from riverops.roles.monitor_worker import run_monitor
+        from riverops.roles.monitor import run_monitor
 
         return run_monitor
     if role == "learner":
-        from riverops.roles.learner_worker import run_learner
+        from riverops.roles.learner import run_learner
 
         return run_learner
     if role == "online":
-        from riverops.roles.online_worker import run_online
+        from riverops.roles.online import run_online
 
         return run_online
     if role == "retrainer":
-        from riverops.roles.retrain_worker import run_retrainer
+        from riverops.roles.retrainer.role import run_retrainer
 
         return run_retrainer
-    from riverops.roles.lag_worker import run_lag
+    from riverops.roles.lag import run_lag
 
     return run_lag
 
@@ -65,15 +65,19 @@ def run_roles(
     *,
     stop: threading.Event,
     serve_metrics: bool = True,
-    group_prefix: str = "riverops",
+    group_prefix: str | None = None,
     registry: CollectorRegistry | None = None,
     options: dict[str, dict[str, Any]] | None = None,
 ) -> int:
     """Run ``roles`` until ``stop`` is set or one fails; the exit code (0 or 1).
 
-    ``registry`` lets the caller read the metrics directly (the demo's live view);
-    ``options`` passes extra keyword arguments to a role's run function.
+    Each role's consumer group is ``PREFIX-ROLE``, the prefix ``group_prefix`` or
+    ``settings.group_prefix``. ``registry`` lets the caller read the metrics directly (the
+    demo's live view). Every knob of a role is in its settings section (``settings.<role>``).
     """
+    if group_prefix is not None:
+        settings = settings.model_copy(update={"group_prefix": group_prefix})
+    group_prefix = settings.group_prefix
     registry = registry if registry is not None else CollectorRegistry()
     server = serve(registry, settings.metrics_host, settings.metrics_port) if serve_metrics else None
     if server is not None:

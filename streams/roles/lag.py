@@ -28,12 +28,12 @@ def run_lag(
     group_id: str = "riverops-lag",
     telemetry: Telemetry | None = None,
     stats: LagStats | None = None,
-    every_seconds: float = 5.0,
-    group_prefix: str = "riverops",
 ) -> LagStats:
-    """Sample lag every ``every_seconds`` until ``stop`` is set."""
+    """Sample the lag of the groups named ``settings.group_prefix``* every
+    ``settings.lag.every_seconds`` until ``stop`` is set."""
     stats = stats or LagStats()
-    with LagProbe(settings, group_prefix=group_prefix) as probe:
+    every_seconds = settings.lag.every_seconds
+    with LagProbe(settings, group_prefix=settings.group_prefix) as probe:
         while not stop.is_set():
             stats.rows = probe.sample()
             stats.samples += 1
