@@ -35,7 +35,7 @@ def _runner(role: Role) -> Callable[..., Any]:
 
         return run_scorer
     if role == "joiner":
-        from riverops.roles.join_worker import run_joiner
+        from riverops.roles.joiner import run_joiner
 
         return run_joiner
     if role == "monitor":

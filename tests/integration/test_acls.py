@@ -22,7 +22,7 @@ from riverops.kafka.outbox import Outbox
 from riverops.kafka.producer import EventProducer
 from riverops.kafka.registry_topic import publish_records, read_registry
 from riverops.kafka.topics import TopicCatalogue
-from riverops.roles.join_worker import JoinerStats, run_joiner
+from riverops.roles.joiner import JoinerStats, run_joiner
 from riverops.roles.learner_worker import LearnerStats, run_learner
 from riverops.roles.monitor import MonitorCore
 from riverops.roles.monitor_worker import MonitorStats, run_monitor

@@ -21,7 +21,7 @@ from riverops.kafka.cluster import KafkaCluster
 from riverops.kafka.lag import LagProbe
 from riverops.kafka.tansu import EmbeddedBroker
 from riverops.kafka.topics import TopicCatalogue, create_topics
-from riverops.roles.join_worker import JoinerStats, run_joiner
+from riverops.roles.joiner import JoinerStats, run_joiner
 from riverops.roles.monitor import MonitorCore
 from riverops.roles.monitor_worker import MonitorStats, run_monitor
 from riverops.roles.scorer import ScorerStats, run_scorer

@@ -18,7 +18,7 @@ from riverops.modelops import register_trained
 from riverops.models.batch import learn_in_order
 from riverops.models.registry import Registry
 from riverops.models.specs import get_spec
-from riverops.roles.join_worker import JoinerStats, run_joiner
+from riverops.roles.joiner import JoinerStats, run_joiner
 from riverops.roles.monitor import MonitorCore
 from riverops.roles.monitor_worker import MonitorStats, run_monitor
 from riverops.roles.scorer import ScorerStats, run_scorer

@@ -12,7 +12,7 @@ from confluent_kafka.admin import AdminClient
 
 from riverops.kafka.clients import make_producer
 from riverops.kafka.topics import PREDICTIONS_HEADER, TopicCatalogue, create_topics
-from riverops.roles.join_worker import JoinerStats, run_joiner
+from riverops.roles.joiner import JoinerStats, run_joiner
 from riverops.schemas.codec import SingleObjectCodec
 from riverops.settings import Settings
 

@@ -14,7 +14,7 @@ from riverops.modelops import register_trained
 from riverops.models.batch import learn_in_order
 from riverops.models.registry import Registry
 from riverops.models.specs import get_spec
-from riverops.roles.join_worker import JoinerStats, run_joiner
+from riverops.roles.joiner import JoinerStats, run_joiner
 from riverops.roles.learner_worker import LearnerStats, run_learner
 from riverops.roles.monitor_worker import MonitorStats, run_monitor
 from riverops.roles.retrain_worker import RetrainerStats, run_retrainer

@@ -67,7 +67,8 @@ def test_the_joiner_dead_letters_oversized_records_instead_of_storing_them() -> 
     core.add("label", "e" * (MAX_KEY_BYTES + 1), small, 0, ("labels", 0, 0))
     result = core.flush()
     assert result.outcomes["invalid"] == 2 and core.stats().pending == 0
-    reasons = sorted(letter["reason"] for letter in result.dead_letters)
+    letters = [dead_letter(origin, error, processor="joiner") for origin, error in result.rejected]
+    reasons = sorted(letter["reason"] for letter in letters)
     assert reasons[0].startswith("key of 1025 bytes") and reasons[1].startswith("record of")
-    for letter in result.dead_letters:
+    for letter in letters:
         assert len(codec.encode("DeadLetter", letter)) < BROKER_LIMIT

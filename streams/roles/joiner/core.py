@@ -2,8 +2,8 @@
 
 Core (:class:`JoinCore`, no Kafka, no clock): joins records arriving in any order, possibly
 duplicated or re-delivered, and emits each labelled event once, with every prediction
-made for it. State is kept encoded (see :mod:`riverops.roles.joinstate`); only completed events
-are decoded. A pending event expires after ``ttl_ms`` of *stream time*, so expiry is the
+made for it. State is kept encoded (see :mod:`riverops.roles.joiner.state`); only completed
+events are decoded (:mod:`riverops.roles.joiner.feedback`). A pending event expires after ``ttl_ms`` of *stream time*, so expiry is the
 same on every replay of the same input. Stream time is the largest *event* time seen: the
 timestamp of a features or prediction record. Labels do not move it: a chargeback label 30
 days late, read while the features are still on day 0, would move the clock 30 days and
@@ -13,15 +13,16 @@ while the features stream is more than the TTL behind it (a gap in the features 
 than the TTL, or a labels topic caught up far ahead after an outage) expires as an orphan
 when the features stream jumps ahead, before its own features are read.
 
-What the shell (the Kafka loop around this core) does:
+What the shell (:class:`~riverops.roles.joiner.role.JoinerRole`) does:
 
 - per consumed record, ``add(kind, key.decode(), value, timestamp, (topic, partition,
   offset))``: the Kafka key IS the event_id (topic contract) and the Kafka timestamp is
   the record time, so nothing is decoded on the hot path. The timestamp is stored in the
   log, hence identical on replay; producers should set it to event_time / label_time
-  (mixing in wall-clock timestamps makes stream time jump ahead);
+  (mixing in wall-clock timestamps makes stream time jump ahead); ``skip(source)`` for a
+  record it refused itself, so the positions cover it too;
 - ``flush()`` after each consumed batch, then produce ``feedback`` (key: ``model``) and
-  ``dead_letters`` (key: their ``key``);
+  dead-letter each ``rejected`` (origin, error) pair through the one dead-letter function;
 - checkpoint after delivery: store ``snapshot()`` (consumed positions included) and
   commit ``replay_from()`` as the group's offsets. Restart: ``restore`` the snapshot and
   seek to ``positions()``; records below them are skipped as re-deliveries. Without a
@@ -51,40 +52,41 @@ Examples
 >>> result = core.flush()
 >>> [(r["event_id"], r["label"], len(r["predictions"])) for r in result.feedback]
 [('e1', True, 1)]
->>> result.outcomes["joined"], core.positions()[("labels", 0)]
-(1, 1)
+>>> result.outcomes["joined"], result.rejected, core.positions()[("labels", 0)]
+(1, [], 1)
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple, get_args
 
-from riverops.kafka.deadletter import bounded
+from riverops.kafka.deadletter import Origin
 from riverops.kafka.limits import check_record
-from riverops.roles.joinsnapshot import NO_TIME, SnapshotState, decode_snapshot, encode_snapshot
-from riverops.roles.joinstate import (
+from riverops.roles.joiner.feedback import Rejected, feedback_record
+from riverops.roles.joiner.snapshot import NO_TIME, SnapshotState, decode_snapshot, encode_snapshot
+from riverops.roles.joiner.state import (
     Item,
     Kind,
     Stored,
     admit,
-    decode_compact,
     first_seen_of,
     pack_item,
     refs_of,
     unpack_item,
 )
 from riverops.schemas.codec import Codec, SingleObjectCodec
-from riverops.schemas.errors import ConfigError, DecodeError, InvalidEventError, RiveropsError
+from riverops.schemas.errors import ConfigError, InvalidEventError, RiveropsError
 
 __all__ = [
     "Kind",
+    "KINDS",
     "Outcome",
     "OUTCOMES",
     "Source",
     "JoinInput",
+    "Rejection",
     "FlushResult",
     "JoinStats",
     "JoinCore",
@@ -104,6 +106,10 @@ Outcome = Literal[
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 Source = tuple[str, int, int]
 """(topic, partition, offset) of a consumed record."""
+KINDS: tuple[Kind, ...] = get_args(Kind)
+Rejection = tuple[Origin, RiveropsError]
+"""A record the core refuses, for :func:`~riverops.kafka.deadletter.dead_letter`: its origin
+(source, key, raw payload) and why."""
 
 DEFAULT_TTL_MS = 7 * 24 * 3600 * 1000
 ITEM_OVERHEAD = 150
@@ -115,7 +121,6 @@ _SCHEMAS: dict[Kind, str] = {
     "prediction": "PredictionEvent",
     "label": "LabelEvent",
 }
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class JoinInput(NamedTuple):
@@ -130,12 +135,15 @@ class JoinInput(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class FlushResult:
-    """What one flush emits: FeedbackEvent and DeadLetter record dicts (ready for
-    ``codec.encode``) and the outcome counts of the records added since the last flush."""
+    """What one flush emits: FeedbackEvent record dicts (ready for ``codec.encode``), the
+    records to dead-letter, the outcome counts of the records added since the last flush
+    and, per kind, the records that expired with their pending event since then (an
+    unlabelled event's features and predictions, an orphan label)."""
 
     feedback: list[dict[str, Any]]
-    dead_letters: list[dict[str, Any]]
+    rejected: list[Rejection]
     outcomes: dict[Outcome, int]
+    expired: dict[Kind, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,40 +163,19 @@ class JoinStats:
     invalid: int
 
 
-class _Rejected(Exception):
-    """A complete event that cannot become feedback, with the record to dead-letter."""
-
-    def __init__(self, stored: Stored, error: RiveropsError) -> None:
-        super().__init__(str(error))
-        self.stored = stored
-        self.error = error
-
-
-def _utc(ms: int) -> datetime:
-    return _EPOCH + timedelta(milliseconds=ms)
-
-
 class JoinCore:
     """Joins one partition's (or a few partitions') features, predictions and labels.
 
     ``ttl_ms`` is the longest label delay accepted, in stream time; ``codec`` decodes the
     completed events (a SingleObjectCodec also lets the core check every payload's writer
-    schema on arrival and slice predictions without decoding them); ``processor`` names
-    the dead letters' origin.
+    schema on arrival and slice predictions without decoding them).
     """
 
-    def __init__(
-        self,
-        *,
-        ttl_ms: int = DEFAULT_TTL_MS,
-        codec: Codec | None = None,
-        processor: str = "joiner",
-    ) -> None:
+    def __init__(self, *, ttl_ms: int = DEFAULT_TTL_MS, codec: Codec | None = None) -> None:
         if ttl_ms <= 0:
             raise ConfigError(f"the joiner TTL must be positive, got {ttl_ms} ms")
         self._ttl = ttl_ms
         self._codec: Codec = codec if codec is not None else SingleObjectCodec()
-        self._processor = processor
         self._tp_index: dict[tuple[str, int], int] = {}
         self._tps: list[tuple[str, int]] = []
         self._positions: list[int] = []
@@ -197,7 +184,8 @@ class JoinCore:
         self._pending_bytes = 0
         self._ready: dict[str, int] = {}  # complete events -> stream time they completed
         self._done: dict[str, int] = {}  # emitted events -> that time, in time order
-        self._dead: list[dict[str, Any]] = []
+        self._dead: list[Rejection] = []
+        self._expired: dict[Kind, int] = dict.fromkeys(KINDS, 0)
         self._counts: dict[Outcome, int] = dict.fromkeys(OUTCOMES, 0)
         self._flushed = dict(self._counts)
         self._dirty = False
@@ -230,7 +218,7 @@ class JoinCore:
             sliced = admit(_SCHEMAS[kind], payload, self._codec)
         except RiveropsError as exc:
             self._counts["invalid"] += 1
-            self._dead.append(self._letter((tp, offset, payload or b""), event_id, exc, now))
+            self._dead.append((self._origin((tp, offset, payload or b""), event_id), exc))
             return
         done_at = self._done.get(event_id)
         if done_at is not None:
@@ -260,6 +248,21 @@ class JoinCore:
         for kind, event_id, payload, time_ms, source in records:
             add(kind, event_id, payload, time_ms, source)
 
+    def skip(self, source: Source) -> None:
+        """A record the shell refused without adding it (dead-lettered: no key, too big).
+        When it is the next record of its partition the positions move past it, so a
+        restart from the snapshot does not refuse it again; call after the batch's adds,
+        in offset order. Past a gap the position stays: re-reading costs a repeated dead
+        letter, skipping an unseen record would lose it."""
+        topic, partition, offset = source
+        tp = self._tp_index.get((topic, partition))
+        if tp is None:  # the first record of a partition sets its start, as in add()
+            self._tp_index[(topic, partition)] = len(self._tps)
+            self._tps.append((topic, partition))
+            self._positions.append(offset + 1)
+        elif offset == self._positions[tp]:
+            self._positions[tp] = offset + 1
+
     # -- output --------------------------------------------------------------------------
 
     def flush(self) -> FlushResult:
@@ -269,11 +272,11 @@ class JoinCore:
             blob = self._pending[event_id]
             self._remove(event_id, blob)
             try:
-                feedback.append(self._emit(event_id, unpack_item(blob)))
+                feedback.append(feedback_record(event_id, unpack_item(blob), self._codec))
                 self._counts["joined"] += 1
-            except _Rejected as rejected:
+            except Rejected as rejected:
                 self._counts["invalid"] += 1
-                self._dead.append(self._letter(rejected.stored, event_id, rejected.error, self._now))
+                self._dead.append((self._origin(rejected.stored, event_id), rejected.error))
             self._done[event_id] = done_at
         self._ready.clear()
         deadline = self._now - self._ttl
@@ -293,44 +296,17 @@ class JoinCore:
         for event_id in stale:
             del self._done[event_id]
         dead, self._dead = self._dead, []
+        kinds, self._expired = self._expired, dict.fromkeys(KINDS, 0)
         outcomes = {name: self._counts[name] - self._flushed[name] for name in OUTCOMES}
         self._flushed = dict(self._counts)
         self._dirty = False
-        return FlushResult(feedback, dead, outcomes)
-
-    def _emit(self, event_id: str, item: Item) -> dict[str, Any]:
-        """The FeedbackEvent record of a complete item; _Rejected if its features or label
-        do not decode or do not belong together."""
-        assert item.features is not None and item.label is not None
-        try:
-            features = self._codec.decode("FeatureEvent", item.features[2])
-        except DecodeError as exc:
-            raise _Rejected(item.features, exc) from exc
-        try:
-            label = self._codec.decode("LabelEvent", item.label[2])
-        except DecodeError as exc:
-            raise _Rejected(item.label, exc) from exc
-        if features["event_id"] != event_id:
-            why = f"features event_id {features['event_id']!r} is not the key {event_id!r}"
-            raise _Rejected(item.features, InvalidEventError(why))
-        if label["event_id"] != event_id or label["model"] != features["model"]:
-            why = (f"label of {label['event_id']!r} for model {label['model']!r} does not match "
-                   f"features of {event_id!r} for model {features['model']!r}")
-            raise _Rejected(item.label, InvalidEventError(why))
-        predictions = sorted(item.predictions, key=lambda p: (p[3], p[2]))  # variant, version
-        return {
-            "event_id": event_id,
-            "model": features["model"],
-            "entity_id": features["entity_id"],
-            "event_time": features["event_time"],
-            "features": features["features"],
-            "label": label["label"],
-            "label_time": label["label_time"],
-            "predictions": [decode_compact(p[4]) for p in predictions],
-        }
+        return FlushResult(feedback, dead, outcomes, kinds)
 
     def _expire(self, event_id: str, item: Item) -> None:
         """Count an item that outlived the TTL; a label that never joined is dead-lettered."""
+        self._expired["features"] += item.features is not None
+        self._expired["prediction"] += len(item.predictions)
+        self._expired["label"] += item.label is not None
         if item.label is None:
             self._counts["expired_unlabelled"] += 1
             return
@@ -340,26 +316,14 @@ class JoinCore:
             if not has
         )
         error = InvalidEventError(f"label without {missing} within TTL {self._ttl / 1000:g}s")
-        self._dead.append(self._letter(item.label, event_id, error, item.first_seen + self._ttl))
+        self._dead.append((self._origin(item.label, event_id), error))
 
-    def _letter(self, stored: Stored, event_id: str, error: RiveropsError, at_ms: int
-                ) -> dict[str, Any]:
-        """The DeadLetter record of a stored record; failed_at is stream time (no clock)."""
+    def _origin(self, stored: Stored, event_id: str) -> Origin:
+        """Where a stored record came from, with its key and raw payload (the dead letter
+        carries them; a DecodeError's own raw bytes take precedence there)."""
         tp, offset, payload = stored
         topic, partition = self._tps[tp]
-        raw = error.raw if isinstance(error, DecodeError) and error.raw else payload
-        key, value, reason = bounded(event_id.encode(), raw or None, str(error))
-        return {
-            "source_topic": topic,
-            "source_partition": partition,
-            "source_offset": offset,
-            "key": key,
-            "value": value,
-            "error_type": type(error).__name__,
-            "reason": reason,
-            "processor": self._processor,
-            "failed_at": _utc(at_ms),
-        }
+        return Origin((topic, partition, offset), event_id.encode(), payload or None)
 
     def _remove(self, event_id: str, blob: bytes) -> None:
         del self._pending[event_id]
@@ -393,7 +357,7 @@ class JoinCore:
         return dict(zip(self._tps, lowest, strict=True))
 
     def snapshot(self) -> bytes:
-        """The whole state as versioned, checksummed bytes (see riverops.roles.joinsnapshot); only
+        """The whole state as versioned, checksummed bytes (see riverops.roles.joiner.snapshot); only
         between batches, right after :meth:`flush`, so no output is left behind."""
         if self._dirty:
             raise RiveropsError("JoinCore.snapshot() needs a flushed core: call flush() first")
@@ -404,17 +368,11 @@ class JoinCore:
         return encode_snapshot(state)
 
     @classmethod
-    def restore(
-        cls,
-        data: bytes,
-        *,
-        ttl_ms: int = DEFAULT_TTL_MS,
-        codec: Codec | None = None,
-        processor: str = "joiner",
-    ) -> JoinCore:
+    def restore(cls, data: bytes, *, ttl_ms: int = DEFAULT_TTL_MS, codec: Codec | None = None
+                ) -> JoinCore:
         """A core in the state of a snapshot; DecodeError if ``data`` is not a valid one."""
         state = decode_snapshot(data)
-        core = cls(ttl_ms=ttl_ms, codec=codec, processor=processor)
+        core = cls(ttl_ms=ttl_ms, codec=codec)
         core._tps = state.partitions
         core._tp_index = {tp: index for index, tp in enumerate(state.partitions)}
         core._positions = state.positions

@@ -4,7 +4,7 @@ A snapshot is written by the worker and read back after a crash, possibly from a
 topic someone else could touch, so it is plain bytes parsed with bounds checks (never
 pickle): a corrupt or crafted snapshot raises :class:`~riverops.schemas.errors.DecodeError`, it
 cannot run code. Pending blobs are stored as they are in memory (see
-:mod:`riverops.roles.joinstate`), so writing and reading cost little more than a copy.
+:mod:`riverops.roles.joiner.state`), so writing and reading cost little more than a copy.
 
 Layout (little-endian)::
 
@@ -29,7 +29,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from riverops.roles.joinstate import check_item
+from riverops.roles.joiner.state import check_item
 from riverops.schemas.errors import DecodeError
 
 __all__ = ["FORMAT_VERSION", "NO_TIME", "SnapshotState", "encode_snapshot", "decode_snapshot"]

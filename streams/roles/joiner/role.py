@@ -1,0 +1,252 @@
+"""The joiner on the worker runtime: features, predictions and labels in, feedback out.
+
+Partition ``p`` of the three input topics goes to the same worker (range assignment over
+topics with one partition count), and one :class:`~riverops.roles.joiner.core.JoinCore`
+per ``p`` holds that partition's state. The runtime delivers each batch's outputs; at every
+commit (each ``settings.joiner.checkpoint_seconds``, on a revoke, on a clean stop)
+:meth:`JoinerRole.offsets` writes the snapshot of each core that changed, atomically, and
+hands back the core's ``replay_from`` offsets to commit. On (re)assignment a core is
+restored from its snapshot and the consumer seeks to the snapshot's positions, so a kill -9
+loses nothing. Events emitted between the last checkpoint and a crash are emitted again
+after the restart: feedback is at-least-once, and its consumers (monitor, learner) drop
+repeated event ids.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from confluent_kafka import Message, TopicPartition
+
+from riverops.kafka.deadletter import SourceRecord
+from riverops.kafka.topics import PREDICTIONS_HEADER, TopicCatalogue
+from riverops.roles.joiner.core import JoinCore, JoinStats
+from riverops.roles.joiner.state import Kind
+from riverops.runtime import Context, Input, Offsets, Outputs, RoleSpec, run
+from riverops.schemas.codec import Codec
+from riverops.schemas.errors import DecodeError, InvalidEventError
+from riverops.settings import Settings
+from riverops.statefile import write_atomically
+from riverops.telemetry import Telemetry
+
+__all__ = ["JoinerStats", "JoinerRole", "run_joiner", "checkpoint_path"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JoinerStats:
+    """Counts of the joiner, for tests, the status view and logs; ``cores`` holds each
+    partition's gauges and outcome counts after the last batch."""
+
+    batches: int = 0
+    consumed: int = 0
+    feedback: int = 0
+    dead_letters: int = 0
+    checkpoints: int = 0  # commits that wrote at least one snapshot
+    restored: int = 0
+    ignored_checkpoints: int = 0
+    assigned: bool = False
+    cores: dict[int, JoinStats] | None = None
+
+
+def checkpoint_path(settings: Settings, group_id: str, partition: int) -> Path:
+    """Where the snapshot of ``partition``'s join state lives (a directory per group)."""
+    return settings.state_dir / group_id / f"partition-{partition}.snapshot"
+
+
+def _cut_runs(messages: Sequence[Message], predictions_topic: str) -> bool:
+    """True when a batch ends inside an event's run of predictions on some partition.
+
+    The scorer produces the predictions of one event back to back with a header saying
+    how many there are; the batch is extended until every run is whole, so the feedback
+    of an event carries all its predictions.
+    """
+    tails: dict[int | None, tuple[Any, int, int]] = {}  # partition -> (event key, seen, expected)
+    for message in messages:
+        if message.topic() != predictions_topic:
+            continue
+        expected, headers = 1, message.headers() or []
+        for name, value in headers.items() if isinstance(headers, dict) else headers:
+            if name == PREDICTIONS_HEADER and value:
+                expected = int(value)
+        key, partition = message.key(), message.partition()
+        last = tails.get(partition)
+        seen = last[1] + 1 if last is not None and last[0] == key else 1
+        tails[partition] = (key, seen, expected)
+    return any(seen < expected for _, seen, expected in tails.values())
+
+
+class JoinerRole(RoleSpec):
+    """One :class:`JoinCore` per assigned partition, checkpointed at every commit.
+
+    Records stay encoded (``decode = False``): the core checks each payload's header on
+    arrival and decodes an event once, when it is complete. What the core refuses (bad
+    payloads, orphan labels, events whose parts do not match) and records without a key
+    are dead-lettered through the runtime.
+    """
+
+    name = "joiner"
+    inputs = ("features", "predictions", "labels")
+    decode = False
+    consumer_config: Mapping[str, Any] = MappingProxyType({"partition.assignment.strategy": "range"})
+    latency_stage = "joiner"
+
+    def __init__(self, settings: Settings, *, group_id: str, stats: JoinerStats | None = None) -> None:
+        self.stats: JoinerStats = stats or JoinerStats()
+        self.commit_seconds = settings.joiner.checkpoint_seconds
+        self.read_on_seconds = settings.joiner.complete_runs_seconds
+        self._settings, self._group_id = settings, group_id
+        self._ttl_ms = int(settings.joiner.label_ttl_seconds * 1000)
+        catalogue = TopicCatalogue.from_settings(settings)
+        self._kinds: dict[str, Kind] = {
+            catalogue.name("features"): "features",
+            catalogue.name("predictions"): "prediction",
+            catalogue.name("labels"): "label",
+        }
+        self._predictions = catalogue.name("predictions")
+        self._codec: Codec | None = None
+        self._cores: dict[int, JoinCore] = {}
+        self._unsaved: set[int] = set()  # partitions whose core changed since its snapshot
+
+    def start(self, ctx: Context) -> None:
+        super().start(ctx)
+        self._codec = ctx.codec
+
+    # -- rebalances ----------------------------------------------------------------------
+
+    def assign(self, partitions: list[TopicPartition], committed: Offsets) -> None:
+        """Restore each new partition's core from its snapshot and start each topic at the
+        snapshot's position (a topic the snapshot does not know: at its committed offset)."""
+        known = {partition for _topic, partition in committed}
+        for partition in sorted({tp.partition for tp in partitions} - self._cores.keys()):
+            self._cores[partition] = self._load(partition, committed=partition in known)
+        for tp in partitions:
+            position = self._cores[tp.partition].positions().get((tp.topic, tp.partition))
+            if position is not None:
+                tp.offset = position
+        self._report()
+
+    def _load(self, partition: int, *, committed: bool) -> JoinCore:
+        path = checkpoint_path(self._settings, self._group_id, partition)
+        if not path.exists():
+            return self._new_core()
+        if not committed:
+            # a checkpoint without any committed offset belongs to another cluster or to
+            # deleted topics: seeking to its positions would skip real data silently
+            log.warning("ignoring checkpoint %s: the group has no committed offsets for "
+                        "partition %s (new cluster or recreated topics?)", path, partition)
+            self.stats.ignored_checkpoints += 1
+            return self._new_core()
+        try:
+            core = JoinCore.restore(path.read_bytes(), ttl_ms=self._ttl_ms, codec=self._codec)
+        except DecodeError as exc:
+            log.error("unusable checkpoint %s (%s): replaying from the committed offsets", path, exc)
+            return self._new_core()
+        self.stats.restored += 1
+        log.info("partition %s restored from %s at %s", partition, path, core.positions())
+        return core
+
+    def _new_core(self) -> JoinCore:
+        return JoinCore(ttl_ms=self._ttl_ms, codec=self._codec)
+
+    def revoke(self, partitions: list[TopicPartition]) -> None:
+        """Drop the cores of revoked partitions: the runtime committed them just before
+        (:meth:`offsets` wrote their snapshots), and the new owner starts from there."""
+        for partition in {tp.partition for tp in partitions}:
+            self._cores.pop(partition, None)
+            self._unsaved.discard(partition)
+        self._report()
+
+    # -- batches -------------------------------------------------------------------------
+
+    def incomplete(self, batch: list[Message]) -> bool:
+        return _cut_runs(batch, self._predictions)
+
+    def handle(self, batch: list[Input], out: Outputs) -> None:
+        # ``out`` arrives with the runtime's refusals of this batch (records over the size
+        # limits): the cores' positions move past them too, so no restart refuses them again
+        refused: list[SourceRecord] = [s for s, _ in out.rejected if s.topic() in self._kinds]
+        consumed = len(batch) + len(refused)
+        touched: set[int] = set()
+        for item in batch:
+            topic, partition, offset = item.source
+            core = self._cores.get(partition)
+            if core is None:
+                continue  # revoked meanwhile: the new owner reads it
+            message = item.message
+            key = message.key()
+            if not key:
+                out.reject(message, InvalidEventError("record without an event_id key"))
+                refused.append(message)
+                continue
+            event_id = key.decode(errors="replace") if isinstance(key, bytes) else key
+            core.add(self._kinds[topic], event_id, item.value, message.timestamp()[1], item.source)
+            touched.add(partition)
+        for source in sorted(refused, key=lambda s: (s.topic() or "", s.partition() or 0, s.offset() or 0)):
+            partition = source.partition() or 0
+            if (core := self._cores.get(partition)) is not None:
+                core.skip((source.topic() or "", partition, source.offset() or 0))
+                touched.add(partition)
+        feedback: list[dict[str, Any]] = []
+        expired: Counter[Kind] = Counter()
+        for partition in sorted(touched):
+            result = self._cores[partition].flush()
+            feedback += result.feedback
+            for origin, error in result.rejected:
+                out.reject(origin, error)
+            expired.update(result.expired)
+        self._unsaved |= touched
+        out.add("feedback", feedback)
+        self.stats.batches += 1
+        self.stats.consumed += consumed
+        self.stats.feedback += len(feedback)
+        self._report(expired)
+
+    def _report(self, expired: Mapping[Kind, int] | None = None) -> None:
+        """Refresh the per-partition stats and the joiner's gauges; count expirations."""
+        self.stats.cores = {partition: core.stats() for partition, core in self._cores.items()}
+        telemetry = self.ctx.telemetry
+        if telemetry is None:
+            return
+        cores = self.stats.cores.values()
+        telemetry.set_pending(items=sum(c.pending for c in cores), nbytes=sum(c.pending_bytes for c in cores))
+        for kind, count in (expired or {}).items():
+            if count:
+                telemetry.count_expired(kind, count)
+
+    # -- commits -------------------------------------------------------------------------
+
+    def offsets(self, consumed: Offsets) -> Offsets:
+        """Write the snapshot of every changed core among the partitions in ``consumed``
+        (the revoked ones on a revoke) and return their cores' ``replay_from`` offsets,
+        never ``consumed``: without its snapshot a core rebuilds its pending events by
+        replaying from there. A core that read nothing since its assignment is left out:
+        its snapshot on disk is its whole state, and the committed offsets, never ahead of
+        that snapshot's ``replay_from``, replay at most a little more without it."""
+        offsets: Offsets = {}
+        wrote = False
+        for partition in sorted({partition for _topic, partition in consumed} & self._cores.keys()):
+            core = self._cores[partition]
+            if partition in self._unsaved:
+                write_atomically(checkpoint_path(self._settings, self._group_id, partition), core.snapshot())
+                self._unsaved.discard(partition)
+                wrote = True
+            offsets.update(core.replay_from())
+        self.stats.checkpoints += wrote
+        return offsets
+
+
+def run_joiner(settings: Settings, *, stop: threading.Event, group_id: str = "riverops-joiner",
+               stats: JoinerStats | None = None, telemetry: Telemetry | None = None) -> JoinerStats:
+    """Join until ``stop`` is set; checkpoint on the way and on a clean stop."""
+    role = JoinerRole(settings, group_id=group_id, stats=stats)
+    run(role, settings, stop=stop, group_id=group_id, telemetry=telemetry)
+    return role.stats
