@@ -205,6 +205,7 @@ class Runtime:
         self.dead_letters = 0
         self.assigned = False
         self._failed = False
+        self._owned: set[tuple[str, int]] = set()
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> None:
@@ -291,7 +292,8 @@ class Runtime:
         self.role.handle(batch, out)
         for message in messages:
             key = (message.topic() or "", message.partition() or 0)
-            self.consumed[key] = max(self.consumed.get(key, 0), (message.offset() or 0) + 1)
+            if key in self._owned:  # a batch read on across a rebalance may hold revoked ones
+                self.consumed[key] = max(self.consumed.get(key, 0), (message.offset() or 0) + 1)
         if self.telemetry is not None:
             for topic, group in by_topic.items():
                 self.telemetry.count_in(self.catalogue.name(topic), len(group))
@@ -345,6 +347,7 @@ class Runtime:
         self.committed.update(committed)
         self.role.assign(partitions, committed)
         consumer.assign(partitions)
+        self._owned = {(tp.topic, tp.partition) for tp in partitions}
         self.assigned = True
         if hasattr(self.role.stats, "assigned"):
             self.role.stats.assigned = True
@@ -356,6 +359,7 @@ class Runtime:
         if not self._failed:
             self.commit(only=gone)
         self.role.revoke(partitions)
+        self._owned -= gone
         for key in gone:
             self.consumed.pop(key, None)
             self.committed.pop(key, None)
