@@ -23,13 +23,14 @@ from riverops.kafka.producer import EventProducer
 from riverops.kafka.registry_topic import publish_records, read_registry
 from riverops.kafka.topics import TopicCatalogue
 from riverops.roles.joiner import JoinerStats, run_joiner
-from riverops.roles.learner_worker import LearnerStats, run_learner
+from riverops.roles.learner import LearnerStats, run_learner
 from riverops.roles.monitor import MonitorCore
 from riverops.roles.monitor_worker import MonitorStats, run_monitor
 from riverops.roles.online_worker import OnlineStats, run_online
 from riverops.roles.retrain_worker import RetrainerStats, request_retrain, run_retrainer
 from riverops.roles.scorer import ScorerStats, run_scorer
 from riverops.schemas.errors import AuthorizationError
+from riverops.sections import LearnerSettings
 from riverops.settings import Settings
 
 from .champion import register_champion
@@ -85,8 +86,8 @@ def test_every_role_works_with_only_its_acls(secure_kafka: SecureKafka, tmp_path
     monitor = start_worker(run_monitor, role("monitor"), MonitorStats(), group_id=f"{group}-monitor",
                            core=core, emit_seconds=0.5)
     trainer = role("trainer")
-    learner = start_worker(run_learner, trainer, LearnerStats(), group_id=f"{group}-learner",
-                           every_samples=500)
+    learner = start_worker(run_learner, trainer.model_copy(update={"learner": LearnerSettings(every_samples=500)}),
+                           LearnerStats(), group_id=f"{group}-learner")
     retrainer = start_worker(run_retrainer, trainer, RetrainerStats(), group_id=f"{group}-retrainer",
                              cooldown_seconds=0.0)
     _send(role("service"), N)

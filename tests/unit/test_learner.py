@@ -1,5 +1,5 @@
 """LearnerCore: batched learning equals learn_batch, progressive metrics, dedupe, dead
-letters, snapshot policy and lineage."""
+letters (a NaN feature among them), snapshot policy and lineage."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pickle
 from typing import Any
 
 import pytest
-from river import datasets, evaluate, metrics
+from river import datasets, evaluate, linear_model, metrics
 
 from riverops.models.batch import learn_batch, predict_batch, predict_proba_batch
 from riverops.models.specs import get_spec
@@ -121,12 +121,42 @@ def test_invalid_records_are_rejected_with_reason_and_source() -> None:
     assert all(isinstance(r.error, InvalidEventError) for r in result.rejected)
     reasons = [str(r.error) for r in result.rejected]
     for reason, expected in zip(reasons, ["not a binary class", "no features map",
-                                          "invalid value", "without a model name",
+                                          "not a finite number", "without a model name",
                                           "unknown model", "has no label"], strict=True):
         assert expected in reason
     assert core.snapshot("fraud").training_data == [
         {"topic": "feedback", "partition": 0, "start": 1, "end": 2}]
     assert core.update([bad[0]]).rejected[0].record is bad[0]  # nothing was remembered
+
+
+class Spy:
+    """A logistic regression that records every row it is asked to learn."""
+
+    def __init__(self) -> None:
+        self.model = linear_model.LogisticRegression()
+        self.learned: list[dict[str, Any]] = []
+
+    def predict_proba_one(self, x: dict[str, Any]) -> dict[bool, float]:
+        return self.model.predict_proba_one(x)  # type: ignore[no-any-return]
+
+    def learn_one(self, x: dict[str, Any], y: Any) -> None:
+        self.learned.append(dict(x))
+        self.model.learn_one(x, y)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_a_non_finite_feature_is_rejected_and_never_learned(bad: float) -> None:
+    spy = Spy()
+    core = LearnerCore(lambda model: Start(spy, "logreg"))
+    records = [feedback(i, {"row": float(i), "x": 1.0 + i % 3}, i % 2 == 0) for i in range(20)]
+    records[5] = {**records[5], "features": {"row": 5.0, "x": bad}}
+    result = core.update(records, sources=[("feedback", 0, i) for i in range(20)])
+    assert result.learned == 19 and [r.source for r in result.rejected] == [("feedback", 0, 5)]
+    assert "not a finite number" in str(result.rejected[0].error)
+    assert len(spy.learned) == 19 and all(row["row"] != 5.0 for row in spy.learned)
+    assert all(math.isfinite(v) for row in spy.learned for v in row.values())
+    assert spy.model.weights and all(math.isfinite(w) for w in spy.model.weights.values())
+    assert core.update([records[5]]).rejected  # refused, not remembered as seen
 
 
 def test_regression_labels_must_be_numbers() -> None:
@@ -240,7 +270,7 @@ def test_row_mode_is_rivers_progressive_validation() -> None:
 
 def test_a_learner_resumes_only_from_a_snapshot_that_descends_from_the_champion() -> None:
     from riverops.models.registry import Registry
-    from riverops.roles.learner_worker import _resumable
+    from riverops.roles.learner.role import _resumable
     from riverops.schemas.events import Artifact, Lineage
 
     art = Artifact(inline=b"x", sha256="0" * 64, signature="1" * 64, size=1)

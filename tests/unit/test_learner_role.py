@@ -1,0 +1,137 @@
+"""LearnerRole without Kafka: refused feedback goes to the dead letters, snapshots are
+published as candidates, offsets are committed only as far as the last snapshot, and a new
+learner of the same group resumes from the snapshot it wrote down.
+
+The context and the messages are stand-ins with only what the role reads of them (the
+runtime's registry lock and publishing, a message's topic, partition and offset); the
+Kafka path is tests/integration/test_rollback.py and test_worker_crashes.py."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from river import datasets
+
+from riverops.modelops import register_trained
+from riverops.models.registry import Registry
+from riverops.models.specs import get_spec
+from riverops.roles.learner import LearnerRole, LearnerStats
+from riverops.runtime import Input, Outputs
+from riverops.schemas.events import ModelVersion
+from riverops.sections import LearnerSettings
+from riverops.settings import Settings
+
+PHISHING = list(datasets.Phishing())[:300]
+TOPIC = "riverops.feedback"
+
+
+class _Message:
+    def __init__(self, partition: int, offset: int) -> None:
+        self._partition, self._offset = partition, offset
+
+    def topic(self) -> str:
+        return TOPIC
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+
+class _Context:
+    """The part of riverops.runtime.Context the learner uses."""
+
+    def __init__(self, settings: Settings, registry: Registry) -> None:
+        self.settings, self.registry, self.telemetry = settings, registry, None
+        self.published: list[ModelVersion] = []
+
+    @contextmanager
+    def choosing_version(self) -> Iterator[Registry]:
+        yield self.registry
+
+    def publish(self, records: list[ModelVersion]) -> None:
+        self.published.extend(records)
+        self.registry.apply_all(records)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(signing_key="k" * 32, artifact_dir=tmp_path / "artifacts",
+                    state_dir=tmp_path / "state",
+                    learner=LearnerSettings(every_samples=100, every_seconds=3600.0))
+
+
+@pytest.fixture
+def registry(settings: Settings) -> Registry:
+    registry = Registry()
+    registry.apply_all(register_trained(settings, registry, "fraud", get_spec("logreg").build(),
+                                        spec_name="logreg", stage="champion", by="test",
+                                        reason="the champion"))
+    return registry
+
+
+def _batch(rows: list[tuple[dict[str, Any], Any]], *, partition: int, start: int) -> list[Input]:
+    return [Input("feedback", _Message(partition, start + i),  # type: ignore[arg-type]
+                  {"event_id": f"e{partition}-{start + i}", "model": "fraud", "features": x,
+                   "label": y})
+            for i, (x, y) in enumerate(rows)]
+
+
+def _role(settings: Settings, registry: Registry) -> tuple[LearnerRole, _Context]:
+    role, ctx = LearnerRole(settings, group_id="g", stats=LearnerStats()), _Context(settings, registry)
+    role.start(ctx)  # type: ignore[arg-type]
+    return role, ctx
+
+
+def test_a_nan_feature_is_dead_lettered_with_its_message(settings: Settings, registry: Registry) -> None:
+    role, _ = _role(settings, registry)
+    batch = _batch(PHISHING[:10], partition=0, start=0)
+    nan = Input("feedback", batch[3].message, {**batch[3].value,
+                "features": {**batch[3].value["features"], "age_of_domain": math.nan}})
+    out = Outputs()
+    role.handle([*batch[:3], nan, *batch[4:]], out)
+    assert [(source, type(error).__name__) for source, error in out.rejected] == [
+        (nan.message, "InvalidEventError")]
+    assert (role.stats.learned, role.stats.rejected) == (9, 1)
+
+
+def test_offsets_are_committed_only_as_far_as_the_last_snapshot(
+        settings: Settings, registry: Registry) -> None:
+    role, ctx = _role(settings, registry)
+    role.handle(_batch(PHISHING[:60], partition=0, start=0), Outputs())
+    role.handle(_batch(PHISHING[60:90], partition=1, start=500), Outputs())
+    consumed = {(TOPIC, 0): 60, (TOPIC, 1): 530, (TOPIC, 2): 7}  # partition 2: dead letters only
+    role.tick(1.0, Outputs())
+    assert ctx.published == [] and role.offsets(consumed) == {(TOPIC, 2): 7}
+
+    role.handle(_batch(PHISHING[90:130], partition=0, start=60), Outputs())
+    role.tick(2.0, Outputs())  # 130 samples: due, and every partition read so far is in it
+    snapshot = [r for r in ctx.published if r.stage == "candidate"]
+    assert len(snapshot) == 1 and snapshot[0].lineage.samples == 130
+    assert snapshot[0].lineage.parent == registry.champion("fraud").version  # type: ignore[union-attr]
+    consumed[(TOPIC, 0)] = 100
+    assert role.offsets(consumed) == consumed
+
+    role.handle(_batch(PHISHING[130:150], partition=1, start=530), Outputs())
+    consumed[(TOPIC, 1)] = 550
+    role.tick(3.0, Outputs())  # 20 samples: not due
+    assert role.offsets(consumed) == {(TOPIC, 0): 100, (TOPIC, 1): 530, (TOPIC, 2): 7}
+    assert role.stats.snapshots == 1
+
+
+def test_a_new_learner_of_the_group_resumes_from_its_snapshot(
+        settings: Settings, registry: Registry) -> None:
+    role, ctx = _role(settings, registry)
+    role.handle(_batch(PHISHING[:100], partition=0, start=0), Outputs())
+    role.tick(1.0, Outputs())
+    version = ctx.published[-1].version
+    again, _ = _role(settings, registry)
+    again.handle(_batch(PHISHING[100:110], partition=0, start=100), Outputs())
+    status = again.core.status()[0]
+    assert (status.parent, status.total_samples) == (version, 110)
