@@ -104,6 +104,10 @@ class Telemetry:
             "model_samples", "Labelled outcomes seen per model version and variant.",
             "model", "version", "variant",
         )
+        self.online_metric = gauge(
+            "online_metric", "Progressive metric of the online variant since it started "
+            "(each prediction scored before its label is learned).", "model", "metric",
+        )
         self.data_drift_score = gauge(
             "data_drift_score", "Latest PSI or KS statistic of a feature against its reference.",
             "model", "feature", "detector",
@@ -240,6 +244,14 @@ class Telemetry:
         self._replace(self.model_metric, metric_values)
         self._replace(self.model_samples, sample_values)
         self._replace(self.data_drift_score, drift_values)
+
+    def export_online(self, metrics: Mapping[str, Mapping[str, float]]) -> None:
+        """Set the online variant's progressive metrics (model -> metric -> value); a metric
+        no longer reported is removed."""
+        self._replace(self.online_metric, {
+            (self.role, model, name): value
+            for model, values in metrics.items() for name, value in values.items()
+        })
 
     def _replace(self, gauge: Gauge, values: Mapping[tuple[str, ...], float]) -> None:
         for labels in self._exported.get(gauge, set()) - values.keys():

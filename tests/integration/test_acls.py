@@ -24,13 +24,12 @@ from riverops.kafka.registry_topic import publish_records, read_registry
 from riverops.kafka.topics import TopicCatalogue
 from riverops.roles.joiner import JoinerStats, run_joiner
 from riverops.roles.learner import LearnerStats, run_learner
-from riverops.roles.monitor import MonitorCore
-from riverops.roles.monitor_worker import MonitorStats, run_monitor
-from riverops.roles.online_worker import OnlineStats, run_online
+from riverops.roles.monitor import MonitorStats, run_monitor
+from riverops.roles.online import OnlineStats, run_online
 from riverops.roles.retrain_worker import RetrainerStats, request_retrain, run_retrainer
 from riverops.roles.scorer import ScorerStats, run_scorer
 from riverops.schemas.errors import AuthorizationError
-from riverops.sections import LearnerSettings
+from riverops.sections import DataDriftSettings, LearnerSettings, MonitorSettings
 from riverops.settings import Settings
 
 from .champion import register_champion
@@ -82,9 +81,10 @@ def test_every_role_works_with_only_its_acls(secure_kafka: SecureKafka, tmp_path
     # the scorer proves who it is with its client certificate (mTLS), the others with SCRAM
     scorer = start_worker(run_scorer, role("scorer", via="SSL"), ScorerStats(), group_id=f"{group}-scorer")
     joiner = start_worker(run_joiner, role("joiner"), JoinerStats(), group_id=f"{group}-joiner")
-    core = MonitorCore(tasks={"fraud": "binary"}, window_size=10**6, time_window=10**9, data_drift=None)
-    monitor = start_worker(run_monitor, role("monitor"), MonitorStats(), group_id=f"{group}-monitor",
-                           core=core, emit_seconds=0.5)
+    monitoring = MonitorSettings(emit_seconds=0.5, window_size=10**6, time_window=10**9,
+                                 data_drift=DataDriftSettings(enabled=False))
+    monitor = start_worker(run_monitor, role("monitor").model_copy(update={"monitor": monitoring}),
+                           MonitorStats(), group_id=f"{group}-monitor")
     trainer = role("trainer")
     learner = start_worker(run_learner, trainer.model_copy(update={"learner": LearnerSettings(every_samples=500)}),
                            LearnerStats(), group_id=f"{group}-learner")

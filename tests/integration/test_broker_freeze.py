@@ -22,9 +22,9 @@ from riverops.kafka.lag import LagProbe
 from riverops.kafka.tansu import EmbeddedBroker
 from riverops.kafka.topics import TopicCatalogue, create_topics
 from riverops.roles.joiner import JoinerStats, run_joiner
-from riverops.roles.monitor import MonitorCore
-from riverops.roles.monitor_worker import MonitorStats, run_monitor
+from riverops.roles.monitor import MonitorStats, run_monitor
 from riverops.roles.scorer import ScorerStats, run_scorer
+from riverops.sections import DataDriftSettings, MonitorSettings
 from riverops.settings import Settings
 
 from .champion import register_champion
@@ -46,8 +46,9 @@ def test_broker_frozen_20_s_then_resumed(own_broker: EmbeddedBroker | KafkaClust
     register_champion(settings)
     scorer = start_worker(run_scorer, settings, ScorerStats())
     joiner = start_worker(run_joiner, settings, JoinerStats())
-    core = MonitorCore(tasks={"fraud": "binary"}, window_size=10**6, time_window=10**9, data_drift=None)
-    monitor = start_worker(run_monitor, settings, MonitorStats(), core=core, emit_seconds=0.5)
+    monitoring = settings.model_copy(update={"monitor": MonitorSettings(
+        emit_seconds=0.5, window_size=10**6, time_window=10**9, data_drift=DataDriftSettings(enabled=False))})
+    monitor = start_worker(run_monitor, monitoring, MonitorStats())
 
     sent = [0]
     sender = threading.Thread(target=send_labelled_at_rate, args=(settings,), kwargs={
@@ -71,7 +72,7 @@ def test_broker_frozen_20_s_then_resumed(own_broker: EmbeddedBroker | KafkaClust
     sender.join()
     total = sent[0]
     deadline = time.monotonic() + 90
-    while [s.samples for s in core.status()] != [total] and time.monotonic() < deadline:
+    while [s.samples for s in monitor.stats.status] != [total] and time.monotonic() < deadline:
         time.sleep(0.2)
     lag: list[Any] = []
     groups: set[str] = set()
@@ -90,12 +91,12 @@ def test_broker_frozen_20_s_then_resumed(own_broker: EmbeddedBroker | KafkaClust
     everything = {f"e{i}" for i in range(total)}
     assert {p["event_id"] for p in predictions} == everything, "a feature was not scored"
     assert {f["event_id"] for f in feedback} == everything, "a label was not joined"
-    (status,) = core.status()
+    (status,) = monitor.stats.status
     assert status.samples == total
     assert len(groups) == 3 and lag == [], f"lag did not drain: {lag} (groups seen: {groups})"
     print(f"\nfreeze {FREEZE_FOR:.0f}s at {FREEZE_AT:.0f}s of a {RATE}/s stream ({total} events); "
           f"backlog at resume {backlog}; first output {first_output}s after SIGCONT; "
           f"backlog joined and monitored {caught_up}s after SIGCONT; predictions {len(predictions)} "
           f"(re-scored {len(predictions) - total}), feedback {len(feedback)} "
-          f"(repeated {len(feedback) - total}), monitor duplicates dropped {core.duplicates}; "
+          f"(repeated {len(feedback) - total}), monitor duplicates dropped {monitor.stats.duplicates}; "
           f"run {time.monotonic() - started:.0f}s")

@@ -27,9 +27,9 @@ from riverops.kafka.lag import LagProbe
 from riverops.kafka.registry_topic import read_registry
 from riverops.kafka.topics import TopicCatalogue, create_topics
 from riverops.roles.joiner import JoinerStats, run_joiner
-from riverops.roles.monitor import MonitorCore
-from riverops.roles.monitor_worker import MonitorStats, run_monitor
+from riverops.roles.monitor import MonitorStats, run_monitor
 from riverops.roles.scorer import ScorerStats, run_scorer
+from riverops.sections import DataDriftSettings, MonitorSettings
 from riverops.settings import Settings
 
 from ..conftest import ENGINE
@@ -128,8 +128,9 @@ def test_broker_stopped_and_restarted_on_its_log_dir_keeps_everything(
     registry_before = read_registry(settings).snapshot()
     scorer = start_worker(run_scorer, settings, ScorerStats())
     joiner = start_worker(run_joiner, settings, JoinerStats())
-    core = MonitorCore(tasks={"fraud": "binary"}, window_size=10**6, time_window=10**9, data_drift=None)
-    monitor = start_worker(run_monitor, settings, MonitorStats(), core=core, emit_seconds=0.5)
+    monitoring = settings.model_copy(update={"monitor": MonitorSettings(
+        emit_seconds=0.5, window_size=10**6, time_window=10**9, data_drift=DataDriftSettings(enabled=False))})
+    monitor = start_worker(run_monitor, monitoring, MonitorStats())
 
     sent, send_errors = [0], []
     sender = threading.Thread(target=_send, args=(settings, sent, send_errors))
@@ -160,7 +161,7 @@ def test_broker_stopped_and_restarted_on_its_log_dir_keeps_everything(
     assert not send_errors, f"the producer lost records across the restart: {send_errors}"
     total = sent[0]
     deadline = time.monotonic() + 90
-    while [s.samples for s in core.status()] != [total] and time.monotonic() < deadline:
+    while [s.samples for s in monitor.stats.status] != [total] and time.monotonic() < deadline:
         time.sleep(0.2)
     lag: list[Any] = []
     with LagProbe(settings, group_prefix=GROUPS) as probe:
@@ -192,7 +193,7 @@ def test_broker_stopped_and_restarted_on_its_log_dir_keeps_everything(
     assert {f["event_id"] for f in features} == everything == {lb["event_id"] for lb in labels}
     assert {p["event_id"] for p in predictions} == everything, "a feature was not scored"
     assert {f["event_id"] for f in feedback} == everything, "a label was not joined"
-    (status,) = core.status()
+    (status,) = monitor.stats.status
     assert status.samples == total
     assert lag == [], f"lag did not drain: {lag}"
     print(f"\nbroker stopped at {STOP_AT:.0f}s of a {RATE}/s stream ({total} events) for "
@@ -202,5 +203,5 @@ def test_broker_stopped_and_restarted_on_its_log_dir_keeps_everything(
           f"{len(features)} labels {len(labels)} (producer duplicates "
           f"{len(features) + len(labels) - 2 * total}); predictions {len(predictions)} (re-scored "
           f"{len(predictions) - total}), feedback {len(feedback)} (repeated {len(feedback) - total}), "
-          f"monitor duplicates dropped {core.duplicates}; lag rows sampled at ready {rows_at_ready}; committed offsets {len(committed_after)} "
+          f"monitor duplicates dropped {monitor.stats.duplicates}; lag rows sampled at ready {rows_at_ready}; committed offsets {len(committed_after)} "
           f"partitions of {len({g for g, _, _ in committed_after})} groups; run {time.monotonic() - began:.0f}s")

@@ -25,11 +25,11 @@ from riverops.models.batch import learn_in_order
 from riverops.models.registry import Registry
 from riverops.models.specs import get_spec
 from riverops.roles.joiner import JoinerStats, run_joiner
-from riverops.roles.monitor import MonitorCore
-from riverops.roles.monitor_worker import MonitorStats, run_monitor
+from riverops.roles.monitor import MonitorStats, run_monitor
 from riverops.roles.policy import PromotionPolicy
 from riverops.roles.retrain_worker import RetrainerStats, run_retrainer
 from riverops.roles.scorer import ScorerStats, run_scorer
+from riverops.sections import DataDriftSettings, MonitorSettings
 from riverops.settings import Settings
 
 from .conftest import read_topic
@@ -79,8 +79,8 @@ def test_abrupt_drift_is_caught_retrained_promoted_and_recovered(
     _register_champion(settings)
     start_worker(run_scorer, settings, ScorerStats())
     start_worker(run_joiner, settings, JoinerStats())
-    start_worker(run_monitor, settings, MonitorStats(), emit_seconds=0.5,
-                 core=MonitorCore(data_drift=None))
+    monitoring = MonitorSettings(emit_seconds=0.5, data_drift=DataDriftSettings(enabled=False))
+    start_worker(run_monitor, settings.model_copy(update={"monitor": monitoring}), MonitorStats())
     retrainer = start_worker(
         run_retrainer, settings, RetrainerStats(),
         policy=PromotionPolicy(metric="accuracy", margin=0.02, min_samples=300),

@@ -19,9 +19,9 @@ from riverops.models.batch import learn_in_order
 from riverops.models.registry import Registry
 from riverops.models.specs import get_spec
 from riverops.roles.joiner import JoinerStats, run_joiner
-from riverops.roles.monitor import MonitorCore
-from riverops.roles.monitor_worker import MonitorStats, run_monitor
+from riverops.roles.monitor import MonitorStats, run_monitor
 from riverops.roles.scorer import ScorerStats, run_scorer
+from riverops.sections import DataDriftSettings, MonitorSettings
 from riverops.settings import Settings
 
 from .conftest import read_topic
@@ -59,8 +59,9 @@ def test_out_of_order_duplicated_stream_gives_exact_metrics(
             producer.send_label(event_id=eid, model="fraud", label=labelled[eid], label_time=t0)
     scorer = start_worker(run_scorer, settings, ScorerStats())
     joiner = start_worker(run_joiner, settings, JoinerStats())
-    monitor_core = MonitorCore(window_size=1_000_000, time_window=10**9, data_drift=None)
-    monitor = start_worker(run_monitor, settings, MonitorStats(), core=monitor_core, emit_seconds=0.5)
+    monitoring = settings.model_copy(update={"monitor": MonitorSettings(
+        emit_seconds=0.5, window_size=1_000_000, time_window=10**9, data_drift=DataDriftSettings(enabled=False))})
+    monitor = start_worker(run_monitor, monitoring, MonitorStats())
 
     with EventProducer(settings) as producer:
         for i, (eid, x, _) in enumerate(stream):

@@ -13,7 +13,7 @@ from riverops.kafka.registry_topic import publish_records
 from riverops.modelops import register_trained
 from riverops.models.registry import Registry
 from riverops.models.specs import get_spec
-from riverops.roles.online_worker import OnlineStats, run_online
+from riverops.roles.online import OnlineStats, run_online
 from riverops.settings import Settings
 
 

@@ -16,10 +16,10 @@ from riverops.models.registry import Registry
 from riverops.models.specs import get_spec
 from riverops.roles.joiner import JoinerStats, run_joiner
 from riverops.roles.learner import LearnerStats, run_learner
-from riverops.roles.monitor_worker import MonitorStats, run_monitor
+from riverops.roles.monitor import MonitorStats, run_monitor
 from riverops.roles.retrain_worker import RetrainerStats, run_retrainer
 from riverops.roles.scorer import ScorerStats, run_scorer
-from riverops.sections import LearnerSettings
+from riverops.sections import LearnerSettings, MonitorSettings
 from riverops.settings import Settings
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -55,7 +55,8 @@ def test_bad_champion_is_rolled_back_and_the_learner_snapshots(
         registry.apply_all(records)
     start_worker(run_scorer, settings, ScorerStats())
     start_worker(run_joiner, settings, JoinerStats())
-    start_worker(run_monitor, settings, MonitorStats(), emit_seconds=0.5)
+    start_worker(run_monitor, settings.model_copy(update={"monitor": MonitorSettings(emit_seconds=0.5)}),
+                 MonitorStats())
     learner = start_worker(run_learner, settings.model_copy(update={"learner": LearnerSettings(
         every_samples=1000, every_seconds=3600)}), LearnerStats())
     retrainer = start_worker(run_retrainer, settings, RetrainerStats())

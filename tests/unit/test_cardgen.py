@@ -15,7 +15,7 @@ import pytest
 
 from riverops.demo.cardgen import CATEGORIES, FEATURE_NAMES, CardStream, Transaction, merged_events
 from riverops.models.specs import get_spec
-from riverops.roles.drift import ConceptDriftDetector
+from riverops.roles.monitor.drift import ConceptDriftDetector
 from riverops.schemas.codec import SingleObjectCodec
 from riverops.schemas.errors import ConfigError
 from riverops.schemas.events import FeatureEvent, LabelEvent

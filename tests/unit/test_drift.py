@@ -11,7 +11,7 @@ import pytest
 from river import linear_model, preprocessing
 from river.datasets import synth
 
-from riverops.roles.drift import (
+from riverops.roles.monitor.drift import (
     ConceptDriftDetector,
     DataDriftMonitor,
     DataDriftOptions,

@@ -12,9 +12,8 @@ import pytest
 from river import linear_model, metrics, preprocessing
 from river.datasets import synth
 
-from riverops.roles import monitor as mon
-from riverops.roles.drift import DataDriftOptions
-from riverops.roles.monitor import MonitorCore
+from riverops.roles.monitor import DataDriftOptions, MonitorCore
+from riverops.roles.monitor.windows import MetricSet, Outcome
 from riverops.schemas.codec import SingleObjectCodec
 from riverops.schemas.errors import ConfigError, InvalidEventError
 from riverops.schemas.events import DriftEvent, MetricsEvent
@@ -264,14 +263,16 @@ def test_binary_labels_and_scores_in_other_spellings() -> None:
 def test_invalid_records_change_nothing_or_go_to_on_invalid() -> None:
     core = MonitorCore(data_drift=None)
     good, bad = feedback("a", True, [made(True)]), feedback("b", True, [made("maybe")])
-    with pytest.raises(InvalidEventError):
-        core.update([bad])
+    nan = feedback("c", True, [made(True)], features={"x": math.inf})  # the scorer's rule
+    for refused_record in (bad, nan):
+        with pytest.raises(InvalidEventError):
+            core.update([refused_record])
     assert core.status() == [] and core.duplicates == 0
     refused: list[tuple[str, str]] = []
     core.update(
-        [bad, good], on_invalid=lambda r, exc: refused.append((r["event_id"], type(exc).__name__))
+        [bad, nan, good], on_invalid=lambda r, exc: refused.append((r["event_id"], type(exc).__name__))
     )
-    assert refused == [("b", "InvalidEventError")]
+    assert refused == [("b", "InvalidEventError"), ("c", "InvalidEventError")]
     assert [r.samples for r in core.status()] == [1]
     with pytest.raises(ConfigError):
         MonitorCore(detector="DDM").update([feedback("r", 2.5, [made(2.0)], model="price")])
@@ -284,9 +285,9 @@ def test_non_finite_metric_values_are_left_out() -> None:
         def get(self) -> float:
             return math.nan
 
-    metric_set = mon._MetricSet("regression")
+    metric_set = MetricSet("regression")
     metric_set._labels["r2"] = Broken()
-    metric_set.update(mon._Outcome(1.0, 2.0, None, 1.0))
+    metric_set.update(Outcome(1.0, 2.0, None, 1.0))
     assert "r2" not in metric_set.values() and metric_set.values()["mae"] == 1.0
 
 

@@ -16,8 +16,7 @@ import pytest
 from river import datasets, evaluate, linear_model, metrics, preprocessing, stream
 
 from riverops.models.specs import get_spec
-from riverops.roles.online import OnlineCore, OnlineInput
-from riverops.roles.timeorder import Kind, Partition, TimeOrderMerge
+from riverops.roles.online import Kind, OnlineCore, OnlineInput, Partition, TimeOrderMerge
 from riverops.schemas.errors import ConfigError, InvalidEventError
 
 PHISHING = list(datasets.Phishing())
@@ -231,6 +230,16 @@ def test_bad_labels_are_rejected_with_a_reason() -> None:
     assert "for model 'other'" in reasons[2] and "no features map" in reasons[3]
     assert result.learned == 1 and core.stats().invalid == 4
     assert all(isinstance(r.error, InvalidEventError) for r in result.rejected)
+
+
+def test_features_the_scorer_refuses_are_neither_predicted_on_nor_learned() -> None:
+    core = OnlineCore(MAKERS["logreg spec"](), version=1)
+    x, y = PHISHING[0]
+    nan = {**x, next(iter(x)): float("nan")}
+    result = core.process([features(0, nan), label(0, y)], predicted_at=NOW)
+    assert result.predictions == [] and result.learned == 0
+    assert "nan" in str(result.rejected[0].error) and "unknown" in str(result.rejected[1].error)
+    assert core.stats().invalid == 2 and core.metrics() == {}
 
 
 def test_prediction_event_fields() -> None:

@@ -130,7 +130,7 @@ def feedback(event_id: str, label: bool, prediction: bool, at: float, x: float) 
 def test_monitor_values_and_drift_alarms_are_exported(
     registry: CollectorRegistry, server: MetricsServer
 ) -> None:
-    from riverops.roles.drift import DataDriftOptions
+    from riverops.roles.monitor import DataDriftOptions
 
     core = MonitorCore(
         time_window=60.0, data_drift=DataDriftOptions(reference_size=20, window_size=20, every=20)
@@ -164,6 +164,20 @@ def test_monitor_values_and_drift_alarms_are_exported(
     got = scrape(server)
     assert ("riverops_model_metric", labels(**key, metric="accuracy", window="time")) not in got
     assert got["riverops_model_metric", labels(**key, metric="accuracy", window="count")] == 0.75
+
+
+def test_online_metrics_are_exported_and_replaced(
+    registry: CollectorRegistry, server: MetricsServer
+) -> None:
+    t = Telemetry(registry, role="online")
+    t.export_online({"fraud": {"accuracy": 0.9, "roc_auc": 0.95}, "price": {"mae": 1.5}})
+    got = scrape(server)
+    assert got["riverops_online_metric", labels(role="online", model="fraud", metric="roc_auc")] == 0.95
+    assert got["riverops_online_metric", labels(role="online", model="price", metric="mae")] == 1.5
+    t.export_online({"fraud": {"accuracy": 0.8}})
+    got = scrape(server)
+    assert got["riverops_online_metric", labels(role="online", model="fraud", metric="accuracy")] == 0.8
+    assert ("riverops_online_metric", labels(role="online", model="price", metric="mae")) not in got
 
 
 def test_bundles_use_only_their_own_registry() -> None:

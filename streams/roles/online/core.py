@@ -2,7 +2,7 @@
 labels, River's predict-then-learn loop over Kafka.
 
 :class:`OnlineCore` takes FeatureEvent and LabelEvent dicts in *time* order (see
-:mod:`riverops.roles.timeorder`). For features it calls ``predict_proba_one`` (``predict_one``
+:mod:`riverops.roles.online.timeorder`). For features it calls ``predict_proba_one`` (``predict_one``
 for a regressor) on the one model, remembers the features and the answer by event_id and
 returns a PredictionEvent dict (variant ``online``). For a label of a remembered event it
 scores the remembered answer with River metrics, then calls ``learn_one`` and forgets the
@@ -12,8 +12,10 @@ released before it. Fed features and labels in ``simulate_qa``'s order, the metr
 ``river.evaluate.progressive_val_score`` with the same model and delay (tested to 1e-9).
 
 Duplicates (features of an event already seen, a label already learned) are ignored and
-counted; a label for an event whose features are unknown (never seen, or evicted after
-``max_pending`` newer events) is rejected with a reason, for the dead-letter topic. The
+counted; features that :func:`~riverops.schemas.validation.validate_features` refuses (the
+scorer's rule: a NaN, an infinity, a huge string) are neither predicted on nor learned
+from, and a label for an event whose features are unknown (never seen, refused, or evicted
+after ``max_pending`` newer events) is rejected: both with a reason, for the dead-letter topic. The
 predicted class is River's ``predict_one`` answer: the argmax of the probabilities, the
 first class on a tie.
 
@@ -42,14 +44,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from riverops.models.labels import coerce_label
 from riverops.models.specs import drop_missing
-from riverops.roles.joiner import Source
-from riverops.roles.learner import ProgressiveMetrics, Rejected, check_features, coerce_label
-from riverops.roles.timeorder import Kind
+from riverops.roles.joiner.core import Source
+from riverops.roles.learner.core import Rejected
+from riverops.roles.learner.progressive import ProgressiveMetrics
+from riverops.roles.online.timeorder import Kind
 from riverops.schemas.errors import ConfigError, InvalidEventError
 from riverops.schemas.events import Task
+from riverops.schemas.validation import validate_features
 
-__all__ = ["OnlineInput", "OnlineResult", "OnlineStats", "OnlineCore"]
+__all__ = ["OnlineInput", "OnlineResult", "OnlineCoreStats", "OnlineCore"]
 
 
 class OnlineInput(NamedTuple):
@@ -72,7 +77,7 @@ class OnlineResult:
 
 
 @dataclass(frozen=True, slots=True)
-class OnlineStats:
+class OnlineCoreStats:
     """Cumulative counters and the pending gauge, for metrics and the status view."""
 
     pending: int
@@ -157,7 +162,10 @@ class OnlineCore:
         the label; ``None`` for a duplicate; InvalidEventError for a bad record."""
         try:
             event_id, model = _ids(record)
-            features = check_features(record.get("features"))
+            features = record.get("features")
+            if not isinstance(features, Mapping):
+                raise InvalidEventError("no features map")
+            validate_features(record)  # the scorer's rule: what it refuses is not learned from
         except InvalidEventError:
             self._invalid += 1
             raise
@@ -236,9 +244,9 @@ class OnlineCore:
         """Progressive metric values since the start (finite ones only)."""
         return self._metrics.values()
 
-    def stats(self) -> OnlineStats:
+    def stats(self) -> OnlineCoreStats:
         """Cumulative counters and the number of events awaiting a label."""
-        return OnlineStats(
+        return OnlineCoreStats(
             pending=len(self._pending),
             predicted=self._predicted,
             learned=self._learned,

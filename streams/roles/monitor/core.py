@@ -30,49 +30,31 @@ Examples
 
 from __future__ import annotations
 
-import bisect
 import collections
-import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
-from river import metrics, utils
+from river import utils
 
-from riverops.models.labels import coerce_label, positive_score
-from riverops.models.metrics import ExactROCAUC
-from riverops.roles.drift import (
+from riverops.roles.monitor.drift import (
     ConceptDriftDetector,
     DataDriftMonitor,
     DataDriftOptions,
     DetectorName,
 )
+from riverops.roles.monitor.windows import MetricSet, Outcome, TimeWindow, outcome_of
 from riverops.schemas.errors import ConfigError, InvalidEventError
 from riverops.schemas.events import Task, Variant, WindowKind
+from riverops.schemas.validation import check_feature_map
+from riverops.sections import MonitorSettings
 
-__all__ = ["MonitorCore", "KeyStatus", "Key", "infer_task", "METRIC_NAMES", "DEFAULT_DATA_DRIFT"]
+__all__ = ["MonitorCore", "KeyStatus", "Key", "infer_task", "DEFAULT_DATA_DRIFT"]
 
 Key = tuple[str, int, Variant]
 """model, version, variant"""
 
-# River metric classes per task: fed the predicted class, or the scores (when present)
-_LABEL_METRICS: dict[Task, dict[str, Any]] = {
-    "binary": {
-        "accuracy": metrics.Accuracy, "precision": metrics.Precision,
-        "recall": metrics.Recall, "f1": metrics.F1,
-    },
-    "multiclass": {"accuracy": metrics.Accuracy, "macro_f1": metrics.MacroF1},
-    "regression": {"mae": metrics.MAE, "rmse": metrics.RMSE, "r2": metrics.R2},
-}
-_SCORE_METRICS: dict[Task, dict[str, Any]] = {
-    "binary": {"roc_auc": ExactROCAUC, "log_loss": metrics.LogLoss},
-    "multiclass": {"log_loss": metrics.CrossEntropy},
-    "regression": {},
-}
-METRIC_NAMES: dict[Task, tuple[str, ...]] = {
-    task: (*_LABEL_METRICS[task], *_SCORE_METRICS[task]) for task in _LABEL_METRICS
-}
 DEFAULT_DATA_DRIFT = DataDriftOptions()
 
 
@@ -87,112 +69,6 @@ def infer_task(label: Any) -> Task:
     if isinstance(label, str):
         return "multiclass"
     return "regression"
-
-
-class _Outcome(NamedTuple):
-    y_true: Any
-    y_pred: Any
-    proba: Any  # P(True) for binary, a class -> probability dict for multiclass, or None
-    error: float
-
-
-def _outcome(task: Task, label: Any, made: Mapping[str, Any]) -> _Outcome | None:
-    """The outcome of one made prediction, or None when it carries nothing to score."""
-    prediction, scores = made.get("prediction"), made.get("scores") or {}
-    if task == "binary":
-        y_true = coerce_label("binary", label)
-        p = positive_score(scores)
-        if prediction is not None:
-            y_pred = coerce_label("binary", prediction)
-        elif p is not None:
-            y_pred = p >= 0.5
-        else:
-            return None
-        return _Outcome(y_true, y_pred, p, float(y_pred != y_true))
-    if task == "multiclass":
-        finite = {str(k): v for k, v in scores.items() if math.isfinite(v)}
-        if prediction is not None:
-            predicted = str(prediction)
-        elif finite:
-            predicted = max(finite, key=lambda k: finite[k])
-        else:
-            return None
-        return _Outcome(str(label), predicted, finite or None, float(predicted != str(label)))
-    if prediction is None:
-        return None
-    if isinstance(prediction, str) or isinstance(label, str):
-        raise InvalidEventError(f"regression needs numbers, got {label!r} and {prediction!r}")
-    y, yhat = float(label), float(prediction)
-    if not (math.isfinite(y) and math.isfinite(yhat)):
-        return None
-    return _Outcome(y, yhat, None, abs(y - yhat))
-
-
-class _MetricSet:
-    """The task's River metrics, updated and reverted together (a River Rollable)."""
-
-    def __init__(self, task: Task) -> None:
-        self.n = 0
-        self._labels = {name: cls() for name, cls in _LABEL_METRICS[task].items()}
-        self._probas = {name: cls() for name, cls in _SCORE_METRICS[task].items()}
-
-    def update(self, outcome: _Outcome) -> None:
-        self._apply("update", outcome)
-        self.n += 1
-
-    def revert(self, outcome: _Outcome) -> None:
-        self._apply("revert", outcome)
-        self.n -= 1
-
-    def _apply(self, method: str, o: _Outcome) -> None:
-        for metric in self._labels.values():
-            getattr(metric, method)(o.y_true, o.y_pred)
-        for metric in self._probas.values() if o.proba is not None else ():
-            getattr(metric, method)(o.y_true, o.proba)
-
-    def values(self) -> dict[str, float]:
-        """Finite metric values (a NaN or inf is left out) plus ``window_samples``."""
-        out = {"window_samples": float(self.n)}
-        for name, metric in (*self._labels.items(), *self._probas.items()):
-            value = float(metric.get())
-            if math.isfinite(value):
-                out[name] = value
-        return out
-
-
-class _TimeWindow:
-    """A metric set over the outcomes whose label time is in (end - period, end].
-
-    Like ``river.utils.TimeRolling`` but with tz-free epoch seconds (TimeRolling compares
-    to a naive datetime and so refuses tz-aware label times), expiry on demand (a key whose
-    labels stop must not report stale values) and late outcomes outside the window dropped.
-    """
-
-    def __init__(self, period: float, task: Task) -> None:
-        self.period = period
-        self.obj = _MetricSet(task)
-        self._times: collections.deque[float] = collections.deque()
-        self._items: collections.deque[_Outcome] = collections.deque()
-        self._end = -math.inf
-
-    def update(self, t: float, outcome: _Outcome) -> None:
-        self.expire(t)
-        if t <= self._end - self.period:
-            return
-        i = len(self._times)
-        if self._times and t < self._times[-1]:
-            i = bisect.bisect_right(self._times, t)
-        self._times.insert(i, t)
-        self._items.insert(i, outcome)
-        self.obj.update(outcome)
-
-    def expire(self, end: float) -> None:
-        if end <= self._end:
-            return
-        self._end = end
-        while self._times and self._times[0] <= end - self.period:
-            self._times.popleft()
-            self.obj.revert(self._items.popleft())
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,8 +92,8 @@ class _KeyState:
         self.task = task
         self.samples = 0
         self.unscored = 0
-        self.count = utils.Rolling(_MetricSet, window_size=core.window_size, task=task)
-        self.time = _TimeWindow(core.time_window, task)
+        self.count = utils.Rolling(MetricSet, window_size=core.window_size, task=task)
+        self.time = TimeWindow(core.time_window, task)
         self.detector = ConceptDriftDetector(core.detector, params=core.detector_params)
 
 
@@ -271,6 +147,22 @@ class MonitorCore:
         self._data: dict[str, DataDriftMonitor] = {}
         self._versions: dict[str, tuple[int, Variant]] = {}
 
+    @classmethod
+    def from_settings(cls, section: MonitorSettings, *, tasks: Mapping[str, Task] | None = None) -> MonitorCore:
+        """The core a monitor worker runs with ``settings.monitor`` (data drift off when
+        ``section.data_drift.enabled`` is false).
+
+        >>> MonitorCore.from_settings(MonitorSettings(data_drift={"enabled": False})).data_drift is None
+        True
+        """
+        drift = section.data_drift
+        options = DataDriftOptions(
+            reference_size=drift.reference_size, window_size=drift.window_size, every=drift.every,
+            psi_threshold=drift.psi_threshold, ks_threshold=drift.ks_threshold,
+        ) if drift.enabled else None
+        return cls(tasks=tasks, window_size=section.window_size, time_window=section.time_window,
+                   detector=section.detector, data_drift=options, dedupe_size=section.dedupe_size)
+
     def update(
         self,
         feedback_records: Iterable[Mapping[str, Any]],
@@ -279,8 +171,10 @@ class MonitorCore:
     ) -> list[dict[str, Any]]:
         """Fold a batch of FeedbackEvent dicts in; return the DriftEvent dicts it raised.
 
-        A record that breaks the contract raises InvalidEventError before it changes any
-        state, or, with ``on_invalid``, is handed to it (e.g. to dead-letter) and skipped.
+        A record that breaks the contract (features included: the rule of
+        :func:`~riverops.schemas.validation.check_feature_map`, as the scorer's) raises
+        InvalidEventError before it changes any state, or, with ``on_invalid``, is handed
+        to it (e.g. to dead-letter) and skipped.
         """
         events: list[dict[str, Any]] = []
         for record in feedback_records:
@@ -299,13 +193,15 @@ class MonitorCore:
         if (model, event_id) in self._seen:
             self.duplicates += 1
             return []
+        features = record.get("features") or {}
+        check_feature_map(features)  # the scorer's rule: what it refuses is not measured either
         label, seconds = record.get("label"), _epoch(record.get("label_time"))
         if label is None:
             raise InvalidEventError(f"feedback {event_id} has no label")
         task = self.tasks.get(model) or infer_task(label)
         if task == "regression" and self.detector == "DDM":
             raise ConfigError(f"model {model}: DDM takes 0/1 errors, not regression errors")
-        made = [(p, _outcome(task, label, p)) for p in record.get("predictions") or ()]
+        made = [(p, outcome_of(task, label, p)) for p in record.get("predictions") or ()]
         # validated: from here on the record changes state
         self._seen[model, event_id] = None
         if len(self._seen) > self.dedupe_size:
@@ -323,7 +219,7 @@ class MonitorCore:
         if self.data_drift is not None:
             monitor = self._data.setdefault(model, DataDriftMonitor(self.data_drift))
             version, variant = self._versions.get(model, (1, "champion"))
-            for alarm in monitor.update(record.get("features") or {}):
+            for alarm in monitor.update(features):
                 drift.append(
                     {
                         "model": model, "version": version, "variant": variant,
@@ -336,7 +232,7 @@ class MonitorCore:
         return drift
 
     def _outcome_in(
-        self, model: str, made: Mapping[str, Any], outcome: _Outcome | None, seconds: float
+        self, model: str, made: Mapping[str, Any], outcome: Outcome | None, seconds: float
     ) -> dict[str, Any] | None:
         key: Key = (model, int(made["version"]), made["variant"])
         state = self._keys.get(key)

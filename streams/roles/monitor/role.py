@@ -1,0 +1,124 @@
+"""The monitor as a worker-runtime role: feedback in; metrics, drift alarms and /metrics gauges out.
+
+The rolling windows live in memory: after a restart they refill from the feedback that
+follows the committed offsets (the monitor is not a system of record; the metrics topic
+is). Repeated feedback (the joiner is at-least-once) is dropped by the core's dedupe.
+
+Each model's task comes from its champion in the registry (followed live), not from the
+first label seen: one label of the wrong type ("maybe" for a binary model) arriving
+first would otherwise turn the model's metrics multiclass for good, where it must be
+dead-lettered. Every knob is in ``settings.monitor`` (:class:`~riverops.sections.MonitorSettings`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from riverops.roles.monitor.core import KeyStatus, MonitorCore
+from riverops.runtime import Context, Input, Outputs, RoleSpec, run
+from riverops.schemas.errors import InvalidEventError
+from riverops.schemas.events import ModelVersion
+from riverops.settings import Settings
+from riverops.telemetry import Telemetry
+
+__all__ = ["MonitorStats", "MonitorRole", "run_monitor"]
+
+
+@dataclass
+class MonitorStats:
+    """Counts of the monitor and its last status rows, for tests, the status view and logs."""
+
+    batches: int = 0
+    feedback: int = 0
+    """Decoded feedback records handled (refused ones included; undecodable ones are only
+    in ``dead_letters``)."""
+    duplicates: int = 0
+    """Repeated feedback the core dropped."""
+    drift_events: int = 0
+    metrics_events: int = 0
+    dead_letters: int = 0
+    assigned: bool = False
+    status: list[KeyStatus] = field(default_factory=list)
+    """Every key's values as of the last metrics emitted (and when the role stopped)."""
+
+
+class MonitorRole(RoleSpec):
+    """Feedback folded into a :class:`MonitorCore`; drift alarms as they are raised, metrics
+    events and gauges every ``settings.monitor.emit_seconds``."""
+
+    name = "monitor"
+    inputs = ("feedback",)
+    follows_registry = True
+    latency_stage = "monitor"
+
+    def __init__(self, settings: Settings, *, stats: MonitorStats | None = None) -> None:
+        self.stats: MonitorStats = stats or MonitorStats()
+        self.core = MonitorCore.from_settings(settings.monitor)
+        self.emit_seconds = settings.monitor.emit_seconds
+        self._last_emit = time.monotonic()
+
+    def start(self, ctx: Context) -> None:
+        super().start(ctx)
+        self._learn_tasks()
+        self._last_emit = time.monotonic()
+
+    def on_registry(self, updates: list[ModelVersion]) -> None:
+        self._learn_tasks()
+
+    def _learn_tasks(self) -> None:
+        registry = self.ctx.registry
+        for model in registry.models:
+            champion = registry.champion(model)
+            if champion is not None:
+                self.core.tasks.setdefault(model, champion.task)  # the first task known wins
+
+    def handle(self, batch: list[Input], out: Outputs) -> None:
+        sources = {id(item.value): item.message for item in batch}
+        refused: set[int] = set()
+
+        def on_invalid(record: Mapping[str, Any], error: InvalidEventError) -> None:
+            refused.add(id(record))
+            out.reject(sources[id(record)], error)
+
+        records = [item.value for item in batch]
+        drift = self.core.update(records, on_invalid=on_invalid)
+        out.add("drift", drift)
+        telemetry = self.ctx.telemetry
+        if telemetry is not None:
+            telemetry.count_drift(drift)
+            for record in records:
+                if id(record) not in refused:
+                    delay = (record["label_time"] - record["event_time"]).total_seconds()
+                    telemetry.observe_label_delay(record["model"], max(delay, 0.0))
+        self.stats.batches += 1
+        self.stats.feedback += len(batch)
+        self.stats.drift_events += len(drift)
+        self.stats.duplicates = self.core.duplicates
+
+    def tick(self, now: float, out: Outputs) -> None:
+        if now - self._last_emit < self.emit_seconds:
+            return
+        self._last_emit = now
+        wall = datetime.now(UTC)
+        metrics = self.core.metrics_events(wall)
+        out.add("metrics", metrics)
+        self.stats.metrics_events += len(metrics)
+        self.stats.status = self.core.status(wall)
+        if self.ctx.telemetry is not None:
+            self.ctx.telemetry.export_monitor(self.stats.status, self.core.data_drift_scores())
+
+    def stopped(self) -> None:
+        self.stats.status = self.core.status()
+
+
+def run_monitor(settings: Settings, *, stop: threading.Event, group_id: str = "riverops-monitor",
+                stats: MonitorStats | None = None, telemetry: Telemetry | None = None) -> MonitorStats:
+    """Monitor feedback until ``stop`` is set."""
+    role = MonitorRole(settings, stats=stats)
+    run(role, settings, stop=stop, group_id=group_id, telemetry=telemetry)
+    return role.stats
