@@ -78,7 +78,7 @@ class PolicySettings(_Section):
     margin: float = Field(0.01, ge=0, description="how much better a candidate must be")
     margin_kind: Literal["absolute", "relative"] = "absolute"
     min_samples: int = Field(500, ge=1, description="held-out events needed to decide")
-    challenger_share: float = Field(0.1, gt=0, le=1, description="traffic share of a challenger")
+    challenger_share: float = Field(0.1, gt=0, lt=1, description="traffic share of a challenger")
     rollback_drop: float = Field(0.05, ge=0, description="live drop under the previous champion "
                                  "that rolls a new champion back")
     rollback_min_samples: int = Field(500, ge=1)
@@ -95,7 +95,9 @@ class RetrainerSettings(_Section):
     cooldown_seconds: float = Field(20.0, ge=0, description="least time between two automatic "
                                     "requests for one model")
     degradation_below: float | None = Field(None, description="request a retrain when the "
-                                            "champion's rolling metric falls under this")
+                                            "champion's rolling metric is worse than this (under "
+                                            "it for roc_auc, accuracy...; above it for mae, rmse, "
+                                            "log_loss)")
     schedule_seconds: float | None = Field(None, gt=0, description="request a retrain of every "
                                            "model this often")
     min_error_rise: float = Field(0.02, ge=0, description="a concept-drift alarm acts only when "

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from riverops.settings import Settings
 
@@ -14,17 +15,26 @@ __all__ = ["settings_env", "start_worker_process", "stop_process", "run_worker_t
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The RIVEROPS_* variables that reproduce ``settings`` in a child process."""
+    """The RIVEROPS_* variables that reproduce ``settings`` in a child process; a role's
+    section becomes one variable per knob (``RIVEROPS_RETRAINER__POLICY__MARGIN``), as an
+    operator writes them."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RIVEROPS_") and k != "KAFKA_BOOTSTRAP_SERVERS"}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        env[f"RIVEROPS_{name.upper()}"] = str(value)
+    _put(env, "RIVEROPS", settings.model_dump())
     return env
+
+
+def _put(env: dict[str, str], name: str, value: Any) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _put(env, f"{name}{'_' if name == 'RIVEROPS' else '__'}{key.upper()}", item)
+        return
+    if value is None:
+        return
+    if hasattr(value, "get_secret_value"):
+        value = value.get_secret_value()
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    env[name] = str(value)
 
 
 def start_worker_process(settings: Settings, role: str, *, group_prefix: str, log: Path,

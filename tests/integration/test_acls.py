@@ -26,10 +26,10 @@ from riverops.roles.joiner import JoinerStats, run_joiner
 from riverops.roles.learner import LearnerStats, run_learner
 from riverops.roles.monitor import MonitorStats, run_monitor
 from riverops.roles.online import OnlineStats, run_online
-from riverops.roles.retrain_worker import RetrainerStats, request_retrain, run_retrainer
+from riverops.roles.retrainer import RetrainerStats, request_retrain, run_retrainer
 from riverops.roles.scorer import ScorerStats, run_scorer
 from riverops.schemas.errors import AuthorizationError
-from riverops.sections import DataDriftSettings, LearnerSettings, MonitorSettings
+from riverops.sections import DataDriftSettings, LearnerSettings, MonitorSettings, RetrainerSettings
 from riverops.settings import Settings
 
 from .champion import register_champion
@@ -88,8 +88,8 @@ def test_every_role_works_with_only_its_acls(secure_kafka: SecureKafka, tmp_path
     trainer = role("trainer")
     learner = start_worker(run_learner, trainer.model_copy(update={"learner": LearnerSettings(every_samples=500)}),
                            LearnerStats(), group_id=f"{group}-learner")
-    retrainer = start_worker(run_retrainer, trainer, RetrainerStats(), group_id=f"{group}-retrainer",
-                             cooldown_seconds=0.0)
+    retrainer = start_worker(run_retrainer, trainer.model_copy(update={"retrainer": RetrainerSettings(
+        cooldown_seconds=0.0)}), RetrainerStats(), group_id=f"{group}-retrainer")
     _send(role("service"), N)
 
     assert _wait(lambda: joiner.stats.feedback >= N and monitor.stats.feedback >= N, 120), (

@@ -26,10 +26,9 @@ from riverops.models.registry import Registry
 from riverops.models.specs import get_spec
 from riverops.roles.joiner import JoinerStats, run_joiner
 from riverops.roles.monitor import MonitorStats, run_monitor
-from riverops.roles.policy import PromotionPolicy
-from riverops.roles.retrain_worker import RetrainerStats, run_retrainer
+from riverops.roles.retrainer import RetrainerStats, run_retrainer
 from riverops.roles.scorer import ScorerStats, run_scorer
-from riverops.sections import DataDriftSettings, MonitorSettings
+from riverops.sections import DataDriftSettings, MonitorSettings, PolicySettings, RetrainerSettings
 from riverops.settings import Settings
 
 from .conftest import read_topic
@@ -81,11 +80,12 @@ def test_abrupt_drift_is_caught_retrained_promoted_and_recovered(
     start_worker(run_joiner, settings, JoinerStats())
     monitoring = MonitorSettings(emit_seconds=0.5, data_drift=DataDriftSettings(enabled=False))
     start_worker(run_monitor, settings.model_copy(update={"monitor": monitoring}), MonitorStats())
-    retrainer = start_worker(
-        run_retrainer, settings, RetrainerStats(),
-        policy=PromotionPolicy(metric="accuracy", margin=0.02, min_samples=300),
+    retraining = RetrainerSettings(
         window_events=5_000, drift_min_samples=2_500, cooldown_seconds=5.0,
+        policy=PolicySettings(metric="accuracy", margin=0.02, min_samples=300),
     )
+    retrainer = start_worker(run_retrainer, settings.model_copy(update={"retrainer": retraining}),
+                             RetrainerStats())
 
     drift_time = _stream(settings)
 

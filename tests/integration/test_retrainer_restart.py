@@ -16,8 +16,9 @@ from riverops.modelops import register_trained
 from riverops.models.batch import learn_in_order
 from riverops.models.registry import Registry
 from riverops.models.specs import get_spec
-from riverops.roles.retrain_worker import RetrainerStats, request_retrain, run_retrainer
+from riverops.roles.retrainer import RetrainerStats, request_retrain, run_retrainer
 from riverops.schemas.events import FeedbackEvent, MadePrediction
+from riverops.sections import RetrainerSettings
 from riverops.settings import Settings
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -51,9 +52,10 @@ def _feedback(settings: Settings) -> None:
 
 def _run(settings: Settings, group: str, stats: RetrainerStats) -> tuple[threading.Event, threading.Thread]:
     stop = threading.Event()
-    thread = threading.Thread(target=run_retrainer, args=(settings,), daemon=True,
-                              kwargs={"stop": stop, "stats": stats, "group_id": group,
-                                      "window_events": 1_500, "cooldown_seconds": 0.0})
+    knobs = settings.model_copy(update={"retrainer": RetrainerSettings(window_events=1_500,
+                                                                       cooldown_seconds=0.0)})
+    thread = threading.Thread(target=run_retrainer, args=(knobs,), daemon=True,
+                              kwargs={"stop": stop, "stats": stats, "group_id": group})
     thread.start()
     deadline = time.monotonic() + 30
     while not stats.assigned and time.monotonic() < deadline:

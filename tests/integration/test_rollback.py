@@ -17,7 +17,7 @@ from riverops.models.specs import get_spec
 from riverops.roles.joiner import JoinerStats, run_joiner
 from riverops.roles.learner import LearnerStats, run_learner
 from riverops.roles.monitor import MonitorStats, run_monitor
-from riverops.roles.retrain_worker import RetrainerStats, run_retrainer
+from riverops.roles.retrainer import RetrainerStats, run_retrainer
 from riverops.roles.scorer import ScorerStats, run_scorer
 from riverops.sections import LearnerSettings, MonitorSettings
 from riverops.settings import Settings

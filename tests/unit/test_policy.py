@@ -11,8 +11,15 @@ import pytest
 
 from riverops.models.artifacts import ArtifactStore, pack
 from riverops.models.registry import Registry
-from riverops.roles.policy import HIGHER_IS_BETTER, Decision, Probation, PromotionPolicy, apply
-from riverops.roles.retrainer import feedback_frame, retrain
+from riverops.roles.retrainer.frame import feedback_frame
+from riverops.roles.retrainer.policy import (
+    HIGHER_IS_BETTER,
+    Decision,
+    Probation,
+    PromotionPolicy,
+    apply,
+)
+from riverops.roles.retrainer.training import retrain
 from riverops.schemas.errors import ConfigError, RegistryError
 from riverops.schemas.events import Artifact, Lineage, ModelVersion
 

@@ -20,14 +20,11 @@ from river import metrics
 
 from riverops.models.artifacts import ArtifactStore, pack
 from riverops.models.specs import get_spec
-from riverops.roles.retrainer import (
-    binary_metrics,
-    feature_rows,
-    feedback_frame,
-    regression_metrics,
-    retrain,
-)
+from riverops.roles.retrainer.frame import feature_rows, feedback_frame
+from riverops.roles.retrainer.scoring import binary_metrics, regression_metrics
+from riverops.roles.retrainer.training import retrain
 from riverops.schemas.errors import ConfigError, InvalidEventError
+from riverops.schemas.validation import MAX_STRING
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,7 +95,7 @@ def test_frame_does_not_depend_on_arrival_order() -> None:
 def test_feature_columns_are_prefixed_sorted_and_missing_values_are_holes() -> None:
     recs = [record(0, {"z": 1, "label": "x", "s": "fr"}, True),
             record(1, {"z": None, "flag": True}, False),
-            record(2, {"z": float("nan")}, True)]
+            record(2, {}, True)]
     frame = feedback_frame(recs)
     features = [c for c in frame.columns if c.startswith("feature:")]
     assert features == ["feature:flag", "feature:label", "feature:s", "feature:z"]
@@ -154,13 +151,17 @@ def test_invalid_records_raise_or_go_to_on_invalid() -> None:
     bad = [{**good, "event_id": ""}, {**good, "event_id": "n", "label": None},
            {**good, "event_id": "f", "features": {"x": float("inf")}},
            {**good, "event_id": "t", "event_time": "yesterday"},
-           {**good, "event_id": "l", "label_time": "later"}]
+           {**good, "event_id": "l", "label_time": "later"},
+           # what riverops.schemas.validation refuses everywhere: a NaN, a huge string
+           {**good, "event_id": "m", "features": {"x": float("nan")}},
+           {**good, "event_id": "s", "features": {"x": "y" * (MAX_STRING + 1)}}]
     for one in bad:
         with pytest.raises(InvalidEventError):
             feedback_frame([good, one])
     seen: list[str] = []
     frame = feedback_frame([good, *bad], on_invalid=lambda r, exc: seen.append(str(exc)))
-    assert frame["event_id"].tolist() == ["e00000"] and len(seen) == 5
+    assert frame["event_id"].tolist() == ["e00000"] and len(seen) == 7
+    assert any("feedback m: feature 'x' is nan" in why for why in seen), seen
 
 
 def test_options_are_checked() -> None:
@@ -350,7 +351,8 @@ _CHILD = """
 import pickle, random
 from datetime import UTC, datetime, timedelta
 from riverops.models.artifacts import sha256_hex
-from riverops.roles.retrainer import feedback_frame, retrain
+from riverops.roles.retrainer.frame import feedback_frame
+from riverops.roles.retrainer.training import retrain
 rng = random.Random(0)
 t0 = datetime(2024, 1, 1, tzinfo=UTC)
 numbers, strings = [], []
@@ -453,16 +455,16 @@ def test_learn_since_trains_on_the_rows_after_the_cut_and_holdout_rows_sets_the_
 
 
 def test_after_a_drift_alarm_the_better_of_both_windows_is_the_candidate() -> None:
-    from riverops.roles.policy import PromotionPolicy
-    from riverops.roles.retrain_worker import _best_candidate
+    from riverops.roles.retrainer.policy import PromotionPolicy
+    from riverops.roles.retrainer.training import best_candidate
 
     frame = feedback_frame(flipped(3000, 2600))
-    alarm = {"since_ms": (T0 + timedelta(seconds=2600)).timestamp() * 1000.0}
+    alarm = (T0 + timedelta(seconds=2600)).timestamp() * 1000.0
     policy = PromotionPolicy(metric="accuracy")
-    best = _best_candidate(frame, alarm, policy, spec_name="logreg", seed=1, champion=None,
-                           holdout_fraction=0.25)
+    best = best_candidate(frame, since_ms=alarm, policy=policy, spec_name="logreg", seed=1,
+                          champion=None, holdout_fraction=0.25)
     assert best.train_rows == (2600, 2900) and best.holdout_samples == 100  # 25% of 400 recent
     assert best.candidate_metrics["accuracy"] > 0.8
-    plain = _best_candidate(frame, {}, policy, spec_name="logreg", seed=1, champion=None,
-                            holdout_fraction=0.2)
+    plain = best_candidate(frame, since_ms=None, policy=policy, spec_name="logreg", seed=1,
+                           champion=None, holdout_fraction=0.2)
     assert plain.train_rows == (0, 2400)

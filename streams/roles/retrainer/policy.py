@@ -1,7 +1,7 @@
 """The promotion policy, pure: promote, keep as challenger, reject, or roll back a model version.
 
 :meth:`PromotionPolicy.decide` compares a retrained candidate with the champion on the same
-held-out tail (:func:`riverops.roles.retrainer.retrain`); :meth:`PromotionPolicy.check_rollback`
+held-out tail (:func:`riverops.roles.retrainer.training.retrain`); :meth:`PromotionPolicy.check_rollback`
 watches a new champion's live rolling metric (the monitor's) against its baseline;
 :func:`apply` turns a decision into the registry records that carry it, reason included.
 
@@ -62,6 +62,7 @@ from typing import Literal
 from riverops.models.registry import Registry
 from riverops.schemas.errors import ConfigError, RegistryError
 from riverops.schemas.events import ModelVersion
+from riverops.sections import PolicySettings
 
 __all__ = [
     "Action",
@@ -159,6 +160,24 @@ class PromotionPolicy:
         self.guards: Mapping[str, float] = MappingProxyType(guards)
         self.rollback_patience = rollback_patience
         self.rollback_watch_samples = rollback_watch_samples
+
+    @classmethod
+    def from_settings(cls, section: PolicySettings, *,
+                      guards: Mapping[str, float] | None = None) -> PromotionPolicy:
+        """The policy of a settings section (``settings.retrainer.policy``, i.e.
+        ``RIVEROPS_RETRAINER__POLICY__<KNOB>``); the guards are code only (a mapping of
+        metric to tolerance, :data:`DEFAULT_GUARDS` when None).
+
+        >>> PromotionPolicy.from_settings(PolicySettings(metric="accuracy", margin=0.02)).margin
+        0.02
+        """
+        return cls(
+            metric=section.metric, margin=section.margin, margin_kind=section.margin_kind,
+            min_samples=section.min_samples, challenger_share=section.challenger_share,
+            rollback_drop=section.rollback_drop, rollback_min_samples=section.rollback_min_samples,
+            rollback_patience=section.rollback_patience,
+            rollback_watch_samples=section.rollback_watch_samples, guards=guards,
+        )
 
     @property
     def higher_is_better(self) -> bool:

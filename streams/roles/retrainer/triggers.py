@@ -1,0 +1,259 @@
+"""The retrainer's pure core: when to ask for a retrain, when a request may run, and when a
+new champion goes back.
+
+:class:`RetrainerCore` holds, with no Kafka and no clock (every method is given ``now``,
+seconds on any monotonic clock):
+
+- the feedback window of each model (its last ``window_events`` records and where they
+  were read);
+- the triggers, which turn events into :class:`Trigger` (a RetrainRequest to publish): a
+  concept-drift alarm of the champion whose error rose by ``min_error_rise`` or more, the
+  champion's rolling metric worse than ``degradation_below``, a schedule every
+  ``schedule_seconds``. Automatic triggers of one model are ``cooldown_seconds`` apart,
+  and none is made while a request of that model waits (the waiting one will see the
+  same data);
+- the requests waiting to run: a drift-triggered request trains on the feedback that
+  followed the alarm (the window before it holds the old concept), so it waits until
+  ``drift_min_samples`` feedback events from after the alarm's time are in the window,
+  ``drift_wait_seconds`` at most; every request then waits (``CATCH_UP_SECONDS`` at most)
+  until the window holds the feedback that was out when it arrived, so a retrain sees the
+  feedback that raised it;
+- the probation of new champions (:class:`~riverops.roles.retrainer.policy.Probation`): a
+  champion on its first reign is judged against the live level of the champion it
+  replaced, and a :class:`Rollback` comes out when it stays under it.
+
+Examples
+--------
+>>> from riverops.sections import RetrainerSettings
+>>> core = RetrainerCore(RetrainerSettings(cooldown_seconds=30.0))
+>>> alarm = {"model": "fraud", "kind": "concept", "variant": "champion", "detector": "ADWIN",
+...          "statistic": 0.30, "threshold": 0.05, "detected_at": 1_000.0}
+>>> core.on_drift(alarm, now=0.0).reason
+'drift'
+>>> core.on_drift(alarm, now=10.0) is None  # within the cooldown
+True
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from riverops.models.registry import Registry
+from riverops.roles.retrainer.frame import Source
+from riverops.roles.retrainer.policy import Decision, Probation, PromotionPolicy
+from riverops.schemas.events import RetrainReason, Scalar
+from riverops.sections import RetrainerSettings
+
+__all__ = ["CATCH_UP_SECONDS", "Trigger", "Rollback", "RetrainerCore", "Offsets", "millis"]
+
+CATCH_UP_SECONDS = 10.0
+"""Longest wait of a request for the feedback window to reach what was out when it arrived
+(a consumer that cannot catch up must not hold retrains back for ever)."""
+
+Offsets = dict[tuple[str, int], int]
+"""Next offset per (topic, partition)."""
+
+Feedback = tuple[dict[str, Any], Source]
+
+
+def millis(value: datetime | float) -> float:
+    """Epoch milliseconds of a decoded timestamp (a datetime, or already milliseconds)."""
+    return value.timestamp() * 1000.0 if isinstance(value, datetime) else float(value)
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A retrain to ask for: published as a RetrainRequest, it comes back on the retrain
+    topic like a manual one and waits there like any request."""
+
+    model: str
+    reason: RetrainReason
+    by: str
+    params: dict[str, Scalar]
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """Roll back ``model``'s champion ``version``, for ``decision``'s reason."""
+
+    model: str
+    version: int
+    decision: Decision
+
+
+@dataclass
+class _Waiting:
+    received: float
+    request: dict[str, Any]
+    ends: Offsets  # the end of each feedback partition when the request arrived
+    source: Source | None  # where the request was read (held back from the commit)
+
+
+class RetrainerCore:
+    """Feedback windows, triggers, waiting requests and probation of one retrainer (see the
+    module docstring). ``policy`` defaults to ``settings.policy``'s."""
+
+    def __init__(self, settings: RetrainerSettings, *, policy: PromotionPolicy | None = None) -> None:
+        self.settings = settings
+        self.policy = policy or PromotionPolicy.from_settings(settings.policy)
+        self._windows: dict[str, deque[Feedback]] = {}
+        self._last_request: dict[str, float] = {}
+        self._waiting: list[_Waiting] = []
+        self._probation: dict[tuple[str, int], Probation] = {}
+        self._live: dict[tuple[str, int], tuple[float, int]] = {}  # latest (metric, samples)
+        self._last_schedule: float | None = None
+
+    # -- feedback ------------------------------------------------------------------------
+    def add_feedback(self, record: dict[str, Any], source: Source) -> None:
+        """One feedback record (already validated) into its model's window."""
+        window = self._windows.get(record["model"])
+        if window is None:
+            window = self._windows[record["model"]] = deque(maxlen=self.settings.window_events)
+        window.append((record, source))
+
+    def window(self, model: str) -> list[Feedback]:
+        """The model's window, oldest first."""
+        return list(self._windows.get(model, ()))
+
+    def training_window(self, request: Mapping[str, Any]) -> tuple[list[Feedback], float | None]:
+        """What a request trains on: the last ``window_events`` of its model's window (the
+        request's ``params`` may ask for fewer) and the ``window_seconds`` of event time
+        the frame keeps (the params' or the settings', None: no limit)."""
+        params = request["params"]
+        size = int(params.get("window_events") or self.settings.window_events)
+        seconds = params.get("window_seconds") or self.settings.window_seconds
+        return self.window(request["model"])[-size:], float(seconds) if seconds else None
+
+    def after_alarm(self, model: str, since_ms: float) -> int:
+        """Feedback events of the window at or after ``since_ms`` (event time, epoch ms)."""
+        return sum(millis(r["event_time"]) >= since_ms for r, _ in self._windows.get(model, ()))
+
+    def forget(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Drop the feedback and the waiting requests read from ``partitions`` (taken
+        away: the new owner replays them, and so does this worker if they come back)."""
+        gone = set(partitions)
+        for model, window in self._windows.items():
+            kept = [(r, s) for r, s in window if (s[0], s[1]) not in gone]
+            if len(kept) != len(window):
+                self._windows[model] = deque(kept, maxlen=self.settings.window_events)
+        self._waiting = [w for w in self._waiting
+                         if w.source is None or (w.source[0], w.source[1]) not in gone]
+
+    # -- triggers ------------------------------------------------------------------------
+    def _trigger(self, model: str, reason: RetrainReason, by: str, params: dict[str, Scalar],
+                 now: float) -> Trigger | None:
+        last = self._last_request.get(model)
+        if last is not None and now - last < self.settings.cooldown_seconds:
+            return None
+        if any(w.request["model"] == model for w in self._waiting):
+            return None  # one request at a time per model: the waiting one will see this data
+        self._last_request[model] = now
+        return Trigger(model, reason, by, params)
+
+    def on_drift(self, event: Mapping[str, Any], *, now: float) -> Trigger | None:
+        """A retrain after a concept alarm of the champion whose error rose by
+        ``min_error_rise`` or more (the statistic is the error after the change, the
+        threshold the error before it): bursts of fraud move ADWIN without a new concept."""
+        rise = event["statistic"] - (event["threshold"] or 0.0)
+        if event["kind"] != "concept" or event["variant"] != "champion":
+            return None
+        if rise < self.settings.min_error_rise:
+            return None
+        return self._trigger(event["model"], "drift", "monitor", {
+            "detector": event["detector"], "error_after": float(event["statistic"]),
+            "since_ms": millis(event["detected_at"]),
+        }, now)
+
+    def on_metrics(self, event: Mapping[str, Any], registry: Registry, *,
+                   now: float) -> list[Trigger | Rollback]:
+        """Probation and degradation from a champion's rolling metric (count windows of the
+        policy's metric only): a rollback of a new champion that stays under its baseline,
+        else a retrain when the metric is worse than ``degradation_below``."""
+        metric = self.policy.metric
+        if (event["variant"] != "champion" or event["window_kind"] != "count"
+                or metric not in event["metrics"]):
+            return []
+        model, version = event["model"], event["version"]
+        value, samples = float(event["metrics"][metric]), int(event["samples"])
+        self._live[(model, version)] = (value, samples)  # every champion's level, for baselines
+        champion = registry.champion(model)
+        if champion is None or champion.version != version:
+            return []
+        key = (model, version)
+        previous = registry.previous_champion(model)
+        if key not in self._probation and previous is not None and registry.times_champion(model, version) == 1:
+            before = self._live.get((model, previous.version))
+            self._probation[key] = Probation(baseline=before[0] if before else self.policy.baseline(champion))
+        if key in self._probation:
+            decision = self._probation[key].observe(self.policy, live_metric=value, samples=samples)
+            if decision is not None:
+                return [Rollback(model, version, decision)]
+        level = self.settings.degradation_below
+        if level is None or samples < self.policy.min_samples:
+            return []
+        worse = value < level if self.policy.higher_is_better else value > level
+        trigger = self._trigger(model, "degradation", "retrainer",
+                                {"metric": metric, "value": value}, now) if worse else None
+        return [trigger] if trigger is not None else []
+
+    def on_schedule(self, models: Iterable[str], *, now: float) -> list[Trigger]:
+        """A retrain of every model each ``schedule_seconds`` (the first call starts the
+        clock)."""
+        every = self.settings.schedule_seconds
+        if self._last_schedule is None:
+            self._last_schedule = now
+        if every is None or now - self._last_schedule < every:
+            return []
+        self._last_schedule = now
+        triggers = [self._trigger(model, "schedule", "schedule", {}, now) for model in models]
+        return [t for t in triggers if t is not None]
+
+    # -- requests ------------------------------------------------------------------------
+    def on_request(self, request: dict[str, Any], *, ends: Offsets, now: float,
+                   source: Source | None = None) -> None:
+        """A RetrainRequest read from the retrain topic; ``ends``: the feedback partitions'
+        ends at that moment, which the window must reach before it runs."""
+        self._waiting.append(_Waiting(now, request, dict(ends), source))
+
+    def _ready(self, waiting: _Waiting, now: float, at_end: Callable[[Offsets], bool]) -> bool:
+        waited = now - waiting.received
+        since = waiting.request["params"].get("since_ms")
+        if since is not None and waited <= self.settings.drift_wait_seconds:
+            return self.after_alarm(waiting.request["model"], float(since)) >= self.settings.drift_min_samples
+        return waited > CATCH_UP_SECONDS or at_end(waiting.ends)
+
+    def ready(self, *, now: float, at_end: Callable[[Offsets], bool]) -> list[dict[str, Any]]:
+        """The requests that may run now, in arrival order, taken off the waiting list; a
+        request that must wait holds back the later ones of its model only. ``at_end(ends)``
+        says whether the feedback consumer has reached ``ends``."""
+        out: list[dict[str, Any]] = []
+        held: set[str] = set()
+        still: list[_Waiting] = []
+        for waiting in self._waiting:
+            model = waiting.request["model"]
+            if model not in held and self._ready(waiting, now, at_end):
+                out.append(waiting.request)
+            else:
+                held.add(model)
+                still.append(waiting)
+        self._waiting = still
+        return out
+
+    @property
+    def waiting(self) -> list[dict[str, Any]]:
+        """The requests still waiting, in arrival order."""
+        return [w.request for w in self._waiting]
+
+    def holding(self) -> Offsets:
+        """Per retrain partition, the offset of the oldest request still waiting: the
+        commit stays before it, so a request a crash interrupts is read again."""
+        held: Offsets = {}
+        for waiting in self._waiting:
+            if waiting.source is not None:
+                key = (waiting.source[0], waiting.source[1])
+                held[key] = min(held.get(key, waiting.source[2]), waiting.source[2])
+        return held
