@@ -24,12 +24,16 @@ from riverops.schemas.errors import TopicError
 from riverops.settings import Settings
 
 __all__ = [
-    "PREDICTIONS_HEADER","TopicRole", "TOPIC_ROLES", "TopicSpec", "TopicCatalogue", "CreateReport", "create_topics"]
+    "PREDICTIONS_HEADER", "Source", "TopicRole", "TOPIC_ROLES", "TopicSpec", "TopicCatalogue", "CreateReport", "create_topics"]
 
 #: Kafka header on every prediction: how many predictions were made for its event (champion
 #: or challenger, plus shadows). They are produced back to back, so a consumer knows when
 #: it has the whole run.
 PREDICTIONS_HEADER = "riverops-predictions"
+
+Source = tuple[str, int, int]
+"""Where a consumed record lives: (topic, partition, offset); the one position type of
+every core's lineage, rejections and dead letters."""
 
 TopicRole = Literal[
     "features",

@@ -64,6 +64,7 @@ from typing import Any, Literal, NamedTuple, get_args
 
 from riverops.kafka.deadletter import Origin
 from riverops.kafka.limits import check_record
+from riverops.kafka.topics import Source
 from riverops.roles.joiner.feedback import Rejected, feedback_record
 from riverops.roles.joiner.snapshot import NO_TIME, SnapshotState, decode_snapshot, encode_snapshot
 from riverops.roles.joiner.state import (
@@ -104,8 +105,6 @@ Outcome = Literal[
     "invalid",  # undecodable or inconsistent records: dead-lettered
 ]
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
-Source = tuple[str, int, int]
-"""(topic, partition, offset) of a consumed record."""
 KINDS: tuple[Kind, ...] = get_args(Kind)
 Rejection = tuple[Origin, RiveropsError]
 """A record the core refuses, for :func:`~riverops.kafka.deadletter.dead_letter`: its origin

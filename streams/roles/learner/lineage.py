@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from riverops.kafka.topics import Source
+
 __all__ = ["Source", "OffsetSpans"]
 
-Source = tuple[str, int, int]
-"""Where a consumed record came from: (topic, partition, offset)."""
 
 
 class OffsetSpans:

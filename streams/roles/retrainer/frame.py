@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from riverops.kafka.topics import Source
 from riverops.models.labels import positive_score
 from riverops.schemas.errors import ConfigError, InvalidEventError
 from riverops.schemas.validation import check_feature_map
@@ -38,8 +39,6 @@ __all__ = ["FEATURE_PREFIX", "Source", "feedback_frame", "feature_rows"]
 FEATURE_PREFIX = "feature:"
 """Feature columns are named ``feature:<name>``: a feature may be called ``label``."""
 
-Source = tuple[str, int, int]
-"""Where a feedback record was read: (topic, partition, offset)."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
