@@ -158,9 +158,10 @@ class RoleSpec:
     def on_registry(self, updates: list[ModelVersion]) -> None:
         """New registry records (already folded into ``ctx.registry``)."""
 
-    def assign(self, partitions: list[TopicPartition], committed: Offsets) -> None:
+    def assign(self, partitions: list[TopicPartition], committed: Offsets | None) -> None:
         """Partitions given to this worker; set ``tp.offset`` to start elsewhere than the
-        committed offset (``committed`` holds them; absent: none committed yet)."""
+        committed offset. ``committed`` holds them (a partition absent: none committed
+        yet), or is None when the group coordinator could not say."""
 
     def revoke(self, partitions: list[TopicPartition]) -> None:
         """Partitions taken away, after the runtime committed what was done with them."""
@@ -338,13 +339,14 @@ class Runtime:
 
     # -- rebalances ----------------------------------------------------------------------
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        committed: Offsets | None
         try:
             found = consumer.committed(partitions, timeout=10)
             committed = {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
+            self.committed.update(committed)
         except KafkaException as exc:
             log.warning("%s: could not read committed offsets (%s)", self.role.name, exc)
-            committed = {}
-        self.committed.update(committed)
+            committed = None
         self.role.assign(partitions, committed)
         consumer.assign(partitions)
         self._owned = {(tp.topic, tp.partition) for tp in partitions}

@@ -122,12 +122,13 @@ class JoinerRole(RoleSpec):
 
     # -- rebalances ----------------------------------------------------------------------
 
-    def assign(self, partitions: list[TopicPartition], committed: Offsets) -> None:
+    def assign(self, partitions: list[TopicPartition], committed: Offsets | None) -> None:
         """Restore each new partition's core from its snapshot and start each topic at the
-        snapshot's position (a topic the snapshot does not know: at its committed offset)."""
-        known = {partition for _topic, partition in committed}
+        snapshot's position (a topic the snapshot does not know: at its committed offset).
+        When the committed offsets could not be read, the checkpoints are trusted."""
+        known = None if committed is None else {partition for _topic, partition in committed}
         for partition in sorted({tp.partition for tp in partitions} - self._cores.keys()):
-            self._cores[partition] = self._load(partition, committed=partition in known)
+            self._cores[partition] = self._load(partition, committed=known is None or partition in known)
         for tp in partitions:
             position = self._cores[tp.partition].positions().get((tp.topic, tp.partition))
             if position is not None:

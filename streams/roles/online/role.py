@@ -82,7 +82,7 @@ class OnlineRole(RoleSpec):
         self._last_input = time.monotonic()
         self._drained: Offsets = {}
 
-    def assign(self, partitions: list[TopicPartition], committed: Offsets) -> None:
+    def assign(self, partitions: list[TopicPartition], committed: Offsets | None) -> None:
         for tp in partitions:
             self.merge.register((tp.topic, tp.partition))
 

@@ -116,9 +116,10 @@ class RetrainerRole(RoleSpec):
         self._feedback_topic = ctx.catalogue.name("feedback")
 
     # -- partitions ----------------------------------------------------------------------
-    def assign(self, partitions: list[TopicPartition], committed: Offsets) -> None:
+    def assign(self, partitions: list[TopicPartition], committed: Offsets | None) -> None:
         """Rewind each feedback partition ``window_events`` records before its committed
         offset: the window is replayed from the topic."""
+        committed = committed or {}  # unknown: read on from where the group is
         for tp in partitions:
             key = (tp.topic, tp.partition)
             if tp.topic == self._feedback_topic and key in committed:
