@@ -22,7 +22,7 @@ Examples
 >>> get_spec("nope")
 Traceback (most recent call last):
 ...
-riverops.schemas.errors.ConfigError: unknown model spec 'nope'; known specs: arf, hat, linreg, logreg, tree-regressor
+riverops.schemas.errors.ConfigError: unknown model spec 'nope'; known specs: arf, hat, hoeffding-tree, linreg, logreg, tree-regressor
 """
 
 from __future__ import annotations
@@ -183,6 +183,24 @@ def _hat(*, grace_period: int, delta: float, seed: int | None) -> base.Classifie
     return tree.HoeffdingAdaptiveTreeClassifier(grace_period=grace_period, delta=delta, seed=seed)
 
 
+_SPLIT_CRITERIA = ("gini", "info_gain", "hellinger")
+_LEAF_PREDICTIONS = ("mc", "nb", "nba")
+
+
+def _hoeffding_tree(*, grace_period: int, delta: float, tau: float, split_criterion: str,
+                    leaf_prediction: str) -> base.Classifier:
+    # River prints a warning and falls back to its default on an unknown option: refuse it
+    for name, value, known in (("split_criterion", split_criterion, _SPLIT_CRITERIA),
+                               ("leaf_prediction", leaf_prediction, _LEAF_PREDICTIONS)):
+        if value not in known:
+            raise ConfigError(f"model spec 'hoeffding-tree': {name} must be one of "
+                              f"{', '.join(known)}, not {value!r}")
+    return tree.HoeffdingTreeClassifier(
+        grace_period=grace_period, delta=delta, tau=tau, split_criterion=split_criterion,
+        leaf_prediction=leaf_prediction,
+    )
+
+
 def _arf(*, n_models: int, grace_period: int, seed: int | None) -> base.Classifier:
     return forest.ARFClassifier(n_models=n_models, grace_period=grace_period, seed=seed)
 
@@ -218,18 +236,22 @@ class ModelSpec:
         """Whether the estimator draws random numbers (and so takes a ``seed``)."""
         return "seed" in inspect.signature(self.factory).parameters
 
-    def build(self, *, seed: int | None = None, **params: Any) -> Any:
-        """A fresh, untrained estimator with the default params updated by ``params``.
+    def check_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` checked against the defaults: known names, values of the default's type.
 
         Integral floats become ints where the default is an int, because registry records
-        carry params as Avro doubles. Specs that draw no random numbers ignore ``seed``.
+        carry params as Avro doubles; ints become floats where the default is a float.
 
-        >>> get_spec("arf").build(seed=7, n_models=3.0).n_models
-        3
-        >>> get_spec("hat").build(depth=3)
+        >>> get_spec("arf").check_params({"n_models": 3.0})
+        {'n_models': 3}
+        >>> get_spec("hat").check_params({"depth": 3})
         Traceback (most recent call last):
         ...
         riverops.schemas.errors.ConfigError: model spec 'hat' takes no param 'depth' (its params: delta, grace_period)
+        >>> get_spec("hat").check_params({"grace_period": "fifty"})
+        Traceback (most recent call last):
+        ...
+        riverops.schemas.errors.ConfigError: model spec 'hat': param 'grace_period' takes an int, not 'fifty'
         """
         unknown = sorted(set(params) - set(self.params))
         if unknown:
@@ -237,21 +259,39 @@ class ModelSpec:
                 f"model spec {self.name!r} takes no param {', '.join(map(repr, unknown))} "
                 f"(its params: {', '.join(sorted(self.params))})"
             )
-        merged = dict(self.params)
-        for key, value in params.items():
-            default = self.params[key]
-            if (
-                isinstance(default, int)
-                and not isinstance(default, bool)
-                and isinstance(value, float)
-                and math.isfinite(value)
-                and value.is_integer()
-            ):
-                value = int(value)
-            merged[key] = value
+        return {key: self._checked(key, value) for key, value in params.items()}
+
+    def _checked(self, key: str, value: Any) -> Any:
+        default = self.params[key]
+        if default is None or type(value) is type(default):
+            return value
+        if isinstance(default, int) and not isinstance(default, bool):
+            if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+                return int(value)
+        elif isinstance(default, float):
+            if isinstance(value, int) and not isinstance(value, bool):
+                return float(value)
+        raise ConfigError(
+            f"model spec {self.name!r}: param {key!r} takes {_kind(default)}, not {value!r}"
+        )
+
+    def build(self, *, seed: int | None = None, **params: Any) -> Any:
+        """A fresh, untrained estimator with the default params updated by ``params``
+        (checked by :meth:`check_params`). Specs that draw no random numbers ignore ``seed``.
+
+        >>> get_spec("arf").build(seed=7, n_models=3.0).n_models
+        3
+        """
+        merged = {**self.params, **self.check_params(params)}
         if self.seeded:
             merged["seed"] = seed
         return self.factory(**merged)
+
+
+def _kind(default: Any) -> str:
+    """How an error names the type of a param's default."""
+    names = {bool: "a boolean", int: "an int", float: "a number", str: "a string"}
+    return names.get(type(default), type(default).__name__)
 
 
 _LINEAR = {"learning_rate": 0.01, "l2": 0.0, "intercept_lr": 0.01}
@@ -264,6 +304,9 @@ ZOO: Mapping[str, ModelSpec] = MappingProxyType(
             ModelSpec("logreg", "binary", _logreg, _LINEAR,
                       "logistic regression on scaled numbers and one-hot strings"),
             ModelSpec("hat", "binary", _hat, _TREE, "Hoeffding adaptive tree classifier"),
+            ModelSpec("hoeffding-tree", "binary", _hoeffding_tree,
+                      {**_TREE, "tau": 0.05, "split_criterion": "info_gain", "leaf_prediction": "nba"},
+                      "Hoeffding tree classifier (VFDT): no drift adaptation of its own"),
             ModelSpec("arf", "binary", _arf, {"n_models": 5, "grace_period": 50},
                       "adaptive random forest classifier (slow: ~0.4k events/s at 10 trees)"),
             ModelSpec("linreg", "regression", _linreg, _LINEAR,
@@ -273,8 +316,8 @@ ZOO: Mapping[str, ModelSpec] = MappingProxyType(
         )
     }
 )
-"""Every spec riverops knows, by name. ``hat`` and ``arf`` also learn multiclass targets;
-a spec names one task, the one its registry records and metrics assume."""
+"""Every spec riverops knows, by name. ``hat``, ``hoeffding-tree`` and ``arf`` also learn
+multiclass targets; a spec names one task, the one its registry records and metrics assume."""
 
 
 def get_spec(name: str) -> ModelSpec:

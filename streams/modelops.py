@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import subprocess
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -94,11 +95,15 @@ def build_and_register(
     share: float | None = None,
     train_file: Path | None = None,
     label_column: str = "label",
+    params: Mapping[str, Any] | None = None,
 ) -> list[ModelVersion]:
-    """Build a fresh model from a spec, optionally train it on a file, and register it."""
+    """Build a fresh model from a spec with ``params`` over its defaults, optionally train
+    it on a file, and register it (the record keeps every param, defaults included)."""
     from riverops.cli.replay import read_table
 
-    estimator = get_spec(spec_name).build(seed=seed)
+    spec = get_spec(spec_name)
+    chosen = {**spec.params, **spec.check_params(params or {})}
+    estimator = spec.build(seed=seed, **chosen)
     samples = 0
     if train_file is not None:
         frame = read_table(train_file)
@@ -111,7 +116,7 @@ def build_and_register(
         samples = len(rows)
     return register_trained(
         settings, registry, model, estimator, spec_name=spec_name, stage=stage,  # type: ignore[arg-type]
-        by=by, reason=reason, seed=seed, share=share, samples=samples,
+        by=by, reason=reason, seed=seed, share=share, samples=samples, params=chosen,
     )
 
 

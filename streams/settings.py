@@ -56,29 +56,37 @@ class Settings(BaseSettings):
         ),
         description="Kafka bootstrap servers, host:port[,host:port]",
     )
-    client_id: str = "riverops"
-    security_protocol: SecurityProtocol = "PLAINTEXT"
-    sasl_mechanism: SaslMechanism | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_ca_location: Path | None = None
-    ssl_certificate_location: Path | None = None
-    ssl_key_location: Path | None = None
-    ssl_key_password: SecretStr | None = None
-    ssl_check_hostname: bool = True
-    session_timeout_ms: int = Field(10_000, ge=1_000)
+    client_id: str = Field("riverops", description="client.id of every Kafka client (broker "
+                           "logs, quotas)")
+    security_protocol: SecurityProtocol = Field("PLAINTEXT", description="how clients talk to "
+                                                "the brokers (docs/security.md)")
+    sasl_mechanism: SaslMechanism | None = Field(None, description="needed by SASL_*")
+    sasl_username: str | None = Field(None, description="needed by SASL_*")
+    sasl_password: SecretStr | None = Field(None, description="needed by SASL_*")
+    ssl_ca_location: Path | None = Field(None, description="CA file that signed the brokers' "
+                                         "certificates (SSL, SASL_SSL)")
+    ssl_certificate_location: Path | None = Field(None, description="client certificate, for mTLS")
+    ssl_key_location: Path | None = Field(None, description="client key, for mTLS")
+    ssl_key_password: SecretStr | None = Field(None, description="password of the client key")
+    ssl_check_hostname: bool = Field(True, description="verify the broker's host name against "
+                                     "its certificate")
+    session_timeout_ms: int = Field(10_000, ge=1_000, description="consumer group session timeout")
 
     # --- topics and encoding -------------------------------------------------------
-    topic_prefix: str = Field("riverops.", pattern=r"^[A-Za-z0-9._\-]*$")
+    topic_prefix: str = Field("riverops.", pattern=r"^[A-Za-z0-9._\-]*$",
+                              description="prefix of every topic name")
     partitions: int = Field(4, ge=1, description="partitions of the event topics")
-    replication_factor: int = Field(1, ge=1)
-    encoding: Encoding = "single-object"
-    schema_registry_url: str | None = None
+    replication_factor: int = Field(1, ge=1, description="replication of every topic")
+    encoding: Encoding = Field("single-object", description="Avro single-object encoding, or "
+                               "confluent (Schema Registry wire format)")
+    schema_registry_url: str | None = Field(None, description="for the confluent encoding")
     schema_registry_basic_auth: SecretStr | None = Field(None, description="user:password")
 
     # --- models ----------------------------------------------------------------------
-    artifact_dir: Path = Path("artifacts")
-    signing_key: SecretStr | None = None
+    artifact_dir: Path = Field(Path("artifacts"), description="where model artifacts too large "
+                               "to travel inline in the registry are stored")
+    signing_key: SecretStr | None = Field(None, description="HMAC key that signs and checks model "
+                                          "artifacts")
 
     # --- processing --------------------------------------------------------------------
     state_dir: Path = Field(Path("state"), description="local checkpoints of stateful workers")
@@ -96,8 +104,9 @@ class Settings(BaseSettings):
     lag: LagSettings = LagSettings()
 
     # --- observability ----------------------------------------------------------------
-    metrics_host: str = "127.0.0.1"
-    metrics_port: int = Field(9464, ge=0, le=65535)
+    metrics_host: str = Field("127.0.0.1", description="address of the Prometheus /metrics endpoint")
+    metrics_port: int = Field(9464, ge=0, le=65535, description="port of the Prometheus /metrics "
+                              "endpoint")
 
     @model_validator(mode="after")
     def _check_security(self) -> Settings:

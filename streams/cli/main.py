@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
@@ -10,35 +9,27 @@ from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from riverops import __version__
+from riverops.cli.common import (
+    DEFAULT_CONNECT_TIMEOUT,
+    CliOptions,
+    admin_client,
+    broker_settings,
+    cli_errors,
+    settings_from,
+)
+from riverops.cli.models import models_group
+from riverops.cli.settings_cmd import settings_command
+from riverops.cli.status import status_command
+from riverops.cli.tail import tail_command
 from riverops.schemas.errors import RiveropsError
-from riverops.settings import Settings
 
-__all__ = ["main", "cli", "settings_from"]
+__all__ = ["main", "cli"]
 
 console = Console(stderr=True)
-
-
-def admin_client(settings: Settings) -> Any:
-    """An AdminClient for a one-shot command: librdkafka's own log lines are silenced, so
-    an unreachable broker is reported once, by the command's error, not by a connect log
-    line every 50 ms."""
-    from confluent_kafka.admin import AdminClient
-
-    return AdminClient(settings.kafka_config(**{"log_level": 0}))
-
-
-def settings_from(ctx: click.Context) -> Settings:
-    """The settings of this invocation: environment plus the global options."""
-    overrides: dict[str, Any] = ctx.obj or {}
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except (ValidationError, RiveropsError) as exc:
-        raise click.UsageError(f"bad settings: {exc}") from exc
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -51,8 +42,13 @@ def settings_from(ctx: click.Context) -> Settings:
     "$KAFKA_BOOTSTRAP_SERVERS, else 127.0.0.1:9092).",
 )
 @click.option("--topic-prefix", metavar="PREFIX", help="Prefix of every topic name (default riverops.).")
+@click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              default=DEFAULT_CONNECT_TIMEOUT, show_default=True,
+              help="How long a command waits for the broker's first answer before it gives up.")
+@click.option("--verbose", "-v", is_flag=True, help="Also print the Kafka client's own log lines.")
 @click.pass_context
-def cli(ctx: click.Context, bootstrap_servers: str | None, topic_prefix: str | None) -> None:
+def cli(ctx: click.Context, bootstrap_servers: str | None, topic_prefix: str | None,
+        connect_timeout: float, verbose: bool) -> None:
     """riverops: streaming MLOps on Kafka with River.
 
     Services produce features and late labels; riverops scores them, joins predictions
@@ -68,15 +64,13 @@ def cli(ctx: click.Context, bootstrap_servers: str | None, topic_prefix: str | N
       riverops broker --engine kafka  # or Apache Kafka from Maven Central jars
       riverops topics create          # the topic catalogue, idempotent
       riverops demo                   # the loop end to end on a fresh embedded broker
+      riverops tail predictions       # the records of a topic as JSON lines
+
+    A command that needs the broker and gets no answer within --connect-timeout stops
+    with one line naming the address, and exit status 1.
     """
     ctx.obj = {"bootstrap_servers": bootstrap_servers, "topic_prefix": topic_prefix}
-
-
-@cli.command()
-@click.pass_context
-def settings(ctx: click.Context) -> None:
-    """Print the effective settings as JSON (secrets masked)."""
-    click.echo(json.dumps(settings_from(ctx).redacted(), indent=2, default=str))
+    CliOptions(connect_timeout=connect_timeout, verbose=verbose).store(ctx)
 
 
 @cli.command()
@@ -156,12 +150,10 @@ def topics_create(ctx: click.Context, timeout: float) -> None:
     """Create every topic of the catalogue that is missing (idempotent)."""
     from riverops.kafka.topics import TopicCatalogue, create_topics
 
-    settings = settings_from(ctx)
+    settings = broker_settings(ctx)
     catalogue = TopicCatalogue.from_settings(settings)
-    try:
+    with cli_errors():
         report = create_topics(admin_client(settings), catalogue, timeout=timeout)
-    except RiveropsError as exc:
-        raise click.ClickException(str(exc)) from exc
     table = Table(title=f"topics on {settings.bootstrap_servers}")
     for column in ("topic", "partitions", "config", "status"):
         table.add_column(column)
@@ -184,13 +176,9 @@ def topics_create(ctx: click.Context, timeout: float) -> None:
 @click.pass_context
 def topics_list(ctx: click.Context, timeout: float) -> None:
     """List the topics on the broker with their partition counts."""
-    from confluent_kafka import KafkaException
-
-    settings = settings_from(ctx)
-    try:
+    settings = broker_settings(ctx)
+    with cli_errors():
         metadata = admin_client(settings).list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise click.ClickException(f"cannot reach {settings.bootstrap_servers}: {exc}") from exc
     for name in sorted(metadata.topics):
         click.echo(f"{name}\t{len(metadata.topics[name].partitions)}")
 
@@ -219,17 +207,15 @@ def acls(ctx: click.Context, group_prefix: str, principal_template: str, roles: 
     """
     from riverops.kafka.acls import ACL_ROLES, all_acls, apply_acls
 
-    settings = settings_from(ctx)
+    settings = broker_settings(ctx) if apply else settings_from(ctx)
     chosen = roles or ACL_ROLES
     bindings = all_acls(topic_prefix=settings.topic_prefix, group_prefix=group_prefix,
                         roles=chosen, principal_template=principal_template)  # type: ignore[arg-type]
     for acl in bindings:
         click.echo(acl.line())
     if apply:
-        try:
+        with cli_errors():
             created = apply_acls(admin_client(settings), bindings)
-        except RiveropsError as exc:
-            raise click.ClickException(str(exc)) from exc
         click.echo(f"applied {created} ACL bindings on {settings.bootstrap_servers}", err=True)
 
 
@@ -284,9 +270,10 @@ def produce(ctx: click.Context, kind: str, file: Path, model: str | None, rate: 
     from riverops.cli.replay import events_from_table, read_table, replay
     from riverops.kafka.producer import EventProducer
 
-    settings = settings_from(ctx)
-    try:
+    with cli_errors():  # the file is read before the broker is asked anything
         frame = read_table(file)
+    settings = broker_settings(ctx)
+    with cli_errors():
         events = events_from_table(frame, kind, model=model)  # type: ignore[arg-type]
         with Progress(
             "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
@@ -297,8 +284,6 @@ def produce(ctx: click.Context, kind: str, file: Path, model: str | None, rate: 
                 EventProducer(settings), events, rate=rate,
                 on_progress=lambda n: progress.advance(task, n),
             )
-    except RiveropsError as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(f"sent {report.sent} {kind} in {report.seconds:.1f}s, {len(report.invalid)} invalid rows")
     for line in report.invalid[:50]:
         click.echo(f"  {line}", err=True)
@@ -347,36 +332,6 @@ def worker(ctx: click.Context, roles: tuple[str, ...], group_prefix: str, log_le
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@click.option("--watch", type=float, metavar="SECONDS", help="Refresh every SECONDS until Ctrl-C.")
-@click.pass_context
-def status(ctx: click.Context, as_json: bool, watch: float | None) -> None:
-    """Lag per group and partition, models and aliases, rolling metrics, drift alarms."""
-    import time as _time
-
-    from rich.live import Live
-
-    from riverops.cli.status import collect_status, render_status
-
-    settings = settings_from(ctx)
-    try:
-        if as_json:
-            click.echo(json.dumps(collect_status(settings), indent=2, default=str))
-            return
-        if not watch:
-            Console().print(render_status(collect_status(settings)))
-            return
-        with Live(render_status(collect_status(settings)), console=Console(), screen=False) as live:
-            while True:
-                _time.sleep(watch)
-                live.update(render_status(collect_status(settings)))
-    except KeyboardInterrupt:
-        return
-    except RiveropsError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-@cli.command()
 @click.argument("model")
 @click.option("--reason", type=click.Choice(["manual", "drift", "degradation", "schedule"]),
               default="manual", show_default=True)
@@ -397,17 +352,14 @@ def retrain(ctx: click.Context, model: str, reason: str, window_events: int | No
         params["window_events"] = float(window_events)
     if window_seconds:
         params["window_seconds"] = float(window_seconds)
-    try:
-        request = request_retrain(settings_from(ctx), model, reason=reason, by=getpass.getuser(),
-                                  params=params)
-    except RiveropsError as exc:
-        raise click.ClickException(str(exc)) from exc
+    settings = broker_settings(ctx)
+    with cli_errors():
+        request = request_retrain(settings, model, reason=reason, by=getpass.getuser(), params=params)
     click.echo(f"retrain request {request.request_id} for {model} sent ({reason})")
 
 
-from riverops.cli.models import models_group  # noqa: E402  (the group needs cli defined)
-
-cli.add_command(models_group)
+for command in (models_group, status_command, tail_command, settings_command):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -11,19 +11,53 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from riverops.cli.common import broker_settings, cli_errors
 from riverops.kafka.registry_topic import publish_records, read_registry
 from riverops.models.registry import Registry
-from riverops.schemas.errors import RiveropsError
+from riverops.schemas.errors import ConfigError
 from riverops.schemas.events import ModelVersion
 from riverops.settings import Settings
 
-__all__ = ["models_group"]
+__all__ = ["models_group", "parse_params"]
 
 
-def _settings(ctx: click.Context) -> Settings:
-    from riverops.cli.main import settings_from
+def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``--param name=value`` pairs as a dict; a value is read as JSON when it parses
+    (``0.05``, ``true``, ``null``, ``"nba"``), else taken as a string (``nba``).
 
-    return settings_from(ctx)
+    >>> parse_params(("grace_period=50", "delta=1e-5", "leaf_prediction=mc", "flag=true"))
+    {'grace_period': 50, 'delta': 1e-05, 'leaf_prediction': 'mc', 'flag': True}
+    """
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--param")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        if not (value is None or isinstance(value, bool | int | float | str)):
+            raise click.BadParameter(f"{name}: a param is a number, a boolean, a string or null, "
+                                     f"not {text}", param_hint="--param")
+        params[name] = value
+    return params
+
+
+class _ZooHelp(click.Command):
+    """A command whose help ends with the model zoo: its specs, tasks and params. Built
+    when help is asked for, so that other commands do not pay for importing River."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from riverops.models.specs import ZOO
+
+        with formatter.section("Specs (--spec) and their params (--param NAME=VALUE, defaults)"):
+            formatter.write_dl([
+                (name, f"{ZOO[name].task}: {ZOO[name].description}; "
+                       + ", ".join(f"{k}={v}" for k, v in sorted(ZOO[name].params.items())))
+                for name in sorted(ZOO)
+            ])
 
 
 def _who() -> str:
@@ -40,8 +74,9 @@ def _publish(settings: Settings, records: list[ModelVersion]) -> None:
 
 
 def _registry(ctx: click.Context) -> tuple[Settings, Registry]:
-    settings = _settings(ctx)
-    return settings, read_registry(settings)
+    settings = broker_settings(ctx)
+    with cli_errors():
+        return settings, read_registry(settings)
 
 
 @click.group("models")
@@ -85,18 +120,20 @@ def _summary(v: ModelVersion) -> dict[str, Any]:
 def show(ctx: click.Context, model: str, version: int | None) -> None:
     """One version (default: the champion) with its lineage, as JSON."""
     _, registry = _registry(ctx)
-    try:
+    with cli_errors():
         record = registry.get(model, version) if version else registry.champion(model)
-    except RiveropsError as exc:
-        raise click.ClickException(str(exc)) from exc
     if record is None:
         raise click.ClickException(f"{model} has no champion")
     click.echo(json.dumps(_summary(record), indent=2))
 
 
-@models_group.command("register")
+@models_group.command("register", cls=_ZooHelp)
 @click.argument("model")
-@click.option("--spec", default="logreg", show_default=True, help="Model spec from the zoo.")
+@click.option("--spec", "spec_name", default="logreg", show_default=True, metavar="SPEC",
+              help="Model spec from the zoo (listed below).")
+@click.option("--param", "param_pairs", multiple=True, metavar="NAME=VALUE",
+              help="A hyperparameter over the spec's default (repeatable); VALUE is read as "
+              "JSON when it parses, else as a string.")
 @click.option("--stage", type=click.Choice(["candidate", "champion", "challenger", "shadow"]),
               default="candidate", show_default=True)
 @click.option("--share", type=float, help="Traffic share of a challenger (0..1).")
@@ -107,30 +144,36 @@ def show(ctx: click.Context, model: str, version: int | None) -> None:
 @click.option("--reason", default="registered by hand", show_default=True)
 @click.pass_context
 def register(
-    ctx: click.Context, model: str, spec: str, stage: str, share: float | None, seed: int,
-    train_file: Path | None, label_column: str, reason: str,
+    ctx: click.Context, model: str, spec_name: str, param_pairs: tuple[str, ...], stage: str,
+    share: float | None, seed: int, train_file: Path | None, label_column: str, reason: str,
 ) -> None:
-    """Build a model from a spec (optionally trained on a file) and register it."""
-    from riverops.modelops import build_and_register
+    """Build a model from a spec (optionally trained on a file) and register it.
 
-    settings, registry = _registry(ctx)
+    The spec and its params are checked before the broker is asked anything.
+    """
+    from riverops.modelops import build_and_register
+    from riverops.models.specs import get_spec
+
+    params = parse_params(param_pairs)
     try:
+        get_spec(spec_name).build(seed=seed, **params)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--spec/--param") from exc
+    settings, registry = _registry(ctx)
+    with cli_errors():
         records = build_and_register(
-            settings, registry, model, spec_name=spec, stage=stage, share=share, seed=seed,
+            settings, registry, model, spec_name=spec_name, stage=stage, share=share, seed=seed,
             train_file=train_file, label_column=label_column, by=_who(), reason=reason,
+            params=params,
         )
-    except RiveropsError as exc:
-        raise click.ClickException(str(exc)) from exc
-    _publish(settings, records)
+        _publish(settings, records)
 
 
 def _change(ctx: click.Context, build: Any) -> None:
     settings, registry = _registry(ctx)
-    try:
+    with cli_errors():
         records = build(registry)
-    except RiveropsError as exc:
-        raise click.ClickException(str(exc)) from exc
-    _publish(settings, records)
+        _publish(settings, records)
 
 
 @models_group.command("promote")

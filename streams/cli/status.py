@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any
 
+import click
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
-from rich.console import Group
+from rich.console import Console, Group
+from rich.live import Live
 from rich.table import Table
 
+from riverops.cli.common import broker_settings, cli_errors
 from riverops.kafka.clients import make_consumer
 from riverops.kafka.lag import LagProbe
 from riverops.kafka.registry_topic import read_registry
 from riverops.kafka.topics import TopicCatalogue, TopicRole
 from riverops.settings import Settings
 
-__all__ = ["read_to_end", "collect_status", "render_status"]
+__all__ = ["read_to_end", "collect_status", "render_status", "status_command"]
 
 
 def read_to_end(settings: Settings, role: TopicRole, schema: str, *, timeout: float = 10.0) -> list[dict[str, Any]]:
@@ -108,3 +112,26 @@ def render_status(status: dict[str, Any]) -> Group:
         drift.add_row(a["detected_at"], a["model"], str(a["version"]), a["variant"], a["kind"],
                       a["detector"], a["feature"] or "", f"{a['statistic']:.4f}")
     return Group(lag, models, metrics, drift)
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("--watch", type=float, metavar="SECONDS", help="Refresh every SECONDS until Ctrl-C.")
+@click.pass_context
+def status_command(ctx: click.Context, as_json: bool, watch: float | None) -> None:
+    """Lag per group and partition, models and aliases, rolling metrics, drift alarms."""
+    settings = broker_settings(ctx)
+    try:
+        with cli_errors():
+            if as_json:
+                click.echo(json.dumps(collect_status(settings), indent=2, default=str))
+                return
+            if not watch:
+                Console().print(render_status(collect_status(settings)))
+                return
+            with Live(render_status(collect_status(settings)), console=Console(), screen=False) as live:
+                while True:
+                    time.sleep(watch)
+                    live.update(render_status(collect_status(settings)))
+    except KeyboardInterrupt:
+        return

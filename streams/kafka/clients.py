@@ -12,14 +12,20 @@ from collections.abc import Iterable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from riverops.schemas.errors import AuthorizationError
 from riverops.settings import Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["make_producer", "make_consumer", "consume_batch", "next_offsets", "ok", "commit",
-           "raise_if_refused", "on_client_error"]
+KAFKA_LOG = logging.getLogger("riverops.librdkafka")
+"""The logger librdkafka's own log lines go to (connection failures, broker state): through
+Python logging, so the application picks their level and format instead of librdkafka
+writing raw ``%3|...|FAIL|`` lines to stderr. They reach it when the client is polled."""
+
+__all__ = ["make_producer", "make_consumer", "make_admin", "consume_batch", "next_offsets", "ok",
+           "commit", "raise_if_refused", "on_client_error", "KAFKA_LOG"]
 
 # Commit failures that mean "the group moved on or the coordinator is away": the member
 # was dropped (a session that timed out while the broker was frozen, a long pause), a
@@ -81,6 +87,7 @@ def make_producer(settings: Settings, **overrides: Any) -> Producer:
             # partition, which the joins rely on
             "partitioner": "murmur2_random",
             "error_cb": on_client_error,
+            "logger": KAFKA_LOG,
         }
     )
     config.update(overrides)
@@ -98,10 +105,22 @@ def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consum
             "session.timeout.ms": settings.session_timeout_ms,
             "enable.partition.eof": False,
             "error_cb": on_client_error,
+            "logger": KAFKA_LOG,
         }
     )
     config.update(overrides)
     return Consumer(config)
+
+
+def make_admin(settings: Settings, **overrides: Any) -> AdminClient:
+    """An AdminClient whose librdkafka log lines go to :data:`KAFKA_LOG`.
+
+    An admin client serves its log lines and ``error_cb`` only in ``poll()``: a long-lived
+    one should be polled now and then, or they queue up in memory.
+    """
+    config = settings.kafka_config(**{"logger": KAFKA_LOG})
+    config.update(overrides)
+    return AdminClient(config)
 
 
 def consume_batch(consumer: Consumer, max_messages: int, timeout: float) -> list[Message]:

@@ -174,7 +174,7 @@ def test_a_short_stream_is_learned(spec: ModelSpec) -> None:
 
 
 def test_unknown_spec_names_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match="'nope'.*arf, hat, linreg, logreg, tree-regressor"):
+    with pytest.raises(ConfigError, match="'nope'.*arf, hat, hoeffding-tree, linreg, logreg, tree-regressor"):
         get_spec("nope")
 
 
@@ -186,6 +186,25 @@ def test_build_stores_params_verbatim_and_refuses_unknown_ones() -> None:
         get_spec("hat").build(depth=3)
     with pytest.raises(TypeError):
         get_spec("hat").params["grace_period"] = 1  # type: ignore[index]
+
+
+def test_params_must_have_the_type_of_their_default() -> None:
+    spec = get_spec("hoeffding-tree")
+    assert spec.check_params({"grace_period": 50.0, "delta": 1, "leaf_prediction": "mc"}) == {
+        "grace_period": 50, "delta": 1.0, "leaf_prediction": "mc"}
+    for bad in ({"grace_period": "fifty"}, {"grace_period": 50.5}, {"grace_period": True},
+                {"delta": "small"}, {"leaf_prediction": 3.0}):
+        with pytest.raises(ConfigError, match="takes"):
+            spec.build(**bad)
+
+
+def test_the_hoeffding_tree_refuses_options_river_would_replace_silently() -> None:
+    model = get_spec("hoeffding-tree").build(grace_period=20, split_criterion="gini", leaf_prediction="mc")
+    assert (model.grace_period, model.split_criterion, model.leaf_prediction) == (20, "gini", "mc")
+    with pytest.raises(ConfigError, match="split_criterion must be one of gini, info_gain, hellinger"):
+        get_spec("hoeffding-tree").build(split_criterion="entropy")
+    with pytest.raises(ConfigError, match="leaf_prediction must be one of mc, nb, nba"):
+        get_spec("hoeffding-tree").build(leaf_prediction="knn")
 
 
 def test_builds_are_fresh_and_seeds_reach_the_estimators() -> None:
