@@ -345,7 +345,7 @@ def retrain(ctx: click.Context, model: str, reason: str, window_events: int | No
     """Ask the retrainer for a fresh version of MODEL (it decides about promotion)."""
     import getpass
 
-    from riverops.roles.retrainer.role import request_retrain
+    from riverops.roles.retrainer import request_retrain
 
     params: dict[str, Any] = {}
     if window_events:
