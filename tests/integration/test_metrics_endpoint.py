@@ -57,7 +57,9 @@ def test_worker_all_serves_metrics_and_lag_per_partition(loop_settings: Settings
                         if lab["group"] == f"{prefix}-scorer"]
             accuracy = [v for lab, v in samples.get("riverops_model_metric", [])
                         if lab["variant"] == "champion" and lab["metric"] == "accuracy"]
-            if len(lag_rows) >= settings.partitions and accuracy:
+            scored = sum(v for lab, v in samples.get("riverops_events_in_total", [])
+                         if lab["role"] == "scorer")
+            if len(lag_rows) >= settings.partitions and accuracy and scored >= 2000:
                 break
             time.sleep(1)
     finally:
