@@ -22,9 +22,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
-from riverops.kafka.clients import on_client_error
+from riverops.kafka.clients import make_admin, make_consumer
 from riverops.settings import Settings
 
 __all__ = ["LagRow", "compute_lag", "LagProbe"]
@@ -63,20 +63,12 @@ class LagProbe:
     """Samples committed offsets of groups and high watermarks of their partitions."""
 
     def __init__(self, settings: Settings, *, group_prefix: str = "riverops", timeout: float = 10.0) -> None:
-        from confluent_kafka.admin import AdminClient
-
-        self._admin = AdminClient(settings.kafka_config())
-        self._consumer = Consumer(
-            settings.kafka_config(
-                **{
-                    "group.id": "riverops-lag-probe",  # never joins: assign() only, never commits
-                    "enable.auto.commit": False,
-                    "queued.max.messages.kbytes": 1024,
-                    "fetch.wait.max.ms": 50,
-                    "error_cb": on_client_error,
-                }
-            )
-        )
+        self._admin = make_admin(settings)
+        self._consumer = make_consumer(settings, "riverops-lag-probe", **{
+            # never joins the group: assign() only, never commits
+            "queued.max.messages.kbytes": 1024,
+            "fetch.wait.max.ms": 50,
+        })
         self._assigned: set[TopicPartitionKey] = set()
         self.group_prefix = group_prefix
         self.timeout = timeout
@@ -140,6 +132,7 @@ class LagProbe:
         return out
 
     def sample(self) -> list[LagRow]:
+        self._admin.poll(0)  # serves the admin client's queued log lines and errors
         committed = self.committed_offsets()
         high = self.high_watermarks({(t, p) for _, t, p in committed})
         return compute_lag(committed, high)
