@@ -220,12 +220,15 @@ def acls(ctx: click.Context, group_prefix: str, principal_template: str, roles: 
 
 
 @cli.command()
-@click.option("--events", default=60_000, show_default=True, help="Card transactions to stream.")
-@click.option("--rate", default=1_000.0, show_default=True, help="Transactions per second offered.")
+@click.option("--events", default=60_000, show_default=True, type=click.IntRange(min=2),
+              help="Card transactions to stream.")
+@click.option("--rate", default=1_000.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Transactions per second offered.")
 @click.option("--seed", default=42, show_default=True, help="Seed of the data and the models.")
-@click.option("--drift-at", type=int, help="Transaction index where the fraud pattern changes "
-              "(default: 40% of --events).")
-@click.option("--duration", default=240.0, show_default=True, help="Seconds at most.")
+@click.option("--drift-at", type=click.IntRange(min=1), help="Transaction index where the fraud "
+              "pattern changes, below --events (default: 40% of --events).")
+@click.option("--duration", default=240.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Seconds at most.")
 @click.option("--output", default="demo-output", show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Where the plot and logs go.")
 @click.option("--live/--no-live", default=None, help="Live view (default: when on a terminal).")
@@ -237,12 +240,18 @@ def demo(ctx: click.Context, events: int, rate: float, seed: int, drift_at: int 
     A synthetic card-transaction stream with late labels and a change of fraud pattern is
     scored, joined, monitored, learned from and retrained on; a live view shows throughput,
     lag, rolling metrics and alarms; a summary and a PNG plot are left in --output.
+    Every option is checked before the broker starts.
     """
     from riverops.demo.run import DemoOptions, run_demo
+    from riverops.schemas.errors import ConfigError
 
     overrides = ctx.obj or {}
-    options = DemoOptions(events=events, rate=rate, seed=seed, drift_at=drift_at, duration=duration,
-                          output=output, bootstrap_servers=overrides.get("bootstrap_servers"), live=live)
+    try:  # the checks across options (--drift-at below --events); click checked each one
+        options = DemoOptions(events=events, rate=rate, seed=seed, drift_at=drift_at, duration=duration,
+                              output=output, bootstrap_servers=overrides.get("bootstrap_servers"),
+                              live=live)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc), ctx) from exc
     try:
         result = run_demo(options, console=Console())
     except RiveropsError as exc:

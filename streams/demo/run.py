@@ -4,17 +4,25 @@ It starts a broker (unless ``--bootstrap-servers``), creates the topics, trains 
 registers an initial champion on a warm-up stream, starts every worker role in this
 process, and replays the synthetic card-transaction stream (``streams/demo/cardgen.py``) with
 late labels and a change of fraud pattern partway through. At the end it reads the
-metrics, drift and registry topics back and writes a PNG plot and a summary.
+metrics, drift and registry topics back and writes a PNG plot and a summary
+(``streams/demo/summary.py``).
+
+The roles are configured as any deployment configures them, through their settings
+sections (:func:`demo_settings`); the options are checked before anything starts
+(:class:`DemoOptions` raises :class:`~riverops.schemas.errors.ConfigError` naming the
+command-line option).
 """
 
 from __future__ import annotations
 
+import bisect
+import math
 import secrets
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +36,15 @@ from riverops.cli.status import read_to_end
 from riverops.demo.cardgen import CardStream, merged_events
 from riverops.demo.live import render_live, take_snapshot
 from riverops.demo.plot import plot_rolling_metrics
+from riverops.demo.summary import (
+    Recovery,
+    drift_line,
+    metrics_table,
+    recovery,
+    recovery_line,
+    recovery_of,
+    story_table,
+)
 from riverops.kafka.producer import EventProducer
 from riverops.kafka.registry_topic import publish_records
 from riverops.kafka.tansu import EmbeddedBroker, free_port
@@ -36,16 +53,23 @@ from riverops.modelops import register_trained
 from riverops.models.batch import learn_in_order
 from riverops.models.registry import Registry
 from riverops.models.specs import get_spec
-from riverops.roles.drift import DataDriftOptions
-from riverops.roles.monitor import MonitorCore
+from riverops.schemas.errors import ConfigError
+from riverops.sections import DataDriftSettings, MonitorSettings, RetrainerSettings
 from riverops.settings import Settings
 from riverops.worker import ALL_ROLES, run_roles
 
-__all__ = ["DemoOptions", "DemoResult", "run_demo", "recovery"]
+__all__ = ["DemoOptions", "DemoResult", "StreamClock", "run_demo", "demo_settings", "short_run_note",
+           "recovery", "DAY_EVENTS", "STORY_EVENTS"]
+
+DAY_EVENTS = 6_000  # one simulated day of the card stream (2,000 cards x 3 purchases)
+DRIFT_SHARE = 0.4  # the default change point, as a share of the events
 
 
 @dataclass(frozen=True)
 class DemoOptions:
+    """What ``riverops demo`` runs; every value is checked when the options are made, in
+    the command's terms (``--events``, ``--drift-at``), so nothing starts on bad options."""
+
     events: int = 60_000
     rate: float = 1_000.0  # feature events per second offered
     seed: int = 42
@@ -55,6 +79,54 @@ class DemoOptions:
     output: Path = Path("demo-output")
     bootstrap_servers: str | None = None
     live: bool | None = None  # default: when the console is a terminal
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.events < 2:
+            problems.append(f"--events must be at least 2 (one transaction before the change of "
+                            f"fraud pattern, one after), got {self.events}")
+        if not (math.isfinite(self.rate) and self.rate > 0):
+            problems.append(f"--rate must be a number of transactions per second above 0, got {self.rate:g}")
+        if self.drift_at is not None and self.events >= 2 and not 1 <= self.drift_at < self.events:
+            problems.append(f"--drift-at must be a transaction index from 1 to {self.events - 1:,} "
+                            f"(before --events {self.events:,}), got {self.drift_at:,}")
+        if not (math.isfinite(self.duration) and self.duration > 0):
+            problems.append(f"--duration must be a number of seconds above 0, got {self.duration:g}")
+        if self.warmup < 1:
+            problems.append(f"warmup must be at least 1 transaction, got {self.warmup}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    @property
+    def change_at(self) -> int:
+        """The transaction index where the fraud pattern changes."""
+        return self.drift_at if self.drift_at is not None else max(1, int(self.events * DRIFT_SHARE))
+
+
+STORY_EVENTS = 3 * DAY_EVENTS
+"""Transactions after the change of pattern the loop needs to tell its story: a thousand or
+two for the alarm, a simulated day of the new pattern to retrain on, the retrain, then a
+window of outcomes of the new champion. Measured on two loaded cores: recovery 10-14
+thousand labelled events after the change, and 12,000 were sometimes too few; with the
+change at 40%, ``--events 30000`` (the quick start's short run) leaves 18,000."""
+
+
+def short_run_note(options: DemoOptions) -> str | None:
+    """A warning when the run ends too soon after the change for a retrained champion to
+    serve (the demo still runs: the counts and the plot are right, the story is cut)."""
+    after = options.events - options.change_at
+    if after >= STORY_EVENTS:
+        return None
+    return (f"note: {after:,} transactions after the change of pattern (at transaction "
+            f"{options.change_at:,}); the loop needs about {STORY_EVENTS:,} to notice it, retrain "
+            f"on a simulated day of the new pattern and serve the new champion, so this run may "
+            f"end first (try --events {_story_events(options)})")
+
+
+def _story_events(options: DemoOptions) -> int:
+    if options.drift_at is None:
+        return math.ceil(STORY_EVENTS / (1 - DRIFT_SHARE) / 1000) * 1000
+    return options.drift_at + STORY_EVENTS
 
 
 @dataclass
@@ -70,24 +142,37 @@ class DemoResult:
     seconds: float
     plot: Path
     metrics: list[dict[str, Any]] = field(default_factory=list)
-    recovery: tuple[float, float, int] | None = None
+    recovery: Recovery | None = None  # of the champions' ROC AUC
     worker_failed: bool = False  # a role stopped with an error (its log says why)
 
 
-DAY_EVENTS = 6_000  # one simulated day of the card stream (2,000 cards x 3 purchases)
+def demo_settings(options: DemoOptions, *, bootstrap_servers: str, run_id: str) -> Settings:
+    """The demo's settings: its own topics, groups and state, and the roles sized to the
+    stream's daily cycle. A retrain window, the feedback awaited after a drift alarm and
+    the data-drift windows each hold a simulated day or more, so that every hour is in
+    them (a model trained on daytime only misjudges the night; a daytime reference makes
+    every night a data drift).
 
-
-def _role_options() -> dict[str, dict[str, Any]]:
-    """The demo's settings of the roles, sized to the stream's daily cycle: a retrain
-    window, the feedback awaited after a drift alarm and the data-drift windows each hold
-    a simulated day or more, so that every hour is in them (a model trained on daytime
-    only misjudges the night; a daytime reference makes every night a data drift)."""
-    return {
-        "retrainer": {"window_events": DAY_EVENTS + DAY_EVENTS // 3, "drift_min_samples": DAY_EVENTS,
-                      "cooldown_seconds": 8.0, "degradation_below": 0.85},
-        "monitor": {"core": MonitorCore(data_drift=DataDriftOptions(
-            reference_size=DAY_EVENTS, window_size=DAY_EVENTS, every=1_000))},
-    }
+    Retrains come from concept-drift alarms (an error rise of a point is enough: the new
+    fraud is 3.5% of the traffic, the old 1.5%), which train on the feedback after the
+    alarm. No degradation trigger: it fires as early, and its retrain learns from the last
+    window, mostly the old pattern, a poor model that still beats the collapsed champion
+    and is promoted."""
+    output = options.output
+    return Settings(
+        bootstrap_servers=bootstrap_servers, topic_prefix=f"demo-{run_id}.", partitions=2,
+        group_prefix=f"riverops-demo-{run_id}", signing_key=secrets.token_hex(32),
+        artifact_dir=output / "artifacts", state_dir=output / "state" / run_id,
+        metrics_port=free_port(), session_timeout_ms=6000,
+        joiner={"label_ttl_seconds": 600.0},
+        retrainer=RetrainerSettings(
+            window_events=DAY_EVENTS + DAY_EVENTS // 3, drift_min_samples=DAY_EVENTS,
+            cooldown_seconds=8.0, degradation_below=None, min_error_rise=0.01,
+        ),
+        monitor=MonitorSettings(data_drift=DataDriftSettings(
+            reference_size=DAY_EVENTS, window_size=DAY_EVENTS, every=1_000,
+        )),
+    )  # fmt: skip
 
 
 def _warm_champion(settings: Settings, options: DemoOptions) -> None:
@@ -104,8 +189,48 @@ def _warm_champion(settings: Settings, options: DemoOptions) -> None:
     publish_records(settings, records)
 
 
+class StreamClock:
+    """Event time to wall time, from when the feeder sent each event.
+
+    The stream's event times advance at the offered rate; on a loaded machine the feeder
+    falls behind it. The monitor stamps metrics with the wall clock and drift alarms
+    with label (event) time, so the plot and the summary put every event-time moment
+    (the change of pattern, the alarms) on the wall clock through this map.
+
+    >>> from datetime import timedelta
+    >>> clock = StreamClock()
+    >>> t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    >>> clock.sent(t0, 100.0); clock.sent(t0 + timedelta(seconds=10), 120.0)
+    >>> [clock.wall(t0 + timedelta(seconds=s)).timestamp() for s in (-1, 5, 11)]
+    [99.0, 110.0, 121.0]
+    """
+
+    def __init__(self) -> None:
+        self._events: list[float] = []
+        self._walls: list[float] = []
+        self.change: datetime | None = None  # the event time of the first changed transaction
+
+    def sent(self, event_time: datetime, wall: float) -> None:
+        """Record that the event of ``event_time`` was sent at ``wall`` (epoch seconds)."""
+        self._events.append(event_time.timestamp())
+        self._walls.append(wall)
+
+    def wall(self, event_time: datetime) -> datetime:
+        """When the stream was at ``event_time``: interpolated between sent events, shifted
+        by the nearest one's lag outside them (unchanged when nothing was sent)."""
+        t = event_time.timestamp()
+        if not self._events:
+            return event_time
+        i = bisect.bisect_left(self._events, t)
+        if 0 < i < len(self._events) and self._events[i] > self._events[i - 1]:
+            e0, e1, w0, w1 = self._events[i - 1], self._events[i], self._walls[i - 1], self._walls[i]
+            return datetime.fromtimestamp(w0 + (t - e0) * (w1 - w0) / (e1 - e0), tz=UTC)
+        j = min(i, len(self._events) - 1)
+        return datetime.fromtimestamp(t + self._walls[j] - self._events[j], tz=UTC)
+
+
 def _replay(settings: Settings, stream: CardStream, rate: float, counts: dict[str, int],
-            stop: threading.Event) -> None:
+            stop: threading.Event, clock: StreamClock) -> None:
     started = time.monotonic()
     with EventProducer(settings) as producer:
         for kind, record in merged_events(stream):
@@ -113,6 +238,10 @@ def _replay(settings: Settings, stream: CardStream, rate: float, counts: dict[st
                 break
             if kind == "features":
                 producer.send_features(**record)
+                if counts["features"] == stream.drift_at:
+                    clock.change = record["event_time"]
+                if counts["features"] % 50 == 0 or counts["features"] == stream.drift_at:
+                    clock.sent(record["event_time"], time.time())
                 counts["features"] += 1
                 ahead = counts["features"] / rate - (time.monotonic() - started)
                 if ahead > 0:
@@ -126,18 +255,16 @@ def run_demo(options: DemoOptions, *, console: Console | None = None) -> DemoRes
     """Run the demo; returns its counts (also printed, with where to look next)."""
     console = console or Console()
     live_view = console.is_terminal if options.live is None else options.live
-    drift_at = options.drift_at if options.drift_at is not None else int(options.events * 0.4)
+    note = short_run_note(options)
+    if note:
+        console.print(f"[yellow]{note}[/]")
+    drift_at = options.change_at
     output = options.output
     output.mkdir(parents=True, exist_ok=True)
     broker = None if options.bootstrap_servers else EmbeddedBroker(log_path=output / "broker.log").start()
     servers = options.bootstrap_servers or (broker.bootstrap_servers if broker else "")
     run_id = uuid.uuid4().hex[:8]
-    settings = Settings(
-        bootstrap_servers=servers, topic_prefix=f"demo-{run_id}.", partitions=2,
-        signing_key=secrets.token_hex(32), artifact_dir=output / "artifacts",
-        state_dir=output / "state" / run_id, metrics_port=free_port(), session_timeout_ms=6000,
-        joiner={"label_ttl_seconds": 600.0},
-    )
+    settings = demo_settings(options, bootstrap_servers=servers, run_id=run_id)
     started = time.monotonic()
     stop, feeder_stop = threading.Event(), threading.Event()
     counts = {"features": 0, "labels": 0}
@@ -151,18 +278,17 @@ def run_demo(options: DemoOptions, *, console: Console | None = None) -> DemoRes
         registry = CollectorRegistry()
         exit_code: list[int] = []
         workers = threading.Thread(
-            target=lambda: exit_code.append(run_roles(
-                settings, list(ALL_ROLES), stop=stop, registry=registry, group_prefix=f"riverops-demo-{run_id}",
-                options=_role_options(),
-            )), daemon=True,
+            target=lambda: exit_code.append(run_roles(settings, list(ALL_ROLES), stop=stop, registry=registry)),
+            daemon=True,
         )
         workers.start()
         # event times start now and advance at the offered rate, so the stream's clock, the
         # workers' clock and the plot's time axis agree
         stream = CardStream(events=options.events, seed=options.seed, drift_at=drift_at,
                             events_per_second=options.rate, start=datetime.now(UTC))
-        feeder = threading.Thread(target=_replay, args=(settings, stream, options.rate, counts, feeder_stop),
-                                  daemon=True)
+        clock = StreamClock()
+        feeder = threading.Thread(target=_replay, daemon=True,
+                                  args=(settings, stream, options.rate, counts, feeder_stop, clock))
         feeder.start()
         previous = take_snapshot(registry)
 
@@ -171,7 +297,8 @@ def run_demo(options: DemoOptions, *, console: Console | None = None) -> DemoRes
             now = take_snapshot(registry)
             header = (f"events {counts['features']:,}/{options.events:,}  labels {counts['labels']:,}  "
                       f"drift at event {drift_at:,}  elapsed {time.monotonic() - started:,.0f}s")
-            rendered = render_live(now, previous, header=header, notes=notes)
+            rendered = render_live(now, previous, header=header, notes=notes,
+                                   window=settings.monitor.window_size)
             previous = now
             return rendered
 
@@ -201,8 +328,7 @@ def run_demo(options: DemoOptions, *, console: Console | None = None) -> DemoRes
         workers.join(60)
         if exit_code and exit_code[0] != 0:
             console.print("[red]a worker role failed; see the log above[/]")
-        drift_time = stream.start + timedelta(seconds=drift_at / options.rate)
-        result = _finish(settings, options, counts, started, console, output, drift_time)
+        result = _finish(settings, options, counts, started, console, clock)
         result.worker_failed = bool(exit_code and exit_code[0] != 0)
         return result
     finally:
@@ -212,49 +338,23 @@ def run_demo(options: DemoOptions, *, console: Console | None = None) -> DemoRes
             broker.stop()
 
 
-def recovery(metrics: list[dict[str, Any]], drift_time: datetime, *, tolerance: float = 0.02
-             ) -> tuple[float, float, int] | None:
-    """(pre-drift accuracy, recovered accuracy, labelled events after the drift it took).
-
-    The serving champion's count-window accuracy just before ``drift_time`` is the level;
-    recovery is the first later MetricsEvent of a *newer* champion version, over a full
-    count window of its own outcomes, within ``tolerance`` of it; events are counted from
-    the champions' sample counts. None when the accuracy never came back.
-    """
-    champion = sorted((e for e in metrics if e["variant"] == "champion" and e["window_kind"] == "count"
-                       and "accuracy" in e["metrics"]), key=lambda e: e["emitted_at"])
-    before = [e for e in champion if e["emitted_at"] <= drift_time]
-    if not before:
-        return None
-    level, old_version = before[-1]["metrics"]["accuracy"], before[-1]["version"]
-    samples_at: dict[int, int] = {}
-    for e in champion:
-        if e["emitted_at"] <= drift_time:
-            samples_at[e["version"]] = e["samples"]
-    baseline = sum(samples_at.values())
-    seen: dict[int, int] = dict(samples_at)
-    for e in champion:
-        if e["emitted_at"] <= drift_time:
-            continue
-        seen[e["version"]] = e["samples"]
-        if (e["version"] > old_version and e["samples"] >= e["window_size"]
-                and e["metrics"]["accuracy"] >= level - tolerance):
-            return level, e["metrics"]["accuracy"], sum(seen.values()) - baseline
-    return None
-
-
 def _finish(settings: Settings, options: DemoOptions, counts: dict[str, int], started: float,
-            console: Console, output: Path, drift_time: datetime | None = None) -> DemoResult:
+            console: Console, clock: StreamClock) -> DemoResult:
+    """Read the outputs back, draw the plot and print the summary (every moment on the
+    wall clock, the metrics' and the registry's)."""
     metrics = read_to_end(settings, "metrics", "MetricsEvent")
-    drift = read_to_end(settings, "drift", "DriftEvent")
+    drift = [{**d, "detected_at": clock.wall(d["detected_at"])}
+             for d in read_to_end(settings, "drift", "DriftEvent")]
+    drift_time = clock.wall(clock.change) if clock.change else None  # None: stopped before it
     versions = read_to_end(settings, "model-registry", "ModelVersion")
     predictions = read_to_end(settings, "predictions", "PredictionEvent", timeout=30)
     feedback = read_to_end(settings, "feedback", "FeedbackEvent", timeout=30)
     dead = read_to_end(settings, "deadletter", "DeadLetter")
     plot_path = plot_rolling_metrics(
-        metrics, drift_events=drift, registry_records=versions, path=output / "rolling_metrics.png",
-        title=f"riverops demo: {options.events:,} transactions, drift at "
-        f"{options.drift_at or int(options.events * 0.4):,}",
+        metrics, drift_events=drift, registry_records=versions, change_at=drift_time,
+        path=options.output / "rolling_metrics.png",
+        title=f"riverops demo: {options.events:,} transactions at {options.rate:g}/s, the fraud "
+        f"pattern changes at transaction {options.change_at:,}",
     )
     result = DemoResult(
         events=counts["features"], labels=counts["labels"], predictions=len(predictions),
@@ -262,8 +362,9 @@ def _finish(settings: Settings, options: DemoOptions, counts: dict[str, int], st
         versions=len({v["version"] for v in versions}),
         promotions=sum(1 for v in versions if v["stage"] == "champion"),
         dead_letters=len(dead), seconds=time.monotonic() - started, plot=plot_path, metrics=metrics,
+        recovery=recovery_of(metrics, drift_time) if drift_time else None,
     )
-    table = Table(title="riverops demo summary")
+    table = Table(title="riverops demo summary", title_justify="left")
     table.add_column("figure")
     table.add_column("value", justify="right")
     for name, value in (
@@ -275,42 +376,14 @@ def _finish(settings: Settings, options: DemoOptions, counts: dict[str, int], st
     ):
         table.add_row(name, value)
     console.print(table)
-    latest: dict[tuple[int, str], dict[str, Any]] = {}
-    for event in metrics:
-        if event["window_kind"] == "count":
-            latest[(event["version"], event["variant"])] = event
-    final = Table(title="final rolling metrics (last 1000 labelled events)")
-    for column in ("version", "variant", "samples", "accuracy", "roc_auc", "f1"):
-        final.add_column(column, justify="right")
-    for (version, variant), event in sorted(latest.items()):
-        values = event["metrics"]
-        final.add_row(str(version), variant, f"{event['samples']:,}",
-                      *(f"{values[k]:.4f}" if k in values else "" for k in ("accuracy", "roc_auc", "f1")))
-    console.print(final)
-    story = Table(title="the registry's story (every change, in order)")
-    for column in ("when", "version", "stage", "by", "reason"):
-        story.add_column(column)
-    for record in versions:
-        story.add_row(record["changed_at"].strftime("%H:%M:%S"), str(record["version"]), record["stage"],
-                      record["changed_by"], record["reason"][:90])
-    console.print(story)
-    if drift_time is not None:
-        back = recovery(metrics, drift_time)
-        result.recovery = back
-        console.print(
-            f"recovery: pre-drift accuracy {back[0]:.4f}; a new champion was back to {back[1]:.4f} "
-            f"(within 2 points) {back[2]:,} labelled events after the drift" if back else
-            "recovery: the champion's accuracy did not come back within 2 points of its pre-drift level")
-    if drift:
-        first = min(d["detected_at"] for d in drift if d["kind"] == "concept") if any(
-            d["kind"] == "concept" for d in drift) else None
-        console.print(f"concept drift alarms: {sum(d['kind'] == 'concept' for d in drift)}, "
-                      f"data drift alarms: {sum(d['kind'] == 'data' for d in drift)}"
-                      + (f", first concept alarm at {first:%H:%M:%S}" if first else ""))
+    console.print(metrics_table(metrics, versions))
+    console.print(story_table(versions))
+    console.print(recovery_line(result.recovery))
+    console.print(drift_line(drift, drift_time))
     console.print(
         "Where to look next:\n"
         f"  plot of rolling metrics   {plot_path}\n"
-        f"  broker log                {output / 'broker.log'}\n"
+        f"  broker log                {options.output / 'broker.log'}\n"
         "  the same loop for real    riverops broker & riverops topics create & riverops worker all\n"
         "  watch it                  riverops status --watch 5   (docs/operations.md)"
     )

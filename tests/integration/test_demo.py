@@ -1,4 +1,5 @@
-"""A short demo, end to end on the real broker: the summary's counts add up."""
+"""The quick start's short demo, end to end on the real broker: the counts add up and the
+drift story is told (an alarm after the change, a retrained champion, the ROC AUC back)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,33 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from riverops.demo.run import DemoOptions, run_demo
+from riverops.demo.run import DemoOptions, run_demo, short_run_note
 
 pytestmark = pytest.mark.tansu  # also in the Tansu smoke pass
 
-def test_short_demo_runs_the_whole_loop(bootstrap_servers: str, tmp_path: Path) -> None:
-    options = DemoOptions(events=6_000, rate=1_500, drift_at=2_500, warmup=2_000, duration=120,
+QUICK_START = DemoOptions(events=30_000, rate=1_000)  # docs/quickstart.md's short run
+
+
+@pytest.mark.timeout(600)
+def test_the_short_demo_tells_the_drift_story(bootstrap_servers: str, tmp_path: Path) -> None:
+    assert short_run_note(QUICK_START) is None  # long enough, by the demo's own measure
+    options = DemoOptions(events=QUICK_START.events, rate=QUICK_START.rate, duration=300,
                           output=tmp_path, bootstrap_servers=bootstrap_servers, live=False)
-    result = run_demo(options, console=Console(record=True, width=120))
-    assert result.events == 6_000
-    assert result.labels == 6_000  # every label replayed, chargebacks included
-    assert result.predictions == 6_000  # one champion prediction per event, no shadow here
-    assert result.feedback == 6_000  # every labelled event joined once
+    console = Console(record=True, width=120)
+    result = run_demo(options, console=console)
+    printed = console.export_text()
+    assert not result.worker_failed, printed
+    assert result.events == 30_000
+    assert result.labels == 30_000  # every label replayed, chargebacks included
+    assert result.predictions == 30_000  # one champion prediction per event, no shadow here
+    assert result.feedback == 30_000  # every labelled event joined once
     assert result.dead_letters == 0
-    assert result.versions >= 1 and result.promotions >= 1
     assert result.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert any(m["variant"] == "champion" for m in result.metrics)
+    # the story: a retrained version replaced v1 and brought the ROC AUC back
+    assert result.promotions >= 2, printed  # the initial champion and a retrained one
+    back = result.recovery
+    assert back is not None, printed
+    assert back.old_version == 1 and back.version > 1 and back.metric == "roc_auc"
+    assert back.low < back.level - 0.2, printed  # the change did hurt v1
+    assert f"v{back.version}, the new champion" in printed
+    assert "archived" in printed  # v1's stage now, not the role it served in

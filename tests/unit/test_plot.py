@@ -1,4 +1,9 @@
-"""The demo plot and summary table: a real PNG from any input, the final figures per version."""
+"""The demo plot and summary table: a real PNG from any input, the final figures per version.
+
+The figure's own lines are inspected (``rolling_metrics_figure``): a colour per shown
+version, lines that end while their version is archived, the stream's true change point,
+notes that do not print over each other, learner snapshots left out.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from matplotlib import dates
 
-from riverops.demo.plot import plot_rolling_metrics, summary_rows
+from riverops.demo.plot import (
+    CHANGE_LEGEND,
+    plot_rolling_metrics,
+    rolling_metrics_figure,
+    summary_rows,
+)
 from riverops.schemas.events import DriftEvent, MetricsEvent
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -37,10 +48,10 @@ def drift_event(minute: float, kind: str = "concept") -> dict[str, Any]:
     ).to_avro()  # fmt: skip
 
 
-def registry(minute: float, version: int, stage: str) -> dict[str, Any]:
+def registry(minute: float, version: int, stage: str, by: str = "retrainer") -> dict[str, Any]:
     # the fields the plot reads; full ModelVersion records work the same
     return {"model": "fraud", "version": version, "stage": stage, "reason": "test",
-            "changed_at": T0 + timedelta(minutes=minute)}  # fmt: skip
+            "changed_by": by, "changed_at": T0 + timedelta(minutes=minute)}  # fmt: skip
 
 
 def story() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
@@ -131,3 +142,80 @@ def test_last_at_is_the_last_change_not_the_last_repeat() -> None:
     events = [metrics_event(m, 1, "champion", 0.9, 0.8, samples=5 if m >= 3 else m) for m in range(10)]
     (row,) = summary_rows(events)
     assert row.last_at == T0 + timedelta(minutes=3) and row.samples == 5
+
+
+def _lines(figure: Any, panel: int = 0) -> dict[str, Any]:
+    return {line.get_label(): line for line in figure.axes[panel].get_lines()}
+
+
+def _minutes(line: Any) -> list[float]:
+    """The line's x values as minutes after T0 (NaN gaps left out)."""
+    t0 = float(dates.date2num(T0))  # type: ignore[no-untyped-call]  # untyped in matplotlib
+    days = [float(x if isinstance(x, float) else dates.date2num(x))  # type: ignore[no-untyped-call]
+            for x in line.get_xdata()]
+    return [round((x - t0) * 1440.0, 3) for x, y in zip(days, line.get_ydata(), strict=True)
+            if y == y]  # fmt: skip
+
+
+def test_every_shown_version_has_a_colour_of_its_own() -> None:
+    """Version numbers run past ten (learner snapshots take numbers): v1 and v11 once
+    shared tab10's first colour."""
+    events = [metrics_event(m, v, "champion", 0.9, 0.8 + m / 100, samples=m + 1)
+              for v in (1, 5, 11, 12) for m in range(3)]  # fmt: skip
+    lines = _lines(rolling_metrics_figure(events))
+    colours = {label: line.get_color() for label, line in lines.items() if label.startswith("v")}
+    assert set(colours) == {"v1 champion", "v5 champion", "v11 champion", "v12 champion"}
+    assert len({tuple(c) for c in colours.values()}) == 4
+    many = [metrics_event(m, v, "champion", 0.9, 0.8 + m / 100, samples=m + 1)
+            for v in range(1, 26) for m in range(2)]  # fmt: skip
+    shown = [line.get_color() for line in _lines(rolling_metrics_figure(many)).values()]
+    assert len({tuple(c) for c in shown}) == 25
+
+
+def test_a_line_ends_while_its_version_is_archived() -> None:
+    """v2 replaces v1 at minute 45 and is rolled back at 58: no v1 point from 45 to 58,
+    then v1 resumes after a gap; v2 stops at 58. The monitor kept reporting both."""
+    events = [metrics_event(m, 1, "champion", 0.98, 0.9, samples=100 * m + 1) for m in range(60)]
+    events += [metrics_event(m, 2, "champion", 0.97, 0.95, samples=100 * m) for m in range(36, 60)]
+    changes = [registry(0, 1, "champion"), registry(45, 2, "champion"), registry(45, 1, "archived"),
+               registry(58, 1, "champion"), registry(58, 2, "archived")]  # fmt: skip
+    lines = _lines(rolling_metrics_figure(events, registry_records=changes))
+    assert _minutes(lines["v1 champion"]) == [*range(45), 58, 59]
+    assert sum(y != y for y in lines["v1 champion"].get_ydata()) == 1  # the gap is drawn as one
+    assert _minutes(lines["v2 champion"]) == list(range(36, 58))
+    unaware = _lines(rolling_metrics_figure(events))  # without the registry, every point shows
+    assert _minutes(unaware["v1 champion"]) == list(range(60))
+    summary = {r.version: r for r in summary_rows(events, registry_records=changes)}
+    assert summary[2].stage == "archived" and summary[2].samples == 5900  # the table keeps the last
+
+
+def test_marks_the_true_change_point_and_leaves_out_snapshots() -> None:
+    events, drifts, changes = story()
+    changes += [registry(20, 4, "candidate", by="learner"), registry(40, 5, "candidate", by="learner")]
+    change = T0 + timedelta(minutes=30)
+    figure = rolling_metrics_figure(events, drift_events=drifts, registry_records=changes, change_at=change)
+    for panel in range(2):
+        lines = _lines(figure, panel)
+        assert _minutes(lines[CHANGE_LEGEND]) == [30.0, 30.0]
+        assert "learner snapshot" not in lines
+        assert "concept drift alarm (ADWIN)" in lines and "promoted to champion" in lines
+    notes = [t.get_text() for t in figure.axes[0].texts]
+    assert not any("v4" in n or "v5" in n for n in notes)
+    # a higher-numbered snapshot before it does not make v2's promotion read as a rollback
+    marked = {label: sorted(m for line in figure.axes[0].get_lines() if line.get_label() == label
+                            for m in _minutes(line)[:1])
+              for label in ("promoted to champion", "rollback")}  # fmt: skip
+    assert marked == {"promoted to champion": [0.0, 45.0], "rollback": [58.0]}
+    shown = rolling_metrics_figure(events, registry_records=changes, snapshots=True)
+    assert "learner snapshot" in _lines(shown)
+
+
+def test_close_registry_notes_are_joined_not_printed_over_each_other() -> None:
+    """v2 candidate at minute 35 and challenger at 36 are under 1/40 of the axis apart: one note;
+    the promotion at 45 is far enough for a note of its own."""
+    events, drifts, changes = story()
+    figure = rolling_metrics_figure(events, drift_events=drifts, registry_records=changes)
+    notes = [t.get_text() for t in figure.axes[0].texts]
+    assert "v2 candidate, v2 challenger" in notes
+    assert "v2 champion" in notes
+    assert len(figure.axes[1].texts) == 0  # notes only on the top panel
