@@ -351,6 +351,8 @@ class Runtime:
         consumer.assign(partitions)
         self._owned = {(tp.topic, tp.partition) for tp in partitions}
         self.assigned = True
+        if self.telemetry is not None:
+            self.telemetry.set_assigned(len(self._owned))
         if hasattr(self.role.stats, "assigned"):
             self.role.stats.assigned = True
         log.info("%s assigned %s", self.role.name,
@@ -362,6 +364,8 @@ class Runtime:
             self.commit(only=gone)
         self.role.revoke(partitions)
         self._owned -= gone
+        if self.telemetry is not None:
+            self.telemetry.set_assigned(len(self._owned))
         for key in gone:
             self.consumed.pop(key, None)
             self.committed.pop(key, None)

@@ -131,6 +131,10 @@ class Telemetry:
         self.consumer_lag = gauge(
             "consumer_lag", "Records behind the high watermark.", "group", "topic", "partition"
         )
+        self.assigned_partitions = gauge(
+            "assigned_partitions", "Partitions assigned to the role's consumer; the series "
+            "appears when the role has joined its group (0: a standby), the healthcheck reads it.",
+        )
         self.registry_refusals = counter(
             "registry_refusals", "Registry changes refused.", "model", "reason"
         )
@@ -200,6 +204,10 @@ class Telemetry:
     def set_alias(self, model: str, alias: str, version: int) -> None:
         """Record that ``alias`` of ``model`` now points to ``version``."""
         self.alias_version.labels(self.role, model, alias).set(version)
+
+    def set_assigned(self, partitions: int) -> None:
+        """Set how many partitions the role's consumer holds (after each rebalance)."""
+        self.assigned_partitions.labels(self.role).set(partitions)
 
     def set_lag(self, group: str, topic: str, partition: int, lag: int) -> None:
         """Set the lag of ``group`` on one topic partition."""

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
-from prometheus_client import CollectorRegistry
+from confluent_kafka import TopicPartition
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
 from riverops import deployment as dep
 from riverops.kafka.jars import kafka_version
+from riverops.runtime import RoleSpec, Runtime
 from riverops.settings import Settings
-from riverops.telemetry import Telemetry
+from riverops.telemetry import Telemetry, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,6 +51,48 @@ def test_workers_run_their_role_with_the_shared_environment() -> None:
     assert sorted(r for roles in dep.WORKER_SERVICES.values() for r in roles) == sorted(dep.WORKER_ROLES)
 
 
+def test_worker_healthchecks_ask_for_the_roles_the_service_runs() -> None:
+    """More than "/metrics answers": riverops.deployment checks each role joined its group."""
+    services = _compose()["services"]
+    for name, roles in dep.WORKER_SERVICES.items():
+        check = services[name]["healthcheck"]
+        assert check["test"] == ["CMD", "python", "-m", "riverops.deployment", *roles], name
+        assert {"interval", "timeout", "retries", "start_period"} <= set(check), name
+    assert set(dep.GROUP_ROLES) | {"lag"} == set(dep.WORKER_ROLES)
+
+
+def test_every_writable_path_is_a_named_volume_owned_by_the_container_user() -> None:
+    """State and artifacts survive `docker compose down` and are writable by uid 10001: the
+    Dockerfile creates the mount points for that user (an empty named volume copies the
+    owner of its mount point; a directory missing in the image would be root's)."""
+    compose = _compose()
+    env = dep.worker_environment()
+    assert {env["RIVEROPS_ARTIFACT_DIR"], env["RIVEROPS_STATE_DIR"]} == set(dep.WORKER_VOLUMES.values())
+    for name in dep.WORKER_SERVICES:
+        mounts = compose["services"][name]["volumes"]
+        assert sorted(mounts) == sorted(f"{v}:{path}" for v, path in dep.WORKER_VOLUMES.items()), name
+    assert set(compose["volumes"]) == {*dep.WORKER_VOLUMES, dep.KAFKA_VOLUME}
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    run = " ".join(line.strip().rstrip("\\") for line in dockerfile.splitlines())
+    assert f"useradd --system --uid {dep.CONTAINER_UID} {dep.CONTAINER_USER}" in run
+    made = re.search(r"mkdir -p ([^&]+)&&", run)
+    owned = re.search(rf"chown {dep.CONTAINER_USER}:{dep.CONTAINER_USER} ([^&\n]+?)(?:&&|USER|$)", run)
+    assert made and owned, dockerfile
+    for path in dep.WORKER_VOLUMES.values():
+        assert path in made.group(1).split() and path in owned.group(1).split(), path
+    assert re.search(rf"^USER {dep.CONTAINER_USER}$", dockerfile, re.M)
+    assert "RIVEROPS_STATE_DIR" in {f"RIVEROPS_{n.upper()}" for n in Settings.model_fields}
+
+
+def test_kafka_keeps_its_data_on_a_volume() -> None:
+    """The model registry is a topic: without the broker's data on a volume, `docker compose
+    down` loses every model version. The apache/kafka image writes under /tmp unless
+    KAFKA_LOG_DIRS points at its data directory."""
+    kafka = _compose()["services"][dep.KAFKA_SERVICE]
+    assert kafka["environment"]["KAFKA_LOG_DIRS"] == dep.KAFKA_DATA_DIR
+    assert f"{dep.KAFKA_VOLUME}:{dep.KAFKA_DATA_DIR}" in kafka["volumes"]
+
+
 def test_worker_environment_names_real_settings() -> None:
     fields = {f"RIVEROPS_{name.upper()}" for name in Settings.model_fields}
     assert set(dep.worker_environment()) <= fields
@@ -71,10 +117,15 @@ def test_compose_runs_the_kafka_version_the_pom_pins() -> None:
     assert kafka_version().startswith("4.")
 
 
-def test_prometheus_scrapes_every_worker_metrics_port() -> None:
+def test_prometheus_scrapes_every_replica_of_every_worker_service() -> None:
+    """By DNS (type A: Docker answers a service name with every container's address), not
+    fixed targets, so `--scale scorer=3` is three targets."""
     config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
-    targets = {t for job in config["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
-    assert targets == {f"{name}:{dep.METRICS_PORT}" for name in dep.WORKER_SERVICES}
+    (job,) = config["scrape_configs"]
+    assert "static_configs" not in job
+    (sd,) = job["dns_sd_configs"]
+    assert sd["type"] == "A" and sd["port"] == dep.METRICS_PORT
+    assert sorted(sd["names"]) == sorted(dep.WORKER_SERVICES)
     services = _compose()["services"]
     assert f"{dep.PROMETHEUS_PORT}:{dep.PROMETHEUS_PORT}" in services["prometheus"]["ports"]
     assert f"{dep.GRAFANA_PORT}:{dep.GRAFANA_PORT}" in services["grafana"]["ports"]
@@ -204,3 +255,56 @@ def test_prometheus_container_reads_the_config_and_rules() -> None:
     assert "./deploy/prometheus:/etc/prometheus:ro" in volumes
     config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     assert all((ROOT / "deploy/prometheus" / name).is_file() for name in config["rule_files"])
+
+
+def _metrics_of(telemetry: Telemetry) -> str:
+    return generate_latest(telemetry.registry).decode()
+
+
+def test_health_needs_each_group_role_to_have_joined() -> None:
+    telemetry = Telemetry(CollectorRegistry(), role="learner")
+    assert dep.problems(_metrics_of(telemetry), ["learner", "retrainer"]) == [
+        "learner has not joined its consumer group yet", "retrainer has not joined its consumer group yet"]
+    telemetry.set_assigned(0)  # a standby (more replicas than partitions) is healthy
+    telemetry.for_role("retrainer").set_assigned(3)
+    assert dep.problems(_metrics_of(telemetry), ["learner", "retrainer"]) == []
+    assert dep.problems(_metrics_of(Telemetry(CollectorRegistry(), role="lag")), ["lag"]) == []
+
+
+def test_the_runtime_reports_its_assignment() -> None:
+    """What the healthcheck reads is set by the runtime when a rebalance assigns partitions."""
+
+    class Consumer:
+        def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+            return partitions
+
+        def assign(self, partitions: list[TopicPartition]) -> None:
+            pass
+
+    class Scorer(RoleSpec):
+        name = "scorer"
+        inputs = ("features",)
+
+    telemetry = Telemetry(CollectorRegistry(), role="scorer")
+    runtime = Runtime(Scorer(), Settings(), stop=threading.Event(), group_id="g", telemetry=telemetry)
+    assert dep.problems(_metrics_of(telemetry), ["scorer"])
+    runtime._on_assign(Consumer(), [TopicPartition("riverops.features", p) for p in range(2)])
+    assert dep.problems(_metrics_of(telemetry), ["scorer"]) == []
+    assert 'riverops_assigned_partitions{role="scorer"} 2.0' in _metrics_of(telemetry)
+
+
+def test_the_healthcheck_command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m riverops.deployment ROLE...`` against a real /metrics on loopback."""
+    telemetry = Telemetry(CollectorRegistry(), role="monitor")
+    server = serve(telemetry.registry, "127.0.0.1", 0)
+    try:
+        monkeypatch.setenv("RIVEROPS_METRICS_PORT", str(server.port))
+        assert dep.main(["monitor"]) == 1
+        assert "monitor has not joined" in capsys.readouterr().err
+        telemetry.set_assigned(1)
+        assert dep.main(["monitor"]) == 0
+        assert dep.main(["monitor", "nope"]) == 2
+    finally:
+        server.close()
+    assert dep.main(["monitor"]) == 1  # nothing answers any more
+    assert "does not answer" in capsys.readouterr().err
