@@ -47,7 +47,14 @@ lint: $(STAMP)  ## ruff and mypy --strict
 	ln -s "$(CURDIR)/schemas" $(TYPED)/schemas && ln -s "$(CURDIR)/models" $(TYPED)/models
 	$(BIN)/mypy
 
-bench: $(STAMP)  ## benchmarks on the embedded broker -> bench/results/ (BENCH_ARGS="--events 300000")
+# the bench extra: pyinstrument and faust-streaming (the peer baseline), not in riverops itself
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: $(BENCH_STAMP)  ## benchmarks on the embedded broker -> bench/results/ (BENCH_ARGS="--events 300000")
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 soak: $(STAMP)  ## 10 min of every role at a steady rate on the embedded broker: RSS and lag to bench/results/soak.md

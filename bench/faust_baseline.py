@@ -9,10 +9,14 @@ on this broker.
 
 Run by the harness as ``python -m bench.faust_baseline worker`` with ``BENCH_FAUST_*``
 environment variables; :func:`measure_faust` does all of it and counts the outputs.
+faust-streaming is in the ``bench`` extra only (``make bench`` installs it): riverops
+itself never imports it, so it is imported here when the baseline is built, and a missing
+install is one clear error before any topic is made.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import tempfile
@@ -38,6 +42,7 @@ __all__ = ["build_app", "measure_faust"]
 
 def build_app() -> Any:
     """The faust app, configured from ``BENCH_FAUST_*`` (built on demand, not at import)."""
+    _require_faust()
     import faust
 
     from riverops.models.specs import drop_missing
@@ -82,10 +87,18 @@ def build_app() -> Any:
     return app
 
 
+def _require_faust() -> None:
+    """Fail with the fix when faust-streaming is not installed."""
+    if importlib.util.find_spec("faust") is None:
+        raise RuntimeError("faust-streaming is not installed: it is in the bench extra, "
+                           "pip install -e '.[bench]' (make bench does)")
+
+
 def measure_faust(settings: Settings, workdir: Path, *, events: int, warmup: int,
                   timeout: float = 300.0, progress: Any = None) -> dict[str, Any]:
     """Preload ``warmup + events`` features, start the faust worker, and time the
     ``events`` predictions after the warm-up ones became readable."""
+    _require_faust()
     tag = uuid.uuid4().hex[:6]
     source, sink = f"{settings.topic_prefix}faust-features", f"{settings.topic_prefix}faust-predictions"
     create_plain_topics(settings, [source, sink], settings.partitions)
