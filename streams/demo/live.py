@@ -82,8 +82,8 @@ def render_live(now: Snapshot, before: Snapshot | None, *, header: str, notes: l
     lag.add_column("lag", justify="right")
     for (group, topic), value in sorted(now.lag.items()):
         lag.add_row(group, _short(topic), f"{value:,.0f}")
-    over = f" over the last {window:,} labelled outcomes of each" if window else ""
-    models = Table(title=f"rolling metrics per version and variant{over}", title_justify="left")
+    over = f" over its last {window:,} labelled outcomes" if window else ""
+    models = Table(title=f"rolling metrics, each version and variant{over}", title_justify="left")
     for column in ("model", "version", "variant", "outcomes (all)", "ROC AUC", "recall @0.5", "accuracy"):
         models.add_column(column, justify="left" if column in ("model", "variant") else "right")
     by_version = sorted(now.samples.items(), key=lambda kv: (kv[0][0], int(kv[0][1]), kv[0][2]))
