@@ -26,6 +26,7 @@ from rich import box
 from rich.table import Table
 
 from riverops.demo.plot import METRIC_LABELS, summary_rows
+from riverops.roles.retrainer.role import request_story
 
 __all__ = ["Recovery", "recovery_of", "recovery", "metrics_table", "story_table", "story_reason",
            "recovery_line", "drift_line", "SUMMARY_METRICS"]  # fmt: skip
@@ -34,22 +35,15 @@ Record = Mapping[str, Any]
 SUMMARY_METRICS = ("roc_auc", "recall", "log_loss", "accuracy")
 """The final table's metrics, in order: the ranking first, accuracy last."""
 
-_TRIGGERS = {
-    ("drift", "monitor"): "retrain requested after the monitor's concept-drift alarm",
-    ("degradation", "retrainer"): "retrain requested by the retrainer after the champion's metric degraded",
-    ("schedule", "schedule"): "scheduled retrain",
-}  # fmt: skip
 _RETRAIN = re.compile(r"retrain \((?P<reason>[^()]*) by (?P<by>[^()\s]+)\) on ")
 
 
 def story_reason(reason: str) -> str:
-    """A registry reason with the retrainer's ``retrain (REASON by WHO) on ...`` said as
-    what happened: who asked for the retrain and after what. Other text is kept as is."""
+    """A registry reason written by a retrainer before 0.2 (``retrain (REASON by WHO) on
+    ...``) said as the retrainer says it now (:func:`request_story`). Other text is kept."""
 
     def say(match: re.Match[str]) -> str:
-        reason, by = match["reason"], match["by"]
-        said = _TRIGGERS.get((reason, by), f"retrain requested by {by} ({reason})")
-        return f"{said}, on "
+        return f"{request_story(match['reason'], match['by'])}, on "
 
     return _RETRAIN.sub(say, reason)
 

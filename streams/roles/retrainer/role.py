@@ -53,9 +53,27 @@ from riverops.schemas.validation import validate_features
 from riverops.settings import Settings
 from riverops.telemetry import Telemetry
 
-__all__ = ["RetrainerStats", "RetrainerRole", "run_retrainer", "request_retrain", "new_request"]
+__all__ = ["RetrainerStats", "RetrainerRole", "run_retrainer", "request_retrain", "new_request",
+           "request_story"]
 
 log = logging.getLogger(__name__)
+
+_STORIES = {
+    ("drift", "monitor"): "retrain requested after the monitor's concept-drift alarm",
+    ("degradation", "retrainer"): "retrain requested by the retrainer after the champion's metric degraded",
+    ("schedule", "schedule"): "scheduled retrain",
+}  # fmt: skip
+
+
+def request_story(reason: str, by: str) -> str:
+    """What a retrain request says happened, for the reason of the version it makes.
+
+    >>> request_story("degradation", "retrainer")
+    "retrain requested by the retrainer after the champion's metric degraded"
+    >>> request_story("nightly", "alice")
+    'retrain requested by alice (nightly)'
+    """
+    return _STORIES.get((reason, by), f"retrain requested by {by} ({reason})")
 
 
 @dataclass
@@ -241,7 +259,7 @@ class RetrainerRole(RoleSpec):
                                 champion=self._load(champion), holdout_fraction=section.holdout_fraction)
         learned = (f"the {result.train_samples} events after the alarm" if result.train_rows[0]
                    else f"the last {result.train_samples} events")
-        why = f"retrain ({request['reason']} by {request['requested_by']}) on {learned}"
+        why = f"{request_story(request['reason'], request['requested_by'])}, on {learned}"
         with self.ctx.choosing_version() as registry:
             added = register_trained(
                 self.settings, registry, model, result.model, spec_name=result.spec, stage="candidate",
