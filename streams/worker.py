@@ -67,7 +67,6 @@ def run_roles(
     serve_metrics: bool = True,
     group_prefix: str | None = None,
     registry: CollectorRegistry | None = None,
-    options: dict[str, dict[str, Any]] | None = None,
 ) -> int:
     """Run ``roles`` until ``stop`` is set or one fails; the exit code (0 or 1).
 
@@ -88,10 +87,8 @@ def run_roles(
     def target(role: Role) -> None:
         telemetry = shared.for_role(role)
         try:
-            kwargs: dict[str, Any] = {"stop": stop, "group_id": f"{group_prefix}-{role}"}
-            kwargs["telemetry"] = telemetry
-            kwargs.update((options or {}).get(role, {}))
-            result = _runner(role)(settings, **kwargs)
+            result = _runner(role)(settings, stop=stop, group_id=f"{group_prefix}-{role}",
+                                   telemetry=telemetry)
             log.info("%s stopped: %s", role, result)
         except BaseException as exc:  # report every failure, then stop the other roles
             log.critical("%s failed: %s: %s", role, type(exc).__name__, exc, exc_info=exc)
