@@ -26,7 +26,14 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Message, TopicPartition
 
-from riverops.kafka.clients import commit, consume_batch, make_consumer, ok
+from riverops.kafka.clients import (
+    commit,
+    consume_batch,
+    high_watermarks,
+    make_consumer,
+    ok,
+    reached,
+)
 from riverops.kafka.deadletter import SourceRecord, dead_letter
 from riverops.kafka.limits import check_record
 from riverops.kafka.outbox import Headers, Outbox
@@ -375,26 +382,13 @@ class Runtime:
         return list(self._consumer.assignment()) if self._consumer is not None else []
 
     def ends(self, topic: TopicRole) -> Offsets:
-        name, ends = self.catalogue.name(topic), {}
-        for tp in self.assignment():
-            if tp.topic != name:
-                continue
-            try:
-                high = self._consumer.get_watermark_offsets(tp, cached=True)[1]
-            except KafkaException:
-                continue
-            if high > 0:
-                ends[(tp.topic, tp.partition)] = high
-        return ends
+        name = self.catalogue.name(topic)
+        ends = high_watermarks(self._consumer, [(tp.topic, tp.partition) for tp in self.assignment()
+                                                if tp.topic == name]) if self._consumer else {}
+        return {key: high for key, high in ends.items() if high > 0}
 
     def at_end(self, ends: Mapping[tuple[str, int], int]) -> bool:
-        if not ends:
-            return True
-        try:
-            positions = self._consumer.position([TopicPartition(t, p) for t, p in ends])
-        except KafkaException:
-            return False
-        return all(p.offset >= ends[(p.topic, p.partition)] for p in positions)
+        return self._consumer is None or reached(self._consumer, dict(ends))
 
 
 def run(role: RoleSpec, settings: Settings, *, stop: threading.Event, group_id: str,

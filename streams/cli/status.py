@@ -8,13 +8,13 @@ import uuid
 from typing import Any
 
 import click
-from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
 from riverops.cli.common import broker_settings, cli_errors
-from riverops.kafka.clients import make_consumer
+from riverops.kafka.clients import at_end, make_consumer
 from riverops.kafka.lag import LagProbe
 from riverops.kafka.registry_topic import read_registry
 from riverops.kafka.topics import TopicCatalogue, TopicRole
@@ -44,12 +44,7 @@ def read_to_end(settings: Settings, role: TopicRole, schema: str, *, timeout: fl
                         continue
             if messages:
                 continue
-            try:
-                positions = consumer.position([TopicPartition(spec.name, p) for p in range(spec.partitions)])
-                highs = [consumer.get_watermark_offsets(tp, cached=True)[1] for tp in positions]
-            except KafkaException:
-                continue
-            if all(h == 0 or (h > 0 and tp.offset >= h) for tp, h in zip(positions, highs, strict=True)):
+            if at_end(consumer, [(spec.name, p) for p in range(spec.partitions)]):
                 break
     finally:
         consumer.close()

@@ -25,6 +25,7 @@ Python logging, so the application picks their level and format instead of librd
 writing raw ``%3|...|FAIL|`` lines to stderr. They reach it when the client is polled."""
 
 __all__ = ["make_producer", "make_consumer", "make_admin", "consume_batch", "next_offsets", "ok",
+           "high_watermarks", "reached", "at_end",
            "commit", "raise_if_refused", "on_client_error", "KAFKA_LOG"]
 
 # Commit failures that mean "the group moved on or the coordinator is away": the member
@@ -147,6 +148,43 @@ def next_offsets(messages: Iterable[Message]) -> list[TopicPartition]:
             continue
         highest[(topic, partition)] = max(highest.get((topic, partition), -1), offset)
     return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in highest.items()]
+
+
+def high_watermarks(consumer: Consumer, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """The high watermark of each partition as this consumer last learned it while fetching
+    (no broker round trip); partitions whose watermark it does not know yet are left out.
+
+    Cached watermarks, not fresh queries: the embedded broker answers fresh watermark
+    queries wrongly for batched records."""
+    highs = {}
+    for topic, partition in partitions:
+        try:
+            high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)[1]
+        except KafkaException:
+            continue
+        if high >= 0:
+            highs[(topic, partition)] = high
+    return highs
+
+
+def reached(consumer: Consumer, ends: dict[tuple[str, int], int]) -> bool:
+    """True when the consumer's position on each partition of ``ends`` is at or past it."""
+    ends = {key: end for key, end in ends.items() if end > 0}  # empty: nothing to reach
+    if not ends:
+        return True
+    try:
+        positions = consumer.position([TopicPartition(t, p) for t, p in ends])
+    except KafkaException:
+        return False
+    return all(p.offset >= ends[(p.topic, p.partition)] for p in positions)
+
+
+def at_end(consumer: Consumer, partitions: Iterable[tuple[str, int]]) -> bool:
+    """The one "caught up" check: every partition read up to its high watermark (False
+    while a watermark is still unknown)."""
+    wanted = list(partitions)
+    highs = high_watermarks(consumer, wanted)
+    return len(highs) == len(set(wanted)) and reached(consumer, highs)
 
 
 def ok(message: Message) -> bool:

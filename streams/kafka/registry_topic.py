@@ -14,9 +14,9 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from riverops.kafka.clients import make_consumer, make_producer, raise_if_refused
+from riverops.kafka.clients import at_end, make_consumer, make_producer, raise_if_refused
 from riverops.kafka.topics import TopicCatalogue
 from riverops.models.registry import Registry
 from riverops.schemas.codec import Codec
@@ -90,14 +90,7 @@ class RegistryFollower:
 
     def caught_up(self) -> bool:
         """True when the position reached the high watermark learned while fetching."""
-        try:
-            _low, high = self._consumer.get_watermark_offsets(self._partition, cached=True)
-            position = self._consumer.position([TopicPartition(self.topic, 0)])[0].offset
-        except KafkaException:
-            return False
-        if high < 0:
-            return False
-        return high == 0 or position >= high
+        return at_end(self._consumer, [(self.topic, 0)])
 
     def read_to_end(self, registry: Registry, *, timeout: float = 15.0) -> Registry:
         """Fold every record up to the end of the topic into ``registry``."""
