@@ -76,12 +76,14 @@ class LearnerSettings(_Section):
 class PolicySettings(_Section):
     metric: str = Field("roc_auc", description="the metric that decides promotions")
     margin: float = Field(0.01, ge=0, description="how much better a candidate must be")
-    margin_kind: Literal["absolute", "relative"] = "absolute"
+    margin_kind: Literal["absolute", "relative"] = Field(
+        "absolute", description="the margin in metric points, or as a fraction of the champion's")
     min_samples: int = Field(500, ge=1, description="held-out events needed to decide")
     challenger_share: float = Field(0.1, gt=0, lt=1, description="traffic share of a challenger")
     rollback_drop: float = Field(0.05, ge=0, description="live drop under the previous champion "
                                  "that rolls a new champion back")
-    rollback_min_samples: int = Field(500, ge=1)
+    rollback_min_samples: int = Field(500, ge=1, description="live outcomes of a new champion "
+                                      "before a rollback may be decided")
     rollback_patience: int = Field(3, ge=1, description="consecutive bad checks before a rollback")
     rollback_watch_samples: int = Field(20_000, ge=1, description="how long a new champion is watched")
 
@@ -104,7 +106,7 @@ class RetrainerSettings(_Section):
                                   "the error rose by this much")
     drift_min_samples: int = Field(1_500, ge=1, description="feedback after an alarm to wait for")
     drift_wait_seconds: float = Field(60.0, ge=0, description="longest wait for it")
-    seed: int = 42
+    seed: int = Field(42, description="seed of every retrained model (same data, same model)")
     policy: PolicySettings = PolicySettings()
 
 
