@@ -11,6 +11,10 @@ Examples
 Traceback (most recent call last):
 ...
 riverops.schemas.errors.InvalidEventError: feature 'amount' is nan, not a finite number
+>>> check_feature_map([1.0])
+Traceback (most recent call last):
+...
+riverops.schemas.errors.InvalidEventError: features are a list, not a map
 """
 
 from __future__ import annotations
@@ -29,16 +33,24 @@ MAX_STRING = 4_096
 
 def validate_features(record: Mapping[str, Any]) -> None:
     """Raise InvalidEventError for an event (features or feedback) whose ids or features
-    the Avro schema alone lets through."""
-    if not record["event_id"]:
+    the Avro schema alone lets through (or that is not shaped as the schema says: a
+    refusal, never a TypeError, whoever built the record)."""
+    if type(record) is not dict and not isinstance(record, Mapping):
+        raise InvalidEventError(f"a {type(record).__name__}, not a record")
+    if not record.get("event_id"):
         raise InvalidEventError("empty event_id")
-    if not record["model"]:
+    if not record.get("model"):
         raise InvalidEventError("empty model name")
-    check_feature_map(record["features"])
+    if not isinstance(record["event_id"], str) or not isinstance(record["model"], str):
+        raise InvalidEventError("event_id and model must be strings")
+    check_feature_map(record.get("features"))
 
 
-def check_feature_map(features: Mapping[str, Any]) -> None:
-    """Raise InvalidEventError for too many features, a non-finite number or a huge string."""
+def check_feature_map(features: object) -> None:
+    """Raise InvalidEventError for what is not a map, too many features, a non-finite
+    number or a huge string."""
+    if type(features) is not dict and not isinstance(features, Mapping):
+        raise InvalidEventError(f"features are a {type(features).__name__}, not a map")
     if len(features) > MAX_FEATURES:
         raise InvalidEventError(f"{len(features)} features, more than {MAX_FEATURES}")
     # fast path, one C-level pass: a NaN or an infinity makes the sum non-finite, so a finite

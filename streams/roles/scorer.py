@@ -111,7 +111,9 @@ class ScorerCore:
         return [plan.champion, *(s for _, s in plan.challengers), *plan.shadows]
 
     def score(self, records: Sequence[dict[str, Any]]) -> ScoreResult:
-        """Predictions for every valid record; the others come back with the reason."""
+        """Predictions for every valid record; the others come back with the reason, and so
+        does a record a model cannot score (e.g. a string where it learned a number), with
+        none of its predictions."""
         started = self._clock()
         result = ScoreResult()
         # (model name, version, variant) -> indexes of the records it scores
@@ -140,22 +142,23 @@ class ScorerCore:
                 jobs.setdefault(key, (serving, []))[1].append(index)
 
         outputs: list[tuple[ServingModel, list[int], list[Any], list[dict[str, float]]]] = []
+        failed: dict[int, InvalidEventError] = {}  # index -> why a model could not score it
         for serving, indexes in jobs.values():
             rows = [records[i]["features"] for i in indexes]
-            if serving.record.task == "regression":
-                values = predict_batch(serving.model, rows)
-                outputs.append((serving, indexes, values, [{} for _ in rows]))
-            else:
-                probas = predict_proba_batch(serving.model, rows)
-                labels = [max(p, key=p.__getitem__) if p else None for p in probas]
-                scores = [{str(k): float(v) for k, v in p.items()} for p in probas]
-                outputs.append((serving, indexes, labels, scores))
+            try:
+                outputs.append((serving, indexes, *_predict(serving, rows)))
+            except (TypeError, ValueError):
+                # a row this model cannot take (a string where it learned a number) must not
+                # stop the scorer: score row by row and refuse the event of each failing row
+                outputs.append(_predict_each(serving, indexes, rows, failed))
 
         latency = self._clock() - started
         now = datetime.now(UTC)
         made: list[tuple[int, dict[str, Any]]] = []
         for serving, indexes, labels, scores in outputs:
             for index, label, score in zip(indexes, labels, scores, strict=True):
+                if index in failed:  # an event leaves with all its predictions, or none
+                    continue
                 record = records[index]
                 made.append((index,
                     {
@@ -175,7 +178,37 @@ class ScorerCore:
         if len(outputs) > 1:  # one job lists its indexes in order already
             made.sort(key=itemgetter(0))
         result.predictions = [prediction for _, prediction in made]
+        if failed:
+            result.invalid = sorted([*result.invalid, *failed.items()], key=itemgetter(0))
         return result
+
+
+def _predict(serving: ServingModel,
+             rows: list[dict[str, Any]]) -> tuple[list[Any], list[dict[str, float]]]:
+    """The predicted values and the scores (``{}`` for a regressor) of a model's rows."""
+    if serving.record.task == "regression":
+        return predict_batch(serving.model, rows), [{} for _ in rows]
+    probas = predict_proba_batch(serving.model, rows)
+    labels = [max(p, key=p.__getitem__) if p else None for p in probas]
+    return labels, [{str(k): float(v) for k, v in p.items()} for p in probas]
+
+
+def _predict_each(serving: ServingModel, indexes: list[int], rows: list[dict[str, Any]],
+                  failed: dict[int, InvalidEventError]
+                  ) -> tuple[ServingModel, list[int], list[Any], list[dict[str, float]]]:
+    """:func:`_predict` one row at a time; the rows the model cannot score go to ``failed``."""
+    kept, labels, scores = [], [], []
+    for index, row in zip(indexes, rows, strict=True):
+        try:
+            (label,), (score,) = _predict(serving, [row])
+        except (TypeError, ValueError) as exc:
+            failed.setdefault(index, InvalidEventError(
+                f"{serving.record.model} v{serving.version} cannot score the event: {exc}"))
+            continue
+        kept.append(index)
+        labels.append(label)
+        scores.append(score)
+    return serving, kept, labels, scores
 
 
 def _avro_scalar(value: Any) -> bool | float | str | None:

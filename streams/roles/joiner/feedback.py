@@ -2,9 +2,10 @@
 
 A pending event stays encoded until it has its features, its label and a prediction
 (see :mod:`riverops.roles.joiner.state`); then its features and label are decoded once,
-checked to belong together, and folded with the compact predictions into one record.
-An event that cannot become feedback raises :class:`Rejected` naming the stored record
-to dead-letter.
+checked to belong together and held to the one feature rule
+(:func:`~riverops.schemas.validation.check_feature_map`), and folded with the compact
+predictions into one record. An event that cannot become feedback raises
+:class:`Rejected` naming the stored record to dead-letter.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from riverops.roles.joiner.state import Item, Stored, decode_compact
 from riverops.schemas.codec import Codec
 from riverops.schemas.errors import DecodeError, InvalidEventError, RiveropsError
+from riverops.schemas.validation import check_feature_map
 
 __all__ = ["Rejected", "feedback_record"]
 
@@ -42,6 +44,10 @@ def feedback_record(event_id: str, item: Item, codec: Codec) -> dict[str, Any]:
     if features["event_id"] != event_id:
         why = f"features event_id {features['event_id']!r} is not the key {event_id!r}"
         raise Rejected(item.features, InvalidEventError(why))
+    try:  # the one feature rule, as the scorer's: a NaN is not passed on to learn from
+        check_feature_map(features["features"])
+    except InvalidEventError as exc:
+        raise Rejected(item.features, exc) from exc
     if label["event_id"] != event_id or label["model"] != features["model"]:
         why = (f"label of {label['event_id']!r} for model {label['model']!r} does not match "
                f"features of {event_id!r} for model {features['model']!r}")

@@ -187,8 +187,10 @@ class MonitorCore:
         return events
 
     def _update_one(self, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+        if not isinstance(record, Mapping):
+            raise InvalidEventError(f"a {type(record).__name__}, not a feedback record")
         model, event_id = record.get("model"), record.get("event_id")
-        if not isinstance(model, str) or not model or not isinstance(event_id, str):
+        if not isinstance(model, str) or not model or not isinstance(event_id, str) or not event_id:
             raise InvalidEventError("feedback without a model name or event_id")
         if (model, event_id) in self._seen:
             self.duplicates += 1

@@ -4,8 +4,8 @@ new champion goes back.
 :class:`RetrainerCore` holds, with no Kafka and no clock (every method is given ``now``,
 seconds on any monotonic clock):
 
-- the feedback window of each model (its last ``window_events`` records and where they
-  were read);
+- the feedback window of each model (its last ``window_events`` events, each once, and
+  where they were read);
 - the triggers, which turn events into :class:`Trigger` (a RetrainRequest to publish): a
   concept-drift alarm of the champion whose error rose by ``min_error_rise`` or more, the
   champion's rolling metric worse than ``degradation_below``, a schedule every
@@ -101,6 +101,7 @@ class RetrainerCore:
         self.settings = settings
         self.policy = policy or PromotionPolicy.from_settings(settings.policy)
         self._windows: dict[str, deque[Feedback]] = {}
+        self._ids: dict[str, set[str]] = {}  # the event ids of each window
         self._last_request: dict[str, float] = {}
         self._waiting: list[_Waiting] = []
         self._probation: dict[tuple[str, int], Probation] = {}
@@ -109,11 +110,21 @@ class RetrainerCore:
 
     # -- feedback ------------------------------------------------------------------------
     def add_feedback(self, record: dict[str, Any], source: Source) -> None:
-        """One feedback record (already validated) into its model's window."""
-        window = self._windows.get(record["model"])
+        """One feedback record (already validated) into its model's window; one whose
+        event is in the window already (the joiner is at-least-once) is dropped, so that it
+        neither pushes an older event out nor counts twice towards ``drift_min_samples``."""
+        model, event_id = record["model"], record["event_id"]
+        window = self._windows.get(model)
         if window is None:
-            window = self._windows[record["model"]] = deque(maxlen=self.settings.window_events)
+            window = self._windows[model] = deque(maxlen=self.settings.window_events)
+            self._ids[model] = set()
+        ids = self._ids[model]
+        if event_id in ids:
+            return
+        if len(window) == window.maxlen:
+            ids.discard(window[0][0]["event_id"])  # the oldest is pushed out
         window.append((record, source))
+        ids.add(event_id)
 
     def window(self, model: str) -> list[Feedback]:
         """The model's window, oldest first."""
@@ -140,6 +151,7 @@ class RetrainerCore:
             kept = [(r, s) for r, s in window if (s[0], s[1]) not in gone]
             if len(kept) != len(window):
                 self._windows[model] = deque(kept, maxlen=self.settings.window_events)
+                self._ids[model] = {r["event_id"] for r, _ in kept}
         self._waiting = [w for w in self._waiting
                          if w.source is None or (w.source[0], w.source[1]) not in gone]
 
