@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -302,9 +303,9 @@ class Runtime:
             key = (message.topic() or "", message.partition() or 0)
             if key in self._owned:  # a batch read on across a rebalance may hold revoked ones
                 self.consumed[key] = max(self.consumed.get(key, 0), (message.offset() or 0) + 1)
-        if self.telemetry is not None:
-            for topic, group in by_topic.items():
-                self.telemetry.count_in(self.catalogue.name(topic), len(group))
+        if self.telemetry is not None:  # every record read counts in, refused ones too
+            for name, n in Counter(m.topic() or "" for m in messages).items():
+                self.telemetry.count_in(name, n)
             if self.role.latency_stage is not None:
                 self.telemetry.observe_latency(self.role.latency_stage, time.perf_counter() - started)
 
