@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Message
 from river import datasets
 
 from riverops.modelops import register_trained
@@ -28,20 +29,6 @@ from riverops.settings import Settings
 
 PHISHING = list(datasets.Phishing())[:300]
 TOPIC = "riverops.feedback"
-
-
-class _Message:
-    def __init__(self, partition: int, offset: int) -> None:
-        self._partition, self._offset = partition, offset
-
-    def topic(self) -> str:
-        return TOPIC
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
 
 
 class _Context:
@@ -77,7 +64,7 @@ def registry(settings: Settings) -> Registry:
 
 
 def _batch(rows: list[tuple[dict[str, Any], Any]], *, partition: int, start: int) -> list[Input]:
-    return [Input("feedback", _Message(partition, start + i),  # type: ignore[arg-type]
+    return [Input("feedback", Message(topic=TOPIC, partition=partition, offset=start + i),
                   {"event_id": f"e{partition}-{start + i}", "model": "fraud", "features": x,
                    "label": y})
             for i, (x, y) in enumerate(rows)]

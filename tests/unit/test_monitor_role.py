@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Message
 from prometheus_client import CollectorRegistry
 
 from riverops.modelops import register_trained
@@ -26,20 +27,6 @@ from riverops.telemetry import Telemetry
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 TOPIC = "riverops.feedback"
-
-
-class _Message:
-    def __init__(self, offset: int) -> None:
-        self._offset = offset
-
-    def topic(self) -> str:
-        return TOPIC
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
 
 
 class _Context:
@@ -60,7 +47,7 @@ def _feedback(i: int, label: Any, *, x: float = 1.0) -> Input:
               "features": {"x": x}, "label": label, "label_time": T0 + timedelta(seconds=30),
               "predictions": [{"version": 1, "variant": "champion", "prediction": True,
                                "scores": {"True": 0.9, "False": 0.1}}]}
-    return Input("feedback", _Message(i), record)  # type: ignore[arg-type]
+    return Input("feedback", Message(topic=TOPIC, partition=0, offset=i), record)
 
 
 def _role(settings: Settings) -> tuple[MonitorRole, CollectorRegistry]:

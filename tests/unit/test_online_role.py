@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import Message, TopicPartition
 from prometheus_client import CollectorRegistry
 from river import datasets
 
@@ -29,23 +29,6 @@ from riverops.telemetry import Telemetry
 
 PHISHING = list(datasets.Phishing())[:3]
 FEATURES, LABELS = "riverops.features", "riverops.labels"
-
-
-class _Message:
-    def __init__(self, topic: str, offset: int, timestamp: int) -> None:
-        self._topic, self._offset, self._timestamp = topic, offset, timestamp
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, self._timestamp)
 
 
 class _Context:
@@ -74,12 +57,12 @@ def _role(settings: Settings) -> tuple[OnlineRole, CollectorRegistry]:
 
 def _features(i: int, x: dict[str, Any], at: int) -> Input:
     record = {"event_id": f"p{i}", "model": "phish", "entity_id": "site", "event_time": at, "features": x}
-    return Input("features", _Message(FEATURES, i, at), record)  # type: ignore[arg-type]
+    return Input("features", Message(topic=FEATURES, partition=0, offset=i, timestamp=(1, at)), record)
 
 
 def _label(i: int, y: Any, at: int, offset: int) -> Input:
     record = {"event_id": f"p{i}", "model": "phish", "label": y, "label_time": at}
-    return Input("labels", _Message(LABELS, offset, at), record)  # type: ignore[arg-type]
+    return Input("labels", Message(topic=LABELS, partition=0, offset=offset, timestamp=(1, at)), record)
 
 
 def test_released_records_predict_learn_and_reject_through_the_runtime(settings: Settings) -> None:
