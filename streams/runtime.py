@@ -58,7 +58,8 @@ SIZE_LIMITED: frozenset[TopicRole] = frozenset({"features", "labels", "predictio
 """Inputs written by services outside riverops, held to :mod:`riverops.kafka.limits`
 (riverops' own outputs are built within them)."""
 
-_KEY_FIELDS: dict[TopicRole, str] = {"deadletter": "key", "predictions": "event_id"}
+_KEY_FIELDS: dict[TopicRole, str] = {"deadletter": "key"}
+"""Outputs whose key field is not the catalogue's key name (a dead letter's is ``key``)."""
 _TIME_FIELDS: dict[TopicRole, str] = {"predictions": "event_time"}
 """Outputs whose Kafka timestamp is their event time (downstream stream time)."""
 
@@ -211,8 +212,6 @@ class Runtime:
         self._outbox: Outbox | None = None
         self.consumed: Offsets = {}
         self.committed: Offsets = {}
-        self.dead_letters = 0
-        self.assigned = False
         self._failed = False
         self._owned: set[tuple[str, int]] = set()
 
@@ -314,7 +313,6 @@ class Runtime:
         if out.rejected:
             letters = [dead_letter(source, error, processor=self.role.name) for source, error in out.rejected]
             out.add("deadletter", letters)
-            self.dead_letters += len(letters)
             if hasattr(self.role.stats, "dead_letters"):
                 self.role.stats.dead_letters += len(letters)
             if self.telemetry is not None:
@@ -358,7 +356,6 @@ class Runtime:
         self.role.assign(partitions, committed)
         consumer.assign(partitions)
         self._owned = {(tp.topic, tp.partition) for tp in partitions}
-        self.assigned = True
         if self.telemetry is not None:
             self.telemetry.set_assigned(len(self._owned))
         if hasattr(self.role.stats, "assigned"):
@@ -394,7 +391,8 @@ class Runtime:
 
 def run(role: RoleSpec, settings: Settings, *, stop: threading.Event, group_id: str,
         telemetry: Telemetry | None = None) -> Runtime:
-    """Run ``role`` until ``stop`` is set; the runtime, for its counts."""
+    """Run ``role`` until ``stop`` is set (its counts are in ``role.stats``); the runtime,
+    for its offsets."""
     runtime = Runtime(role, settings, stop=stop, group_id=group_id, telemetry=telemetry)
     runtime.run()
     return runtime
