@@ -81,13 +81,16 @@ def start_worker() -> Iterator[Callable[..., Running]]:
 
 
 def send_labelled_at_rate(settings: Settings, *, rate: float, count: int, t0: datetime, seed: int,
-                          sent: list[int]) -> None:
+                          sent: list[int], stop: threading.Event | None = None) -> None:
     """``count`` Agrawal events at ``rate`` per second of wall time, each followed by its
     label one second of event time later, event times ``1/rate`` s apart from ``t0``;
-    ``sent[0]`` counts them as they go (for a test thread watching the stream)."""
+    ``sent[0]`` counts them as they go (for a test thread watching the stream). ``stop``
+    ends the stream early, once set."""
     started = time.monotonic()
     with EventProducer(settings) as producer:
         for i, (x, y) in enumerate(synth.Agrawal(classification_function=0, seed=seed).take(count)):
+            if stop is not None and stop.is_set():
+                break
             when = t0 + timedelta(milliseconds=1000 * i / rate)
             producer.send_features(event_id=f"e{i}", model="fraud", entity_id="c", features=x, event_time=when)
             producer.send_label(event_id=f"e{i}", model="fraud", label=bool(y),
