@@ -8,10 +8,17 @@ passing of time, what it may commit. The runtime owns everything around it, once
 - size limits and decoding by the topic catalogue's schema; every record a role cannot
   take becomes a dead letter with its reason, through :func:`~riverops.kafka.deadletter.dead_letter`;
 - the same telemetry for every role: records in and out per topic, dead letters, latency;
-- the commit sequence (:meth:`Runtime.commit`): outputs flushed, then the role's state
-  made durable (:meth:`RoleSpec.offsets`), then the offsets that state vouches for
-  committed. Nothing is committed before the outputs it caused were delivered; the
-  exactly-once issue replaces this one method with a transaction.
+- the commit sequence (:meth:`Runtime.commit`), by ``settings.processing_guarantee``:
+
+  - ``exactly_once``: the outputs of a commit interval, the role's state changes
+    (:meth:`RoleSpec.changelog`) and the offsets it vouches for (:meth:`RoleSpec.offsets`)
+    are one Kafka transaction (:class:`~riverops.kafka.outbox.TransactionalOutbox`). When
+    it aborts, the runtime rewinds: the role drops the state of its partitions and gets
+    them again at the committed offsets (:meth:`RoleSpec.revoke` then :meth:`RoleSpec.assign`),
+    so no state is left ahead of the topics;
+  - ``at_least_once``: outputs flushed, then the role's state made durable
+    (:meth:`RoleSpec.offsets`), then the offsets that state vouches for committed.
+    Nothing is committed before the outputs it caused were delivered.
 """
 
 from __future__ import annotations
@@ -20,12 +27,10 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
 
 from riverops.kafka.clients import (
     commit,
@@ -35,15 +40,19 @@ from riverops.kafka.clients import (
     ok,
     reached,
 )
-from riverops.kafka.deadletter import SourceRecord, dead_letter
+from riverops.kafka.deadletter import dead_letter
+from riverops.kafka.identity import WorkerSlot
 from riverops.kafka.limits import check_record
-from riverops.kafka.outbox import Headers, Outbox
-from riverops.kafka.registry_topic import RegistryFollower, choosing_version, publish_records
+from riverops.kafka.outbox import (
+    Outbox,
+    TransactionAborted,
+    TransactionalOutbox,
+)
+from riverops.kafka.registry_topic import RegistryFollower
 from riverops.kafka.topics import TopicCatalogue, TopicRole
 from riverops.models.registry import Registry
-from riverops.schemas.codec import Codec
-from riverops.schemas.errors import DecodeError, RiveropsError
-from riverops.schemas.events import ModelVersion
+from riverops.rolespec import Context, Input, Offsets, Outputs, RoleSpec
+from riverops.schemas.errors import DecodeError
 from riverops.settings import Settings
 from riverops.telemetry import Telemetry
 
@@ -51,8 +60,6 @@ __all__ = ["Input", "Outputs", "RoleSpec", "Context", "Runtime", "run", "Offsets
 
 log = logging.getLogger(__name__)
 
-Offsets = dict[tuple[str, int], int]
-"""Next offset to read per (topic, partition): what a commit stores."""
 
 SIZE_LIMITED: frozenset[TopicRole] = frozenset({"features", "labels", "predictions"})
 """Inputs written by services outside riverops, held to :mod:`riverops.kafka.limits`
@@ -62,138 +69,6 @@ _KEY_FIELDS: dict[TopicRole, str] = {"deadletter": "key"}
 """Outputs whose key field is not the catalogue's key name (a dead letter's is ``key``)."""
 _TIME_FIELDS: dict[TopicRole, str] = {"predictions": "event_time"}
 """Outputs whose Kafka timestamp is their event time (downstream stream time)."""
-
-
-@dataclass(frozen=True)
-class Input:
-    """One consumed record: its topic's catalogue role, the message, the decoded value
-    (the raw bytes for a role with ``decode = False``)."""
-
-    topic: TopicRole
-    message: Message
-    value: Any
-
-    @property
-    def source(self) -> tuple[str, int, int]:
-        m = self.message
-        return (m.topic() or "", m.partition() or 0, m.offset() or 0)
-
-
-@dataclass
-class Outputs:
-    """What a role made of a batch or a tick: records per output topic, rejected inputs."""
-
-    records: dict[TopicRole, list[dict[str, Any]]] = field(default_factory=dict)
-    headers: dict[TopicRole, Callable[[dict[str, Any]], Headers]] = field(default_factory=dict)
-    rejected: list[tuple[SourceRecord, RiveropsError]] = field(default_factory=list)
-
-    def add(self, topic: TopicRole, records: Sequence[dict[str, Any]], *,
-            headers: Callable[[dict[str, Any]], Headers] | None = None) -> None:
-        self.records.setdefault(topic, []).extend(records)
-        if headers is not None:
-            self.headers[topic] = headers
-
-    def reject(self, source: SourceRecord, error: RiveropsError) -> None:
-        """Dead-letter ``source`` (a consumed message, or an :class:`~riverops.kafka.deadletter.Origin`)."""
-        self.rejected.append((source, error))
-
-
-class Context:
-    """What a role may use of the runtime: settings, codec, catalogue, registry, telemetry,
-    and questions about the consumer's progress."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
-        self.settings = runtime.settings
-        self.codec: Codec = runtime.codec
-        self.catalogue = runtime.catalogue
-        self.registry = runtime.registry
-        self.telemetry = runtime.telemetry
-
-    def ends(self, topic: TopicRole) -> Offsets:
-        """The end of each assigned partition of ``topic`` as the last fetch saw it
-        (partitions that are still empty are left out: there is nothing to wait for)."""
-        return self._runtime.ends(topic)
-
-    def at_end(self, ends: Mapping[tuple[str, int], int]) -> bool:
-        """True when this consumer has read up to ``ends`` (see :meth:`ends`)."""
-        return self._runtime.at_end(ends)
-
-    def assigned(self, topic: TopicRole) -> bool:
-        return any(tp.topic == self.catalogue.name(topic) for tp in self._runtime.assignment())
-
-    @contextmanager
-    def choosing_version(self) -> Iterator[Registry]:
-        """Hold the registry's next version number while registering (see
-        :func:`~riverops.kafka.registry_topic.choosing_version`)."""
-        assert self._runtime.follower is not None, "the role does not follow the registry"
-        with choosing_version(self._runtime.registry, self._runtime.follower) as registry:
-            yield registry
-
-    def publish(self, records: list[ModelVersion]) -> None:
-        """Publish registry records (synchronously: acknowledged on return) and fold them in."""
-        publish_records(self.settings, records)
-        self._runtime.registry.apply_all(records)
-
-
-class RoleSpec:
-    """A role as the runtime runs it. Subclasses set the class attributes and override
-    the hooks they need; every hook has a harmless default."""
-
-    name: str = "role"
-    """The processor named in dead letters and the ``role`` label of the metrics."""
-    inputs: tuple[TopicRole, ...] = ()
-    decode: bool = True
-    """Decode inputs with their topic's schema; False hands the raw bytes over (the joiner
-    keeps them encoded)."""
-    follows_registry: bool = False
-    consumer_config: Mapping[str, Any] = {}
-    commit_seconds: float = 0.0
-    """Least time between commits; 0 commits after every batch."""
-    poll_seconds: float = 0.2
-    """Longest wait for the first record of a batch (the tick runs at least this often)."""
-    read_on_seconds: float = 2.0
-    """Longest time :meth:`incomplete` may keep a batch open."""
-    latency_stage: str | None = None
-    """The stage name under which handling time is observed (None: not observed)."""
-    stats: Any = None
-    """The role's counts (a dataclass); the runtime keeps its ``assigned`` and
-    ``dead_letters`` fields, when it has them."""
-
-    def start(self, ctx: Context) -> None:
-        """Called once, after the registry was read to the end, before subscribing."""
-        self.ctx = ctx
-
-    def on_registry(self, updates: list[ModelVersion]) -> None:
-        """New registry records (already folded into ``ctx.registry``)."""
-
-    def assign(self, partitions: list[TopicPartition], committed: Offsets | None) -> None:
-        """Partitions given to this worker; set ``tp.offset`` to start elsewhere than the
-        committed offset. ``committed`` holds them (a partition absent: none committed
-        yet), or is None when the group coordinator could not say."""
-
-    def revoke(self, partitions: list[TopicPartition]) -> None:
-        """Partitions taken away, after the runtime committed what was done with them."""
-
-    def incomplete(self, batch: list[Message]) -> bool:
-        """True to have the runtime read on before handling (the joiner waits for the
-        rest of an event's predictions)."""
-        return False
-
-    def handle(self, batch: list[Input], out: Outputs) -> None:
-        """Handle decoded inputs; add outputs and rejections to ``out``."""
-
-    def tick(self, now: float, out: Outputs) -> None:
-        """Time-driven work (``time.monotonic()``), after every batch or empty poll."""
-
-    def offsets(self, consumed: Offsets) -> Offsets:
-        """Make state durable and return the offsets it covers (called after the outputs
-        were delivered). ``consumed`` holds the next offset of every partition handled;
-        the default commits all of it."""
-        return consumed
-
-    def stopped(self) -> None:
-        """The last hook: the final commit is done."""
 
 
 class Runtime:
@@ -214,6 +89,10 @@ class Runtime:
         self.committed: Offsets = {}
         self._failed = False
         self._owned: set[tuple[str, int]] = set()
+        self.exactly_once = settings.processing_guarantee == "exactly_once" and bool(self._topics)
+        self.aborts = 0
+        self._slot: WorkerSlot | None = None
+        """Transactions aborted (each followed by a rewind)."""
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> None:
@@ -222,12 +101,13 @@ class Runtime:
             if role.follows_registry:
                 self.follower = RegistryFollower(self.settings, codec=self.codec)
                 self.follower.read_to_end(self.registry)
-            self._outbox = Outbox(self.settings, codec=self.codec)
+            self._outbox = self._make_outbox()
             role.start(Context(self))
             if self._topics:
                 self._consumer = make_consumer(self.settings, self.group_id, **role.consumer_config)
+                lost = {"on_lost": self._on_lost} if self.exactly_once else {}
                 self._consumer.subscribe(list(self._topics), on_assign=self._on_assign,
-                                         on_revoke=self._on_revoke)
+                                         on_revoke=self._on_revoke, **lost)
             last_commit = time.monotonic()
             while not self.stop.is_set():
                 self._follow()
@@ -252,6 +132,21 @@ class Runtime:
                 self._outbox.close()
             if self.follower is not None:
                 self.follower.close()
+            if self._slot is not None:
+                self._slot.release()
+
+    def _make_outbox(self) -> Outbox:
+        if not self.exactly_once:
+            if self._topics:
+                log.info("%s: processing guarantee at_least_once (outputs flushed, then offsets "
+                         "committed; repeats possible after a crash)", self.role.name)
+            return Outbox(self.settings, codec=self.codec)
+        self._slot = WorkerSlot.claim(self.settings.state_dir, self.group_id)
+        outbox = TransactionalOutbox(self.settings, codec=self.codec,
+                                     transactional_id=self._slot.transactional_id)
+        log.info("%s: processing guarantee exactly_once (transactional id %s)", self.role.name,
+                 outbox.transactional_id)
+        return outbox
 
     def _follow(self) -> None:
         if self.follower is None:
@@ -331,8 +226,12 @@ class Runtime:
     # -- the commit sequence -------------------------------------------------------------
     def commit(self, only: set[tuple[str, int]] | None = None) -> None:
         """Flush the outputs, let the role make its state durable, commit the offsets it
-        covers (of the partitions in ``only``, when given)."""
+        covers (of the partitions in ``only``, when given). Exactly once: commit the
+        interval's transaction (all partitions: their outputs are in it)."""
         assert self._outbox is not None
+        if isinstance(self._outbox, TransactionalOutbox):
+            self._commit_transaction(self._outbox, rewind=only is None)
+            return
         self._outbox.flush(f"{self.role.name} output")
         consumed = self.consumed if only is None else {k: v for k, v in self.consumed.items() if k in only}
         offsets = self.role.offsets(dict(consumed))
@@ -343,16 +242,52 @@ class Runtime:
             if commit(self._consumer, [TopicPartition(t, p, o) for (t, p), o in fresh.items()]):
                 self.committed.update(fresh)
 
+    def _commit_transaction(self, outbox: TransactionalOutbox, *, rewind: bool) -> None:
+        for topic, records in self.role.changelog().items():
+            if records:
+                outbox.send_raw(topic, records)
+        offsets = self.role.offsets(dict(self.consumed))
+        fresh = {k: v for k, v in offsets.items() if self.committed.get(k) != v}
+        try:
+            outbox.commit([TopicPartition(t, p, o) for (t, p), o in fresh.items()],
+                          self._consumer.consumer_group_metadata() if fresh else None,
+                          f"{self.role.name} output")
+        except TransactionAborted as exc:
+            self.aborts += 1
+            log.warning("%s: %s; %s", self.role.name, exc,
+                        "rewinding to the committed offsets" if rewind else "the partitions go to their next owner")
+            if rewind:
+                self._rewind()
+            return
+        self.committed.update(fresh)
+
+    def _rewind(self) -> None:
+        """After an abort: the role drops its partitions' state and gets them back at the
+        committed offsets, as a new owner would."""
+        partitions = self.assignment()
+        self.role.revoke(partitions)
+        self.consumed.clear()
+        self.committed.clear()
+        committed = self._committed(self._consumer, partitions)
+        self.role.assign(partitions, committed)
+        for tp in partitions:
+            if tp.offset < 0:
+                tp.offset = (committed or {}).get((tp.topic, tp.partition), OFFSET_BEGINNING)
+            self._consumer.seek(tp)
+
     # -- rebalances ----------------------------------------------------------------------
-    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        committed: Offsets | None
+    def _committed(self, consumer: Any, partitions: list[TopicPartition]) -> Offsets | None:
         try:
             found = consumer.committed(partitions, timeout=10)
-            committed = {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
-            self.committed.update(committed)
         except KafkaException as exc:
             log.warning("%s: could not read committed offsets (%s)", self.role.name, exc)
-            committed = None
+            return None
+        committed = {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
+        self.committed.update(committed)
+        return committed
+
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        committed = self._committed(consumer, partitions)
         self.role.assign(partitions, committed)
         consumer.assign(partitions)
         self._owned = {(tp.topic, tp.partition) for tp in partitions}
@@ -363,9 +298,12 @@ class Runtime:
         log.info("%s assigned %s", self.role.name,
                  [f"{tp.topic}[{tp.partition}]" + (f"@{tp.offset}" if tp.offset >= 0 else "") for tp in partitions])
 
-    def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+    def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition], *, lost: bool = False) -> None:
         gone = {(tp.topic, tp.partition) for tp in partitions}
-        if not self._failed:
+        if lost and isinstance(self._outbox, TransactionalOutbox):
+            self._outbox.abort()  # another member owns them now: its commit would be fenced
+            log.warning("%s lost %d partitions; their open transaction aborted", self.role.name, len(gone))
+        elif not self._failed:
             self.commit(only=gone)
         self.role.revoke(partitions)
         self._owned -= gone
@@ -374,6 +312,9 @@ class Runtime:
         for key in gone:
             self.consumed.pop(key, None)
             self.committed.pop(key, None)
+
+    def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._on_revoke(consumer, partitions, lost=True)
 
     # -- progress ------------------------------------------------------------------------
     def assignment(self) -> list[TopicPartition]:

@@ -34,10 +34,11 @@ from riverops.sections import (
     ScorerSettings,
 )
 
-__all__ = ["Settings", "SecurityProtocol", "SaslMechanism"]
+__all__ = ["Settings", "SecurityProtocol", "SaslMechanism", "ProcessingGuarantee"]
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+ProcessingGuarantee = Literal["exactly_once", "at_least_once"]
 
 
 class Settings(BaseSettings):
@@ -91,6 +92,12 @@ class Settings(BaseSettings):
     # --- processing --------------------------------------------------------------------
     state_dir: Path = Field(Path("state"), description="local checkpoints of stateful workers")
     batch_size: int = Field(1000, ge=1, description="most records a worker consumes at once")
+    processing_guarantee: ProcessingGuarantee = Field(
+        "exactly_once", description="exactly_once: each batch's outputs, state changes and offsets "
+        "in one Kafka transaction (needs Apache Kafka); at_least_once: outputs flushed, then offsets "
+        "committed (the embedded broker, which cannot do transactions)")
+    transaction_timeout_ms: int = Field(10_000, ge=1_000, description="how long the broker keeps "
+                                        "a dead worker's open transaction before aborting it")
     group_prefix: str = Field("riverops", pattern=r"^[A-Za-z0-9._\-]+$", description="consumer "
                               "groups are named PREFIX-ROLE; the lag role watches PREFIX*")
 

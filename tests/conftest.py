@@ -83,13 +83,16 @@ def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker | KafkaCluster]:
 
 
 @pytest.fixture
-def settings(bootstrap_servers: str) -> Settings:
+def settings(bootstrap_servers: str, tmp_path: Path) -> Settings:
     """Settings on the session broker with a fresh topic prefix and 6 s sessions."""
     return Settings(
         bootstrap_servers=bootstrap_servers,
         topic_prefix=f"t-{uuid.uuid4().hex[:12]}.",
         session_timeout_ms=6000,
         partitions=2,
+        state_dir=tmp_path / "state",  # worker slots and checkpoints, never in the checkout
+        # the embedded broker cannot do transactions (read_committed sees aborted records)
+        processing_guarantee="at_least_once" if ENGINE == "tansu" else "exactly_once",
     )
 
 

@@ -121,6 +121,9 @@ def broker(engine: str, nodes: str, host: str, port: int, data_dir: Path | None,
         try:
             console.print(f"[green]broker ready[/] ({engine}) on [bold]{running.bootstrap_servers}[/], "
                           f"pid {running.pid}, {where}")
+            if engine == "tansu":
+                console.print("it cannot do transactions: run workers on it with "
+                              "RIVEROPS_PROCESSING_GUARANTEE=at_least_once")
             console.print("Ctrl-C or SIGTERM stops it.")
             try:
                 while not stop.wait(0.5):

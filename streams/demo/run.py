@@ -166,6 +166,8 @@ def demo_settings(options: DemoOptions, *, bootstrap_servers: str, run_id: str) 
         group_prefix=f"riverops-demo-{run_id}", signing_key=secrets.token_hex(32),
         artifact_dir=output / "artifacts", state_dir=output / "state" / run_id,
         metrics_port=free_port(), session_timeout_ms=6000,
+        # the embedded broker cannot do transactions; a broker of the user's is Kafka's
+        processing_guarantee="exactly_once" if options.bootstrap_servers else "at_least_once",
         joiner={"label_ttl_seconds": 600.0},
         retrainer=RetrainerSettings(
             window_events=DAY_EVENTS + DAY_EVENTS // 3, drift_min_samples=DAY_EVENTS,

@@ -105,6 +105,8 @@ def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consum
             "enable.auto.offset.store": False,
             "session.timeout.ms": settings.session_timeout_ms,
             "enable.partition.eof": False,
+            # riverops' own outputs are transactional: never read an aborted or open one
+            "isolation.level": "read_committed",
             "error_cb": on_client_error,
             "logger": KAFKA_LOG,
         }

@@ -1,21 +1,38 @@
 """The output side of every processor: encode, produce, and know that it was delivered.
 
-A processor sends a batch's outputs, then calls :meth:`Outbox.flush` before it commits
-the offsets (or checkpoints the state) that the outputs reflect; flush raises when a
-record was not acknowledged, so the worker stops instead of committing past lost output.
+At least once (:class:`Outbox`): a processor sends a batch's outputs, then calls
+:meth:`Outbox.flush` before it commits the offsets (or checkpoints the state) that the
+outputs reflect; flush raises when a record was not acknowledged, so the worker stops
+instead of committing past lost output.
+
+Exactly once (:class:`TransactionalOutbox`): the outputs, the state changes (raw records
+of a changelog) and the consumed offsets of one commit interval are one Kafka
+transaction (KIP-447: the offsets carry the consumer's group metadata, so a member that
+lost its partitions cannot commit). :meth:`TransactionalOutbox.commit` either commits
+all of it or raises :class:`TransactionAborted` after aborting it: then nothing of the
+interval is visible to ``read_committed`` readers and the caller must rewind its state
+to the committed offsets.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from confluent_kafka import KafkaException, TopicPartition
 
 from riverops.kafka.clients import make_producer, raise_if_refused
 from riverops.schemas.codec import Codec
 from riverops.schemas.errors import RiveropsError
 from riverops.settings import Settings
 
-__all__ = ["Outbox"]
+__all__ = ["Outbox", "TransactionalOutbox", "TransactionAborted", "RawRecord"]
+
+log = logging.getLogger(__name__)
+
+RawRecord = tuple[int, bytes, bytes | None]
+"""A record already encoded: (partition, key, value; None is a tombstone)."""
 
 Headers = list[tuple[str, bytes]]
 
@@ -71,3 +88,102 @@ class Outbox:
 
     def close(self) -> None:
         self.producer.flush(10)
+
+
+class TransactionAborted(RiveropsError):
+    """The interval's transaction was aborted: none of its outputs, state changes or
+    offsets took effect; rewind to the committed offsets."""
+
+
+class TransactionalOutbox(Outbox):
+    """An :class:`Outbox` whose sends, raw records and offsets form one transaction per
+    :meth:`commit`; ``transactional_id`` must be unique among live producers (a new
+    producer with the same id fences the old one and aborts its open transaction)."""
+
+    def __init__(self, settings: Settings, *, transactional_id: str, codec: Codec | None = None,
+                 timeout: float = 30.0) -> None:
+        super().__init__(settings, codec=codec, **{
+            "transactional.id": transactional_id,
+            "transaction.timeout.ms": settings.transaction_timeout_ms,
+        })
+        self.transactional_id = transactional_id
+        self._timeout = timeout
+        self._open = False
+        try:
+            self.producer.init_transactions(timeout)
+        except KafkaException as exc:
+            error = exc.args[0]
+            raise_if_refused(error, f"the transactional id {transactional_id}")
+            raise RiveropsError(
+                f"cannot start transactions ({error.str()}); a broker without transactions "
+                "(the embedded one) needs RIVEROPS_PROCESSING_GUARANTEE=at_least_once"
+            ) from exc
+
+    def _begin(self) -> None:
+        if not self._open:
+            self.producer.begin_transaction()
+            self._open = True
+
+    def send(self, topic: str, schema: str, records: Sequence[dict[str, Any]], *, key: str,
+             time_field: str | None = None,
+             headers: Callable[[dict[str, Any]], Headers] | None = None) -> None:
+        self._begin()
+        super().send(topic, schema, records, key=key, time_field=time_field, headers=headers)
+
+    def send_raw(self, topic: str, records: Sequence[RawRecord]) -> None:
+        """Produce encoded records to explicit partitions (a changelog's)."""
+        self._begin()
+        produce = self.producer.produce
+        for partition, key, value in records:
+            produce(topic, key=key, value=value, partition=partition, on_delivery=self._on_delivery)
+        self.sent += len(records)
+        self.producer.poll(0)
+
+    def commit(self, offsets: Sequence[TopicPartition], group_metadata: Any, what: str) -> None:
+        """Commit the open transaction with ``offsets`` as the group's consumed offsets
+        (no-op when nothing was sent and there are no offsets); TransactionAborted when
+        it could not be committed, after aborting it."""
+        if not offsets and not self._open:
+            return
+        self._begin()
+        try:
+            if offsets:
+                self.producer.send_offsets_to_transaction(list(offsets), group_metadata, self._timeout)
+            self._commit_retrying()
+        except KafkaException as exc:
+            error = exc.args[0]
+            raise_if_refused(error, f"committing {what}")
+            if error.fatal():
+                raise RiveropsError(f"{what}: the transactional producer {self.transactional_id} "
+                                    f"cannot go on ({error.str()}); another worker uses its id?") from exc
+            self.abort()
+            raise TransactionAborted(f"{what}: transaction aborted ({error.str()})") from exc
+        finally:
+            self.failures.clear()  # in a transaction, a failed delivery fails the commit
+        self._open = False
+
+    def _commit_retrying(self, attempts: int = 5) -> None:
+        for attempt in range(attempts):
+            try:
+                self.producer.commit_transaction(self._timeout)
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if not error.retriable() or attempt == attempts - 1:
+                    raise
+                log.warning("transaction commit retried: %s", error.str())
+
+    def abort(self) -> None:
+        """Abort the open transaction, if any (its records are never read committed)."""
+        if self._open:
+            self._open = False
+            try:
+                self.producer.abort_transaction(self._timeout)
+            except KafkaException as exc:
+                if exc.args[0].fatal():
+                    raise RiveropsError(f"cannot abort the transaction: {exc.args[0].str()}") from exc
+                log.warning("abort_transaction: %s", exc.args[0].str())
+
+    def close(self) -> None:
+        self.abort()
+        super().close()

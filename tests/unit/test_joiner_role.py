@@ -39,7 +39,8 @@ class _Context:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(state_dir=tmp_path / "state", joiner=JoinerSettings(
+    # the snapshot path (at least once); the changelog path runs on Kafka (test_joiner_changelog)
+    return Settings(state_dir=tmp_path / "state", processing_guarantee="at_least_once", joiner=JoinerSettings(
         checkpoint_seconds=3.0, complete_runs_seconds=1.5, label_ttl_seconds=1.0))
 
 

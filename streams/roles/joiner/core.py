@@ -188,6 +188,7 @@ class JoinCore:
         self._counts: dict[Outcome, int] = dict.fromkeys(OUTCOMES, 0)
         self._flushed = dict(self._counts)
         self._dirty = False
+        self._changed: set[str] = set()  # event ids whose state changed since changes()
 
     # -- input ---------------------------------------------------------------------------
 
@@ -225,6 +226,7 @@ class JoinCore:
                 self._counts["late_predictions" if kind == "prediction" else "duplicates"] += 1
                 return
             del self._done[event_id]  # expired, as the next flush would have found
+            self._changed.add(event_id)
         blob = self._pending.get(event_id)
         item = Item(now) if blob is None else unpack_item(blob)
         if blob is not None and item.first_seen < deadline and event_id not in self._ready:
@@ -237,6 +239,7 @@ class JoinCore:
             return
         new = pack_item(item)
         self._pending[event_id] = new
+        self._changed.add(event_id)
         self._pending_bytes += len(new) - (len(blob) if blob is not None else -len(event_id))
         if item.complete and event_id not in self._ready:
             self._ready[event_id] = now
@@ -277,6 +280,7 @@ class JoinCore:
                 self._counts["invalid"] += 1
                 self._dead.append((self._origin(rejected.stored, event_id), rejected.error))
             self._done[event_id] = done_at
+            self._changed.add(event_id)
         self._ready.clear()
         deadline = self._now - self._ttl
         expired = []
@@ -294,6 +298,7 @@ class JoinCore:
             stale.append(event_id)
         for event_id in stale:
             del self._done[event_id]
+        self._changed.update(stale)
         dead, self._dead = self._dead, []
         kinds, self._expired = self._expired, dict.fromkeys(KINDS, 0)
         outcomes = {name: self._counts[name] - self._flushed[name] for name in OUTCOMES}
@@ -326,6 +331,7 @@ class JoinCore:
 
     def _remove(self, event_id: str, blob: bytes) -> None:
         del self._pending[event_id]
+        self._changed.add(event_id)
         self._pending_bytes -= len(blob) + len(event_id)
 
     # -- inspection and checkpoints ------------------------------------------------------
@@ -358,19 +364,39 @@ class JoinCore:
     def snapshot(self) -> bytes:
         """The whole state as versioned, checksummed bytes (see riverops.roles.joiner.snapshot); only
         between batches, right after :meth:`flush`, so no output is left behind."""
+        self._changed.clear()  # the snapshot holds them all
+        return encode_snapshot(self.state(whole=True))
+
+    def state(self, *, whole: bool) -> SnapshotState:
+        """Clock, positions and counts, with the pending and done entries when ``whole``
+        (without them: the header a changelog stores beside its per-event records)."""
         if self._dirty:
-            raise RiveropsError("JoinCore.snapshot() needs a flushed core: call flush() first")
-        state = SnapshotState(
-            self._now, self._tps, self._positions, {str(k): v for k, v in self._counts.items()},
-            self._pending, self._done,
+            raise RiveropsError("the state of a JoinCore is only taken flushed: call flush() first")
+        return SnapshotState(
+            self._now, list(self._tps), list(self._positions), {str(k): v for k, v in self._counts.items()},
+            self._pending if whole else {}, self._done if whole else {},
         )
-        return encode_snapshot(state)
+
+    def changes(self) -> list[tuple[str, bytes | None, int | None]]:
+        """The events whose state changed since the last call (or snapshot): (event id,
+        pending blob or None, emitted-at stream time or None); both None: forgotten."""
+        if self._dirty:
+            raise RiveropsError("JoinCore.changes() needs a flushed core: call flush() first")
+        pending, done = self._pending, self._done
+        changed = [(event_id, pending.get(event_id), done.get(event_id)) for event_id in self._changed]
+        self._changed.clear()
+        return changed
 
     @classmethod
     def restore(cls, data: bytes, *, ttl_ms: int = DEFAULT_TTL_MS, codec: Codec | None = None
                 ) -> JoinCore:
         """A core in the state of a snapshot; DecodeError if ``data`` is not a valid one."""
-        state = decode_snapshot(data)
+        return cls.from_state(decode_snapshot(data), ttl_ms=ttl_ms, codec=codec)
+
+    @classmethod
+    def from_state(cls, state: SnapshotState, *, ttl_ms: int = DEFAULT_TTL_MS, codec: Codec | None = None
+                   ) -> JoinCore:
+        """A core in ``state`` (pending entries in first-seen order, done ones in time order)."""
         core = cls(ttl_ms=ttl_ms, codec=codec)
         core._tps = state.partitions
         core._tp_index = {tp: index for index, tp in enumerate(state.partitions)}

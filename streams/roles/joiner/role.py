@@ -2,8 +2,16 @@
 
 Partition ``p`` of the three input topics goes to the same worker (range assignment over
 topics with one partition count), and one :class:`~riverops.roles.joiner.core.JoinCore`
-per ``p`` holds that partition's state. The runtime delivers each batch's outputs; at every
-commit (each ``settings.joiner.checkpoint_seconds``, on a revoke, on a clean stop)
+per ``p`` holds that partition's state.
+
+Exactly once (the default on Apache Kafka): the state lives in a compacted changelog
+topic (:mod:`riverops.roles.joiner.changelog`); each commit interval's changes go out in
+the transaction of its feedback and offsets (:meth:`JoinerRole.changelog`), and a
+partition assigned to this worker is restored by reading its changelog partition, so
+another host, or this one after a kill -9, resumes exactly at the committed offsets.
+
+At least once (the embedded broker): local snapshots. The runtime delivers each batch's
+outputs; at every commit (each ``settings.joiner.checkpoint_seconds``, on a revoke, on a clean stop)
 :meth:`JoinerRole.offsets` writes the snapshot of each core that changed, atomically, and
 hands back the core's ``replay_from`` offsets to commit. On (re)assignment a core is
 restored from its snapshot and the consumer seeks to the snapshot's positions, so a kill -9
@@ -26,7 +34,9 @@ from typing import Any
 from confluent_kafka import Message, TopicPartition
 
 from riverops.kafka.deadletter import SourceRecord
+from riverops.kafka.outbox import RawRecord
 from riverops.kafka.topics import PREDICTIONS_HEADER, TopicCatalogue
+from riverops.roles.joiner.changelog import encode_changes, encode_header, ensure_changelog, restore
 from riverops.roles.joiner.core import JoinCore, JoinStats
 from riverops.roles.joiner.state import Kind
 from riverops.runtime import Context, Input, Offsets, Outputs, RoleSpec, run
@@ -52,6 +62,8 @@ class JoinerStats:
     dead_letters: int = 0
     checkpoints: int = 0  # commits that wrote at least one snapshot
     restored: int = 0
+    restored_records: int = 0  # changelog records read by restores
+    restore_seconds: float = 0.0
     ignored_checkpoints: int = 0
     assigned: bool = False
     cores: dict[int, JoinStats] | None = None
@@ -115,10 +127,14 @@ class JoinerRole(RoleSpec):
         self._codec: Codec | None = None
         self._cores: dict[int, JoinCore] = {}
         self._unsaved: set[int] = set()  # partitions whose core changed since its snapshot
+        self._exactly_once = settings.processing_guarantee == "exactly_once"
+        self._changelog: str | None = None
 
     def start(self, ctx: Context) -> None:
         super().start(ctx)
         self._codec = ctx.codec
+        if self._exactly_once:
+            self._changelog = ensure_changelog(self._settings, self._group_id)
 
     # -- rebalances ----------------------------------------------------------------------
 
@@ -128,7 +144,10 @@ class JoinerRole(RoleSpec):
         When the committed offsets could not be read, the checkpoints are trusted."""
         known = None if committed is None else {partition for _topic, partition in committed}
         for partition in sorted({tp.partition for tp in partitions} - self._cores.keys()):
-            self._cores[partition] = self._load(partition, committed=known is None or partition in known)
+            if self._changelog is not None:
+                self._cores[partition] = self._restore(self._changelog, partition)
+            else:
+                self._cores[partition] = self._load(partition, committed=known is None or partition in known)
         for tp in partitions:
             position = self._cores[tp.partition].positions().get((tp.topic, tp.partition))
             if position is not None:
@@ -153,6 +172,18 @@ class JoinerRole(RoleSpec):
             return self._new_core()
         self.stats.restored += 1
         log.info("partition %s restored from %s at %s", partition, path, core.positions())
+        return core
+
+    def _restore(self, topic: str, partition: int) -> JoinCore:
+        restored = restore(self._settings, topic, partition)
+        self.stats.restored_records += restored.records
+        self.stats.restore_seconds += restored.seconds
+        if restored.state is None:
+            return self._new_core()
+        self.stats.restored += 1
+        core = JoinCore.from_state(restored.state, ttl_ms=self._ttl_ms, codec=self._codec)
+        log.info("partition %s restored from %s in %.2fs (%d records, %d pending) at %s", partition, topic,
+                 restored.seconds, restored.records, core.stats().pending, core.positions())
         return core
 
     def _new_core(self) -> JoinCore:
@@ -225,13 +256,28 @@ class JoinerRole(RoleSpec):
 
     # -- commits -------------------------------------------------------------------------
 
+    def changelog(self) -> Mapping[str, Sequence[RawRecord]]:
+        """Exactly once: each changed core's events and header, for the transaction."""
+        if self._changelog is None:
+            return {}
+        records: list[RawRecord] = []
+        for partition in sorted(self._unsaved & self._cores.keys()):
+            core = self._cores[partition]
+            records += encode_changes(partition, core.changes())
+            records.append(encode_header(partition, core.state(whole=False)))
+        self._unsaved.clear()
+        return {self._changelog: records}
+
     def offsets(self, consumed: Offsets) -> Offsets:
-        """Write the snapshot of every changed core among the partitions in ``consumed``
+        """Exactly once: ``consumed`` (the changelog, in the same transaction, holds the
+        state as of those offsets). At least once: write the snapshot of every changed core among the partitions in ``consumed``
         (the revoked ones on a revoke) and return their cores' ``replay_from`` offsets,
         never ``consumed``: without its snapshot a core rebuilds its pending events by
         replaying from there. A core that read nothing since its assignment is left out:
         its snapshot on disk is its whole state, and the committed offsets, never ahead of
         that snapshot's ``replay_from``, replay at most a little more without it."""
+        if self._changelog is not None:
+            return consumed
         offsets: Offsets = {}
         wrote = False
         for partition in sorted({partition for _topic, partition in consumed} & self._cores.keys()):

@@ -1,0 +1,189 @@
+"""The joiner's state in a compacted changelog topic (exactly once): Kafka Streams' state-store design.
+
+Partition ``p`` of the changelog holds the state of input partition ``p``: one record per
+event, keyed by its event id, holding the event's pending blob (``P`` + blob, see
+:mod:`riverops.roles.joiner.state`), or that it was emitted (``D`` + stream time, to drop
+repeats and late predictions), or a tombstone once it is forgotten; plus one header
+record under the empty key (never an event id: the core refuses those) with the clock,
+the consumed positions and the counts (``M`` + a snapshot without entries, see
+:mod:`riverops.roles.joiner.snapshot`). The records of a commit interval are written in
+the transaction of its feedback and offsets, so the committed changelog is always the
+state as of the committed offsets; compaction keeps the last record per event.
+
+A partition assigned to any instance, on any host, is restored by reading its changelog
+partition to the end (:func:`restore`), not by replaying the inputs back to the oldest
+pending event. The topic is named after the joiner's group (``PREFIX<group>.join-state``,
+so two joiner groups never share one), made by the joiner when missing, and must have
+the partition count of the three inputs (:func:`ensure_changelog` refuses to start
+otherwise, as Faust does).
+
+Examples
+--------
+>>> records = encode_changes(1, [("e1", b"blob", None), ("e2", None, 7), ("e3", None, None)])
+>>> [(p, k, v[:1] if v else v) for p, k, v in records]
+[(1, b'e1', b'P'), (1, b'e2', b'D'), (1, b'e3', None)]
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+
+from riverops.kafka.clients import make_admin, make_consumer, ok
+from riverops.kafka.outbox import RawRecord
+from riverops.kafka.topics import TopicCatalogue
+from riverops.roles.joiner.snapshot import SnapshotState, decode_snapshot, encode_snapshot
+from riverops.roles.joiner.state import check_item
+from riverops.schemas.errors import ConfigError, DecodeError, RiveropsError
+from riverops.settings import Settings
+
+__all__ = ["changelog_topic", "ensure_changelog", "encode_changes", "encode_header", "fold", "restore",
+           "Restored"]
+
+log = logging.getLogger(__name__)
+
+HEADER_KEY = b""
+_PENDING, _DONE, _HEADER = b"P", b"D", b"M"
+_TIME = struct.Struct("<q")
+
+
+def changelog_topic(settings: Settings, group_id: str) -> str:
+    return f"{settings.topic_prefix}{group_id}.join-state"
+
+
+def ensure_changelog(settings: Settings, group_id: str, *, timeout: float = 15.0) -> str:
+    """The changelog's name, after making it when missing (compacted, the inputs'
+    partition count); ConfigError when the inputs and the changelog disagree on it."""
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+
+    catalogue = TopicCatalogue.from_settings(settings)
+    name = changelog_topic(settings, group_id)
+    admin = make_admin(settings)
+    inputs = [catalogue.name(role) for role in ("features", "predictions", "labels")]
+    counts = _partition_counts(admin, [*inputs, name], timeout)
+    missing = [topic for topic in inputs if topic not in counts]
+    if missing:
+        raise ConfigError(f"the joiner's input topics {missing} do not exist (riverops topics create)")
+    if len({counts[topic] for topic in inputs}) > 1:
+        raise ConfigError(f"the joiner needs one partition count on its inputs, found {counts}: "
+                          "partition p of each is joined with partition p of the others")
+    wanted = counts[inputs[0]]
+    if name not in counts:
+        config = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+        futures = admin.create_topics([NewTopic(name, wanted, settings.replication_factor, config=config)],
+                                      request_timeout=timeout)
+        try:
+            futures[name].result(timeout=timeout)
+            log.info("created the changelog %s (%d partitions)", name, wanted)
+        except KafkaException as exc:
+            if "already exists" not in str(exc).lower() and "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise RiveropsError(f"cannot create the changelog {name}: {exc}") from exc
+        counts = _partition_counts(admin, [name], timeout)
+    if counts.get(name) != wanted:
+        raise ConfigError(f"the changelog {name} has {counts.get(name)} partitions, its inputs {wanted}: "
+                          "the state of partition p would be restored from the wrong place")
+    return name
+
+
+def _partition_counts(admin: object, topics: list[str], timeout: float) -> dict[str, int]:
+    metadata = admin.list_topics(timeout=timeout)  # type: ignore[attr-defined]
+    return {name: len(found.partitions) for name, found in metadata.topics.items()
+            if name in topics and found.error is None}
+
+
+def encode_changes(partition: int, changes: Iterable[tuple[str, bytes | None, int | None]]) -> list[RawRecord]:
+    """Changelog records of :meth:`JoinCore.changes` for ``partition``."""
+    records: list[RawRecord] = []
+    for event_id, blob, done_at in changes:
+        key = event_id.encode()
+        if blob is not None:
+            records.append((partition, key, _PENDING + blob))
+        elif done_at is not None:
+            records.append((partition, key, _DONE + _TIME.pack(done_at)))
+        else:
+            records.append((partition, key, None))
+    return records
+
+
+def encode_header(partition: int, header: SnapshotState) -> RawRecord:
+    """The header record (clock, positions, counts) of ``partition``."""
+    return (partition, HEADER_KEY, _HEADER + encode_snapshot(header))
+
+
+def fold(records: Iterable[tuple[bytes | None, bytes | None]]) -> SnapshotState | None:
+    """The state a changelog partition's records describe (None: no header, no state);
+    DecodeError on a record this module did not write."""
+    header: SnapshotState | None = None
+    pending: dict[str, bytes] = {}
+    done: dict[str, int] = {}
+    for key, value in records:
+        if key is None:
+            raise DecodeError("a changelog record without a key", raw=value or b"")
+        if key == HEADER_KEY:
+            if not value or value[:1] != _HEADER:
+                raise DecodeError("the changelog header is not a header record", raw=value or b"")
+            header = decode_snapshot(value[1:])
+            continue
+        event_id = key.decode()
+        pending.pop(event_id, None)
+        done.pop(event_id, None)
+        if value is None:
+            continue
+        kind = value[:1]
+        if kind == _PENDING:
+            pending[event_id] = value[1:]
+        elif kind == _DONE and len(value) == 1 + _TIME.size:
+            done[event_id] = _TIME.unpack_from(value, 1)[0]
+        else:
+            raise DecodeError(f"unknown changelog record for {event_id!r}", raw=value)
+    if header is None:
+        if pending or done:
+            raise DecodeError("changelog entries without a header", raw=b"")
+        return None
+    try:
+        first_seen = {event_id: check_item(blob, len(header.partitions)) for event_id, blob in pending.items()}
+    except (ValueError, struct.error) as exc:
+        raise DecodeError(f"a corrupt pending event in the changelog: {exc}", raw=b"") from exc
+    header.pending = {event_id: pending[event_id] for event_id in sorted(pending, key=first_seen.__getitem__)}
+    header.done = dict(sorted(done.items(), key=lambda item: item[1]))
+    return header
+
+
+@dataclass
+class Restored:
+    """What :func:`restore` read: the state (None: empty), records read, seconds taken."""
+
+    state: SnapshotState | None
+    records: int
+    seconds: float
+
+
+def restore(settings: Settings, topic: str, partition: int, *, timeout: float = 120.0) -> Restored:
+    """Read changelog partition ``partition`` to its end (read_committed: an open
+    transaction of a dead owner is waited out, up to the transaction timeout)."""
+    started = time.monotonic()
+    consumer = make_consumer(settings, f"restore-{uuid.uuid4().hex[:8]}", **{"fetch.max.bytes": 52428800})
+    tp = TopicPartition(topic, partition, OFFSET_BEGINNING)
+    try:
+        low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+        records: list[tuple[bytes | None, bytes | None]] = []
+        if high > low:
+            consumer.assign([tp])
+            deadline = started + timeout
+            while True:
+                records += [(m.key(), m.value()) for m in consumer.consume(10_000, 0.5) if ok(m)]
+                position = consumer.position([tp])[0].offset
+                if position >= high:
+                    break
+                if time.monotonic() > deadline:
+                    raise RiveropsError(f"could not read {topic}[{partition}] to offset {high} within "
+                                        f"{timeout}s (at {position})")
+        return Restored(fold(records), len(records), time.monotonic() - started)
+    finally:
+        consumer.close()
