@@ -46,7 +46,7 @@ class Acl:
 
     principal: str
     operation: str
-    resource: Literal["TOPIC", "GROUP", "CLUSTER"]
+    resource: Literal["TOPIC", "GROUP", "CLUSTER", "TRANSACTIONAL_ID"]
     name: str
     pattern: Literal["LITERAL", "PREFIXED"] = "LITERAL"
 
@@ -62,7 +62,13 @@ def role_acls(role: AclRole, *, topic_prefix: str, group_prefix: str,
     rules = [Acl(who, "READ", "TOPIC", topic_prefix + t) for t in reads]
     rules += [Acl(who, "WRITE", "TOPIC", topic_prefix + t) for t in writes]
     if role in _GROUP_ROLES:
-        rules.append(Acl(who, "READ", "GROUP", f"{group_prefix}-{role}"))
+        group = f"{group_prefix}-{role}"
+        rules.append(Acl(who, "READ", "GROUP", group))
+        # exactly once: its transactional ids are GROUP.HOST.SLOT (riverops.kafka.identity)
+        rules.append(Acl(who, "WRITE", "TRANSACTIONAL_ID", f"{group}.", "PREFIXED"))
+    if role == "joiner":  # its state changelog, made by the joiner when missing
+        changelog = f"{topic_prefix}{group_prefix}-joiner.join-state"
+        rules += [Acl(who, operation, "TOPIC", changelog) for operation in ("CREATE", "READ", "WRITE")]
     if role == "lag":  # list and describe the groups, read the topics' fetch watermarks
         rules += [Acl(who, "DESCRIBE", "GROUP", group_prefix, "PREFIXED"),
                   Acl(who, "READ", "TOPIC", topic_prefix, "PREFIXED")]

@@ -14,12 +14,12 @@ from riverops.settings import Settings
 __all__ = ["register_champion"]
 
 
-def register_champion(settings: Settings) -> None:
-    """Register and publish v1 of ``fraud`` as champion (signed with the settings' key)."""
-    model = get_spec("logreg").build(seed=1)
+def register_champion(settings: Settings, *, model: str = "fraud") -> None:
+    """Register and publish v1 of ``model`` as champion (signed with the settings' key)."""
+    estimator = get_spec("logreg").build(seed=1)
     rows = [(x, bool(y)) for x, y in synth.Agrawal(classification_function=0, seed=1).take(300)]
-    learn_in_order(model, [x for x, _ in rows], [y for _, y in rows])
-    records = register_trained(settings, Registry(), "fraud", model, spec_name="logreg",
+    learn_in_order(estimator, [x for x, _ in rows], [y for _, y in rows])
+    records = register_trained(settings, Registry(), model, estimator, spec_name="logreg",
                                stage="champion", by="test", reason="fault-test champion", seed=1,
                                samples=300)
     publish_records(settings, records)

@@ -39,6 +39,7 @@ def test_each_role_gets_its_topics_and_its_group_only() -> None:
         ("READ", "TOPIC", "p.features", "LITERAL"), ("READ", "TOPIC", "p.model-registry", "LITERAL"),
         ("WRITE", "TOPIC", "p.predictions", "LITERAL"), ("WRITE", "TOPIC", "p.deadletter", "LITERAL"),
         ("READ", "GROUP", "g-scorer", "LITERAL"),
+        ("WRITE", "TRANSACTIONAL_ID", "g-scorer.", "PREFIXED"),
     }
     assert {r.principal for r in rules} == {"User:scorer"}
     service = role_acls("service", topic_prefix="p.", group_prefix="g")
@@ -46,7 +47,7 @@ def test_each_role_gets_its_topics_and_its_group_only() -> None:
     for role in ACL_ROLES:  # nobody but the operator gets ALL, nobody writes by prefix
         for rule in role_acls(role, topic_prefix="p.", group_prefix="g"):
             assert rule.operation != "ALL" or role == "operator"
-            assert rule.operation != "WRITE" or rule.pattern == "LITERAL"
+            assert rule.operation != "WRITE" or rule.pattern == "LITERAL" or rule.resource == "TRANSACTIONAL_ID"
 
 
 def test_one_principal_for_two_roles_gets_each_binding_once() -> None:

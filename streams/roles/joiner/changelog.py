@@ -84,7 +84,9 @@ def ensure_changelog(settings: Settings, group_id: str, *, timeout: float = 15.0
         except KafkaException as exc:
             if "already exists" not in str(exc).lower() and "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise RiveropsError(f"cannot create the changelog {name}: {exc}") from exc
-        counts = _partition_counts(admin, [name], timeout)
+        deadline = time.monotonic() + timeout
+        while name not in (counts := _partition_counts(admin, [name], timeout)) and time.monotonic() < deadline:
+            time.sleep(0.1)  # a new topic reaches the metadata a moment later
     if counts.get(name) != wanted:
         raise ConfigError(f"the changelog {name} has {counts.get(name)} partitions, its inputs {wanted}: "
                           "the state of partition p would be restored from the wrong place")

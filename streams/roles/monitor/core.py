@@ -256,6 +256,18 @@ class MonitorCore:
             "detected_at": _utc(seconds),
         }
 
+    def forget(self, models: set[str]) -> None:
+        """Drop everything known about ``models`` (their feedback partition went to another
+        monitor, which now owns them)."""
+        if not models:
+            return
+        self._keys = {key: state for key, state in self._keys.items() if key[0] not in models}
+        for model in models:
+            self._data.pop(model, None)
+            self._versions.pop(model, None)
+        for seen in [seen for seen in self._seen if seen[0] in models]:
+            del self._seen[seen]
+
     def status(self, now: datetime | None = None) -> list[KeyStatus]:
         """Every key's current values; ``now`` (if given) first expires the time windows."""
         rows = []

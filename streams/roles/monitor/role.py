@@ -2,7 +2,17 @@
 
 The rolling windows live in memory: after a restart they refill from the feedback that
 follows the committed offsets (the monitor is not a system of record; the metrics topic
-is). Repeated feedback (the joiner is at-least-once) is dropped by the core's dedupe.
+is). Repeated feedback (the joiner under at-least-once) is dropped by the core's dedupe.
+
+Scale-out: feedback is keyed by model, so all of a model's feedback is on one partition
+(Kafka's murmur2 of the model name, modulo the partition count) and the monitor that owns
+that partition owns the model: its windows, alarms and metrics. Monitors in one group
+split the models by partition; when a rebalance takes a partition away for good the
+monitor forgets the models it saw there, and the new owner rebuilds their windows from
+the committed offsets on. (After an aborted transaction the runtime rewinds: the
+re-read feedback is dropped by the dedupe, so counts stay exact; metrics computed in
+the aborted interval are emitted again at the next tick, a drift alarm raised in it is
+not raised again.)
 
 Each model's task comes from its champion in the registry (followed live), not from the
 first label seen: one label of the wrong type ("maybe" for a binary model) arriving
@@ -19,8 +29,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from confluent_kafka import TopicPartition
+
 from riverops.roles.monitor.core import KeyStatus, MonitorCore
-from riverops.runtime import Context, Input, Outputs, RoleSpec, run
+from riverops.runtime import Context, Input, Offsets, Outputs, RoleSpec, run
 from riverops.schemas.errors import InvalidEventError
 from riverops.schemas.events import ModelVersion
 from riverops.settings import Settings
@@ -61,6 +73,8 @@ class MonitorRole(RoleSpec):
         self.core = MonitorCore.from_settings(settings.monitor)
         self.emit_seconds = settings.monitor.emit_seconds
         self._last_emit = time.monotonic()
+        self._partition_of: dict[str, tuple[str, int]] = {}  # model -> where its feedback is
+        self._revoked: set[tuple[str, int]] = set()
 
     def start(self, ctx: Context) -> None:
         super().start(ctx)
@@ -86,6 +100,8 @@ class MonitorRole(RoleSpec):
             out.reject(sources[id(record)], error)
 
         records = [item.value for item in batch]
+        for item in batch:
+            self._partition_of[item.value["model"]] = (item.message.topic() or "", item.message.partition() or 0)
         drift = self.core.update(records, on_invalid=on_invalid)
         out.add("drift", drift)
         telemetry = self.ctx.telemetry
@@ -111,6 +127,19 @@ class MonitorRole(RoleSpec):
         self.stats.status = self.core.status(wall)
         if self.ctx.telemetry is not None:
             self.ctx.telemetry.export_monitor(self.stats.status, self.core.data_drift_scores())
+
+    def revoke(self, partitions: list[TopicPartition]) -> None:
+        self._revoked |= {(tp.topic, tp.partition) for tp in partitions}
+
+    def assign(self, partitions: list[TopicPartition], committed: Offsets | None) -> None:
+        """Forget the models of revoked partitions that did not come back (a rebalance
+        revokes every partition first, and most come back to the same monitor)."""
+        gone = self._revoked - {(tp.topic, tp.partition) for tp in partitions}
+        self._revoked = set()
+        models = {model for model, where in self._partition_of.items() if where in gone}
+        self.core.forget(models)
+        for model in models:
+            del self._partition_of[model]
 
     def stopped(self) -> None:
         self.stats.status = self.core.status()
