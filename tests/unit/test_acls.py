@@ -65,4 +65,7 @@ def test_the_command_prints_the_bindings_for_the_prefixes() -> None:
     lines = result.output.strip().splitlines()
     assert "User:svc-joiner\tREAD\tGROUP\tfraud-joiner\tLITERAL" in lines
     assert "User:svc-joiner\tWRITE\tTOPIC\tprod.feedback\tLITERAL" in lines
-    assert len(lines) == 6
+    assert "User:svc-joiner\tWRITE\tTRANSACTIONAL_ID\tfraud-joiner.\tPREFIXED" in lines
+    assert "User:svc-joiner\tWRITE\tTOPIC\tprod.fraud-joiner.join-state\tLITERAL" in lines
+    # 3 reads, 2 writes, the group, the transactional ids, create/read/write of the changelog
+    assert len(lines) == 10
