@@ -5,17 +5,17 @@ from __future__ import annotations
 import getpass
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from riverops.cli.common import broker_settings, cli_errors
-from riverops.kafka.registry_topic import publish_records, read_registry
+from riverops.kafka.registry_topic import RegistryChange, publish_change, read_registry
 from riverops.models.registry import Registry
 from riverops.schemas.errors import ConfigError
-from riverops.schemas.events import ModelVersion
+from riverops.schemas.events import ModelVersion, Stage
 from riverops.settings import Settings
 
 __all__ = ["models_group", "parse_params"]
@@ -67,9 +67,10 @@ def _who() -> str:
         return "unknown"
 
 
-def _publish(settings: Settings, records: list[ModelVersion]) -> None:
-    publish_records(settings, records)
-    for record in records:
+def _publish(settings: Settings, build: RegistryChange) -> None:
+    """Publish the change ``build`` makes of the registry as it is when published (built
+    again if another writer got in first: see riverops.kafka.registry_topic.publish_change)."""
+    for record in publish_change(settings, build):
         click.echo(f"{record.model}:{record.version} -> {record.stage} ({record.reason})")
 
 
@@ -159,21 +160,19 @@ def register(
         get_spec(spec_name).build(seed=seed, **params)
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--spec/--param") from exc
-    settings, registry = _registry(ctx)
+    settings = broker_settings(ctx)
     with cli_errors():
-        records = build_and_register(
+        _publish(settings, lambda registry: build_and_register(
             settings, registry, model, spec_name=spec_name, stage=stage, share=share, seed=seed,
             train_file=train_file, label_column=label_column, by=_who(), reason=reason,
             params=params,
-        )
-        _publish(settings, records)
+        ))
 
 
-def _change(ctx: click.Context, build: Any) -> None:
-    settings, registry = _registry(ctx)
+def _change(ctx: click.Context, build: RegistryChange) -> None:
+    settings = broker_settings(ctx)
     with cli_errors():
-        records = build(registry)
-        _publish(settings, records)
+        _publish(settings, build)
 
 
 @models_group.command("promote")
@@ -214,4 +213,5 @@ def archive(ctx: click.Context, model: str, version: int, reason: str) -> None:
 @click.pass_context
 def stage(ctx: click.Context, model: str, version: int, stage: str, share: float | None, reason: str) -> None:
     """Move VERSION to challenger (with --share), shadow, candidate or archived."""
-    _change(ctx, lambda r: r.set_stage(model, version, stage, by=_who(), reason=reason, share=share))
+    _change(ctx, lambda r: r.set_stage(model, version, cast(Stage, stage), by=_who(), reason=reason,
+                                       share=share))
