@@ -29,6 +29,7 @@ from confluent_kafka import (
 )
 
 from riverops.kafka.clients import (
+    KAFKA_LOG,
     at_end,
     consume_batch,
     make_consumer,
@@ -281,7 +282,17 @@ def _writer(settings: Settings, transactional_id: str) -> Producer:
         "linger.ms": 0,
         "transactional.id": transactional_id,
         "transaction.timeout.ms": settings.transaction_timeout_ms,
+        "logger": _WriterLog(KAFKA_LOG, {}),
     })
+
+
+class _WriterLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """librdkafka's lines of a registry writer, at INFO at most: being fenced is how writers
+    take turns (it logs "Fatal error ... fenced"), and every failure that matters is raised
+    by the transaction calls anyway."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+        super().log(min(level, logging.INFO), msg, *args, **kwargs)  # type: ignore[arg-type]
 
 
 def _worth_retrying(error: KafkaError) -> bool:
