@@ -3,8 +3,7 @@ the :class:`Context` through which it sees the runtime (see :mod:`riverops.runti
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -12,7 +11,7 @@ from confluent_kafka import Message, TopicPartition
 
 from riverops.kafka.deadletter import SourceRecord
 from riverops.kafka.outbox import Headers, RawRecord
-from riverops.kafka.registry_topic import RegistryFollower, choosing_version, publish_records
+from riverops.kafka.registry_topic import RegistryChange, RegistryFollower, publish_change
 from riverops.kafka.topics import TopicCatalogue, TopicRole
 from riverops.models.registry import Registry
 from riverops.schemas.codec import Codec
@@ -102,18 +101,14 @@ class Context:
     def assigned(self, topic: TopicRole) -> bool:
         return any(tp.topic == self.catalogue.name(topic) for tp in self._runtime.assignment())
 
-    @contextmanager
-    def choosing_version(self) -> Iterator[Registry]:
-        """Hold the registry's next version number while registering (see
-        :func:`~riverops.kafka.registry_topic.choosing_version`)."""
+    def publish_change(self, build: RegistryChange) -> list[ModelVersion]:
+        """Publish the records ``build`` makes of the registry read to the end, with no
+        other writer in between (``build`` may be called again after another writer got
+        in first: :func:`~riverops.kafka.registry_topic.publish_change`); acknowledged and
+        folded into ``registry`` on return."""
         assert self._runtime.follower is not None, "the role does not follow the registry"
-        with choosing_version(self._runtime.registry, self._runtime.follower) as registry:
-            yield registry
-
-    def publish(self, records: list[ModelVersion]) -> None:
-        """Publish registry records (synchronously: acknowledged on return) and fold them in."""
-        publish_records(self.settings, records)
-        self._runtime.registry.apply_all(records)
+        return publish_change(self.settings, build, registry=self._runtime.registry,
+                              follower=self._runtime.follower)
 
 
 class RoleSpec:

@@ -52,7 +52,7 @@ from riverops.kafka.registry_topic import RegistryFollower
 from riverops.kafka.topics import TopicCatalogue, TopicRole
 from riverops.models.registry import Registry
 from riverops.rolespec import Context, Input, Offsets, Outputs, RoleSpec
-from riverops.schemas.errors import DecodeError
+from riverops.schemas.errors import AuthorizationError, DecodeError, RiveropsError
 from riverops.settings import Settings
 from riverops.telemetry import Telemetry
 
@@ -92,6 +92,8 @@ class Runtime:
         self.exactly_once = settings.processing_guarantee == "exactly_once" and bool(self._topics)
         self.aborts = 0
         self._slot: WorkerSlot | None = None
+        self._rewinding: list[TopicPartition] | None = None
+        """Partitions whose state was dropped after an abort, to get back (:meth:`_resume`)."""
         """Transactions aborted (each followed by a rewind)."""
 
     # -- the loop ------------------------------------------------------------------------
@@ -110,13 +112,19 @@ class Runtime:
                                          on_revoke=self._on_revoke, **lost)
             last_commit = time.monotonic()
             while not self.stop.is_set():
+                if self._rewinding is not None and not self._resume():
+                    self.stop.wait(1.0)  # the broker is away: try again in a moment
+                    continue
                 self._follow()
                 out = Outputs()
                 messages = self._consume()
                 if messages:
                     self._handle(messages, out)
                 role.tick(time.monotonic(), out)
-                self._send(out)
+                try:
+                    self._send(out)
+                except TransactionAborted as exc:
+                    self._aborted(exc, rewind=True)
                 if time.monotonic() - last_commit >= role.commit_seconds:
                     self.commit()
                     last_commit = time.monotonic()
@@ -253,27 +261,50 @@ class Runtime:
                           self._consumer.consumer_group_metadata() if fresh else None,
                           f"{self.role.name} output")
         except TransactionAborted as exc:
-            self.aborts += 1
-            log.warning("%s: %s; %s", self.role.name, exc,
-                        "rewinding to the committed offsets" if rewind else "the partitions go to their next owner")
-            if rewind:
-                self._rewind()
+            self._aborted(exc, rewind=rewind)
             return
         self.committed.update(fresh)
 
+    def _aborted(self, exc: TransactionAborted, *, rewind: bool) -> None:
+        self.aborts += 1
+        log.warning("%s: %s; %s", self.role.name, exc,
+                    "rewinding to the committed offsets" if rewind else "the partitions go to their next owner")
+        if rewind:
+            self._rewind()
+
     def _rewind(self) -> None:
-        """After an abort: the role drops its partitions' state and gets them back at the
-        committed offsets, as a new owner would."""
+        """After an abort: the role drops its partitions' state at once; the loop then gets
+        them back at the committed offsets (:meth:`_resume`), as a new owner would."""
         partitions = self.assignment()
         self.role.revoke(partitions)
         self.consumed.clear()
         self.committed.clear()
+        self._rewinding = partitions
+
+    def _resume(self) -> bool:
+        """Give the role its partitions back at the committed offsets; False while the
+        broker cannot say what they are (nothing is read meanwhile)."""
+        partitions = self._rewinding or []
         committed = self._committed(self._consumer, partitions)
-        self.role.assign(partitions, committed)
+        if committed is None:
+            return False
+        try:
+            self.role.assign(partitions, committed)
+        except (KafkaException, RiveropsError) as exc:
+            if isinstance(exc, AuthorizationError):
+                raise
+            log.warning("%s: cannot restore its partitions yet (%s)", self.role.name, exc)
+            return False
         for tp in partitions:
             if tp.offset < 0:
-                tp.offset = (committed or {}).get((tp.topic, tp.partition), OFFSET_BEGINNING)
-            self._consumer.seek(tp)
+                tp.offset = committed.get((tp.topic, tp.partition), OFFSET_BEGINNING)
+            try:
+                self._consumer.seek(tp)
+            except KafkaException as exc:  # no longer ours: the coming rebalance says so
+                log.warning("%s: cannot seek %s[%s] (%s)", self.role.name, tp.topic, tp.partition, exc)
+        self._rewinding = None
+        log.info("%s: resumed %d partitions at the committed offsets", self.role.name, len(partitions))
+        return True
 
     # -- rebalances ----------------------------------------------------------------------
     def _committed(self, consumer: Any, partitions: list[TopicPartition]) -> Offsets | None:

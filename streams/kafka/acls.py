@@ -66,6 +66,8 @@ def role_acls(role: AclRole, *, topic_prefix: str, group_prefix: str,
         rules.append(Acl(who, "READ", "GROUP", group))
         # exactly once: its transactional ids are GROUP.HOST.SLOT (riverops.kafka.identity)
         rules.append(Acl(who, "WRITE", "TRANSACTIONAL_ID", f"{group}.", "PREFIXED"))
+    if "model-registry" in writes or role == "operator":  # registry writers share one id
+        rules.append(Acl(who, "WRITE", "TRANSACTIONAL_ID", f"{topic_prefix}model-registry.writer"))
     if role == "joiner":  # its state changelog, made by the joiner when missing
         changelog = f"{topic_prefix}{group_prefix}-joiner.join-state"
         rules += [Acl(who, operation, "TOPIC", changelog) for operation in ("CREATE", "READ", "WRITE")]

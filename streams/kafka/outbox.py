@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from riverops.kafka.clients import make_producer, raise_if_refused
 from riverops.schemas.codec import Codec
@@ -98,92 +98,148 @@ class TransactionAborted(RiveropsError):
 class TransactionalOutbox(Outbox):
     """An :class:`Outbox` whose sends, raw records and offsets form one transaction per
     :meth:`commit`; ``transactional_id`` must be unique among live producers (a new
-    producer with the same id fences the old one and aborts its open transaction)."""
+    producer with the same id fences the old one and aborts its open transaction).
+
+    Every failure of an interval ends in :class:`TransactionAborted` with no transaction
+    left open: an abortable error is aborted; a producer in a fatal state (fenced when
+    the broker timed its transaction out during a long broker freeze, INVALID_TXN_STATE
+    when a new coordinator had already completed it, librdkafka issue #3297), or whose
+    abort the broker does not answer, is replaced by a new one with the same id, whose
+    ``init_transactions`` ends whatever the old one left open. The caller rewinds to the
+    committed offsets either way, so replacing it loses nothing. A refusal (ACL) raises
+    AuthorizationError; a new producer that cannot start raises RiveropsError.
+    """
 
     def __init__(self, settings: Settings, *, transactional_id: str, codec: Codec | None = None,
-                 timeout: float = 30.0) -> None:
-        super().__init__(settings, codec=codec, **{
+                 timeout: float = 10.0) -> None:
+        self._config: dict[str, Any] = {
             "transactional.id": transactional_id,
             "transaction.timeout.ms": settings.transaction_timeout_ms,
-        })
+        }
+        super().__init__(settings, codec=codec, **self._config)
+        self._settings = settings
         self.transactional_id = transactional_id
         self._timeout = timeout
         self._open = False
+        self.renewals = 0
+        self._init()
+
+    def _init(self) -> None:
         try:
-            self.producer.init_transactions(timeout)
+            self.producer.init_transactions(self._timeout)
         except KafkaException as exc:
             error = exc.args[0]
-            raise_if_refused(error, f"the transactional id {transactional_id}")
+            raise_if_refused(error, f"the transactional id {self.transactional_id}")
             raise RiveropsError(
                 f"cannot start transactions ({error.str()}); a broker without transactions "
                 "(the embedded one) needs RIVEROPS_PROCESSING_GUARANTEE=at_least_once"
             ) from exc
 
+    def _renew(self, error: KafkaError) -> None:
+        log.warning("transactional producer %s fenced (%s): starting a new one", self.transactional_id,
+                    error.str())
+        try:
+            self.producer.purge(in_queue=True, in_flight=True, blocking=False)
+        except KafkaException:
+            pass  # a producer in a fatal state may refuse even that; it is dropped anyway
+        self.producer = make_producer(self._settings, **self._config)
+        self._open = False
+        self.failures.clear()
+        self.renewals += 1
+        self._init()
+
+    def _fail(self, exc: KafkaException, what: str) -> TransactionAborted:
+        """End the interval after ``exc``: the TransactionAborted to raise."""
+        error = exc.args[0]
+        raise_if_refused(error, what)
+        if error.fatal():
+            self._renew(error)
+        else:
+            self.abort()
+        return TransactionAborted(f"{what}: transaction aborted ({error.str()})")
+
     def _begin(self) -> None:
         if not self._open:
             self.producer.begin_transaction()
-            self._open = True
+            self._open = True  # from here on, abort() ends it whatever happens
 
     def send(self, topic: str, schema: str, records: Sequence[dict[str, Any]], *, key: str,
              time_field: str | None = None,
              headers: Callable[[dict[str, Any]], Headers] | None = None) -> None:
-        self._begin()
-        super().send(topic, schema, records, key=key, time_field=time_field, headers=headers)
+        try:
+            self._begin()
+            super().send(topic, schema, records, key=key, time_field=time_field, headers=headers)
+        except KafkaException as exc:
+            raise self._fail(exc, f"writing {topic}") from exc
 
     def send_raw(self, topic: str, records: Sequence[RawRecord]) -> None:
         """Produce encoded records to explicit partitions (a changelog's)."""
-        self._begin()
-        produce = self.producer.produce
-        for partition, key, value in records:
-            produce(topic, key=key, value=value, partition=partition, on_delivery=self._on_delivery)
+        try:
+            self._begin()
+            produce = self.producer.produce
+            for partition, key, value in records:
+                produce(topic, key=key, value=value, partition=partition, on_delivery=self._on_delivery)
+        except KafkaException as exc:
+            raise self._fail(exc, f"writing {topic}") from exc
         self.sent += len(records)
         self.producer.poll(0)
 
     def commit(self, offsets: Sequence[TopicPartition], group_metadata: Any, what: str) -> None:
         """Commit the open transaction with ``offsets`` as the group's consumed offsets
         (no-op when nothing was sent and there are no offsets); TransactionAborted when
-        it could not be committed, after aborting it."""
+        it could not be committed, after ending it."""
         if not offsets and not self._open:
             return
-        self._begin()
         try:
+            self._begin()
             if offsets:
-                self.producer.send_offsets_to_transaction(list(offsets), group_metadata, self._timeout)
-            self._commit_retrying()
+                self._retrying(lambda: self.producer.send_offsets_to_transaction(
+                    list(offsets), group_metadata, self._timeout))
+            self._retrying(lambda: self.producer.commit_transaction(self._timeout))
         except KafkaException as exc:
-            error = exc.args[0]
-            raise_if_refused(error, f"committing {what}")
-            if error.fatal():
-                raise RiveropsError(f"{what}: the transactional producer {self.transactional_id} "
-                                    f"cannot go on ({error.str()}); another worker uses its id?") from exc
-            self.abort()
-            raise TransactionAborted(f"{what}: transaction aborted ({error.str()})") from exc
+            raise self._fail(exc, f"committing {what}") from exc
         finally:
             self.failures.clear()  # in a transaction, a failed delivery fails the commit
         self._open = False
 
-    def _commit_retrying(self, attempts: int = 5) -> None:
+    @staticmethod
+    def _retrying(call: Callable[[], None], attempts: int = 6) -> None:
+        """``call`` again while it fails retriably: a transactional call that timed out is
+        still in progress inside librdkafka, and only the same call resumes it (another
+        one, an abort say, would wait for it and time out in turn)."""
         for attempt in range(attempts):
             try:
-                self.producer.commit_transaction(self._timeout)
+                call()
                 return
             except KafkaException as exc:
                 error = exc.args[0]
                 if not error.retriable() or attempt == attempts - 1:
                     raise
-                log.warning("transaction commit retried: %s", error.str())
+                log.warning("transactional call retried: %s", error.str())
 
-    def abort(self) -> None:
-        """Abort the open transaction, if any (its records are never read committed)."""
-        if self._open:
-            self._open = False
+    def abort(self, *, attempts: int = 3) -> None:
+        """Abort the open transaction, if any (its records are never read committed). An
+        abort the broker does not answer is asked again, then the producer is replaced
+        (its successor's ``init_transactions`` aborts the transaction on the broker)."""
+        if not self._open:
+            return
+        for attempt in range(attempts):
             try:
                 self.producer.abort_transaction(self._timeout)
+                self._open = False
+                return
             except KafkaException as exc:
-                if exc.args[0].fatal():
-                    raise RiveropsError(f"cannot abort the transaction: {exc.args[0].str()}") from exc
-                log.warning("abort_transaction: %s", exc.args[0].str())
+                error = exc.args[0]
+                if error.fatal() or attempt == attempts - 1:
+                    self._renew(error)
+                    return
+                log.warning("abort_transaction not done yet (%s): asking again", error.str())
 
     def close(self) -> None:
-        self.abort()
-        super().close()
+        """Abort what is open and let go of the producer; never raises (a worker closes
+        it on its way out, often because of a failure that must stay the one reported)."""
+        try:
+            self.abort()
+            super().close()
+        except (KafkaException, RiveropsError) as exc:
+            log.warning("closing the transactional producer %s: %s", self.transactional_id, exc)

@@ -9,8 +9,7 @@ Kafka path is tests/integration/test_rollback.py and test_worker_crashes.py."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +37,11 @@ class _Context:
         self.settings, self.registry, self.telemetry = settings, registry, None
         self.published: list[ModelVersion] = []
 
-    @contextmanager
-    def choosing_version(self) -> Iterator[Registry]:
-        yield self.registry
-
-    def publish(self, records: list[ModelVersion]) -> None:
+    def publish_change(self, build: Callable[[Registry], list[ModelVersion]]) -> list[ModelVersion]:
+        records = build(self.registry)
         self.published.extend(records)
         self.registry.apply_all(records)
+        return records
 
 
 @pytest.fixture
