@@ -60,8 +60,8 @@ WORKER_SERVICES: dict[str, tuple[WorkerRole, ...]] = {
     "trainer": ("learner", "retrainer"), "lag": ("lag",),
 }
 """docker-compose service -> the roles its one process runs. The learner and the retrainer
-share a process: both register versions, and only in one process do they take turns
-choosing version numbers (:func:`riverops.kafka.registry_topic.choosing_version`)."""
+share one (both train models); they may run apart: registry writers in separate processes
+are fenced, not raced (:func:`riverops.kafka.registry_topic.publish_change`)."""
 
 WORKER_VOLUMES = {"artifacts": "/artifacts", "state": "/state"}
 """Named volume -> mount point in every worker: the artifact store (models too big for a

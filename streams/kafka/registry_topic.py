@@ -16,8 +16,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -45,7 +44,7 @@ from riverops.schemas.events import ModelVersion
 from riverops.settings import Settings
 
 __all__ = ["publish_change", "publish_records", "read_registry", "RegistryFollower",
-           "choosing_version", "writer_id", "RegistryChange"]
+           "writer_id", "RegistryChange"]
 
 log = logging.getLogger(__name__)
 
@@ -308,20 +307,6 @@ def _holds(registry: Registry, record: ModelVersion) -> bool:
         return registry.get(record.model, record.version) == record
     except RegistryError:
         return False
-
-
-@contextmanager
-def choosing_version(registry: Registry, follower: RegistryFollower) -> Iterator[Registry]:
-    """Hold this while a new version number is chosen and its records are published:
-    the in-process half of :func:`publish_change` (its lock and its read to the end).
-
-    It keeps writers of one process from taking one number, not writers of different
-    processes: a change published inside it cannot be retried after a fence. Use
-    :func:`publish_change`, which is safe across processes under ``exactly_once``.
-    """
-    with _VERSION_LOCK:
-        follower.read_to_end(registry)
-        yield registry
 
 
 def read_registry(settings: Settings, *, timeout: float = 15.0) -> Registry:

@@ -143,15 +143,13 @@ class LearnerRole(RoleSpec):
         self._since.clear()
 
     def _publish(self, snap: Snapshot) -> None:
-        with self.ctx.choosing_version() as registry:
-            records = register_trained(
-                self.ctx.settings, registry, snap.model, snap.estimator, spec_name=snap.spec,
-                stage="candidate", by="learner",
-                reason=f"online learning snapshot after {snap.total_samples} samples",
-                metrics=snap.metrics, samples=snap.total_samples, parent=snap.parent,
-                training_data=[OffsetRange(**d) for d in snap.training_data],
-            )
-            self.ctx.publish(records)
+        records = self.ctx.publish_change(lambda registry: register_trained(
+            self.ctx.settings, registry, snap.model, snap.estimator, spec_name=snap.spec,
+            stage="candidate", by="learner",
+            reason=f"online learning snapshot after {snap.total_samples} samples",
+            metrics=snap.metrics, samples=snap.total_samples, parent=snap.parent,
+            training_data=[OffsetRange(**d) for d in snap.training_data],
+        ))
         self._resume[snap.model] = records[-1].version
         self.stats.snapshots += 1
         if self.ctx.telemetry is not None:

@@ -42,13 +42,14 @@ from confluent_kafka import TopicPartition
 from riverops.kafka.outbox import Outbox
 from riverops.kafka.topics import TopicCatalogue
 from riverops.modelops import model_loader, register_trained
+from riverops.models.registry import Registry
 from riverops.roles.retrainer.frame import Source, feedback_frame
 from riverops.roles.retrainer.policy import apply
 from riverops.roles.retrainer.training import best_candidate
 from riverops.roles.retrainer.triggers import Offsets, RetrainerCore, Rollback, Trigger
 from riverops.runtime import Context, Input, Outputs, RoleSpec, run
 from riverops.schemas.errors import AuthorizationError, InvalidEventError, RiveropsError
-from riverops.schemas.events import OffsetRange, RetrainRequest
+from riverops.schemas.events import ModelVersion, OffsetRange, RetrainRequest
 from riverops.schemas.validation import validate_features
 from riverops.settings import Settings
 from riverops.telemetry import Telemetry
@@ -212,12 +213,18 @@ class RetrainerRole(RoleSpec):
     # -- registry writes -----------------------------------------------------------------
     def _roll_back(self, rollback: Rollback) -> None:
         model, version, decision = rollback.model, rollback.version, rollback.decision
-        try:
-            records = apply(decision, self.ctx.registry, model, version, by="retrainer", reason="live check")
-        except RiveropsError as exc:  # stale: the registry moved on since the metrics
-            log.error("no rollback of %s v%s: %s", model, version, exc)
+        stale: list[RiveropsError] = []
+
+        def build(registry: Registry) -> list[ModelVersion]:
+            try:
+                return apply(decision, registry, model, version, by="retrainer", reason="live check")
+            except RiveropsError as exc:  # stale: the registry moved on since the metrics
+                stale.append(exc)
+                return []
+
+        if not self.ctx.publish_change(build):  # nothing published: the rollback was stale
+            log.error("no rollback of %s v%s: %s", model, version, "; ".join(map(str, stale)))
             return
-        self.ctx.publish(records)
         self.stats.rollbacks += 1
         if self.ctx.telemetry is not None:
             self.ctx.telemetry.count_decision(model, "rollback")
@@ -260,18 +267,17 @@ class RetrainerRole(RoleSpec):
         learned = (f"the {result.train_samples} events after the alarm" if result.train_rows[0]
                    else f"the last {result.train_samples} events")
         why = f"{request_story(request['reason'], request['requested_by'])}, on {learned}"
-        with self.ctx.choosing_version() as registry:
-            added = register_trained(
-                self.settings, registry, model, result.model, spec_name=result.spec, stage="candidate",
-                by="retrainer", reason=why, seed=section.seed, metrics=result.metrics,
-                samples=result.samples, parent=champion.version,
-                training_data=[OffsetRange(**d) for d in result.training_data],
-            )
-            self.ctx.publish(added)
+        added = self.ctx.publish_change(lambda registry: register_trained(
+            self.settings, registry, model, result.model, spec_name=result.spec, stage="candidate",
+            by="retrainer", reason=why, seed=section.seed, metrics=result.metrics,
+            samples=result.samples, parent=champion.version,
+            training_data=[OffsetRange(**d) for d in result.training_data],
+        ))
         decision = self.core.policy.decide(result.candidate_metrics, result.champion_metrics,
                                            result.holdout_samples)
         version = added[-1].version
-        self.ctx.publish(apply(decision, self.ctx.registry, model, version, by="retrainer", reason=why))
+        self.ctx.publish_change(lambda registry: apply(decision, registry, model, version,
+                                                       by="retrainer", reason=why))
         self.stats.retrains += 1
         telemetry = self.ctx.telemetry
         if telemetry is not None:
