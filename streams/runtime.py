@@ -237,6 +237,7 @@ class Runtime:
         covers (of the partitions in ``only``, when given). Exactly once: commit the
         interval's transaction (all partitions: their outputs are in it)."""
         assert self._outbox is not None
+        self._past_markers()
         if isinstance(self._outbox, TransactionalOutbox):
             self._commit_transaction(self._outbox, rewind=only is None)
             return
@@ -249,6 +250,18 @@ class Runtime:
         if fresh and self._consumer is not None:
             if commit(self._consumer, [TopicPartition(t, p, o) for (t, p), o in fresh.items()]):
                 self.committed.update(fresh)
+
+    def _past_markers(self) -> None:
+        """Move each consumed offset over the transaction markers after its last record:
+        the consumer's position skips them, a record's offset + 1 does not, and a group
+        committed short of them shows a lag of 1 for good. The position never passes a
+        record not yet handled: nothing is consumed between handling and committing."""
+        if self._consumer is None or not self.consumed:
+            return
+        for tp in self._consumer.position([TopicPartition(t, p) for t, p in self.consumed]):
+            key = (tp.topic, tp.partition)
+            if tp.error is None and tp.offset > self.consumed.get(key, tp.offset):
+                self.consumed[key] = tp.offset
 
     def _commit_transaction(self, outbox: TransactionalOutbox, *, rewind: bool) -> None:
         for topic, records in self.role.changelog().items():

@@ -124,16 +124,22 @@ class TransactionalOutbox(Outbox):
         self.renewals = 0
         self._init()
 
-    def _init(self) -> None:
-        try:
-            self.producer.init_transactions(self._timeout)
-        except KafkaException as exc:
-            error = exc.args[0]
-            raise_if_refused(error, f"the transactional id {self.transactional_id}")
-            raise RiveropsError(
-                f"cannot start transactions ({error.str()}); a broker without transactions "
-                "(the embedded one) needs RIVEROPS_PROCESSING_GUARANTEE=at_least_once"
-            ) from exc
+    def _init(self, attempts: int = 6) -> None:
+        for attempt in range(attempts):
+            try:
+                self.producer.init_transactions(self._timeout)
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                raise_if_refused(error, f"the transactional id {self.transactional_id}")
+                busy = error.retriable() or error.code() in _COORDINATOR_BUSY
+                if error.fatal() or not busy or attempt == attempts - 1:
+                    raise RiveropsError(
+                        f"cannot start transactions ({error.str()}); a broker without transactions "
+                        "(the embedded one) needs RIVEROPS_PROCESSING_GUARANTEE=at_least_once"
+                    ) from exc
+                # a cluster just started: "coordinator load in progress" for a while
+                log.warning("init_transactions: %s; asking again", error.str())
 
     def _renew(self, error: KafkaError) -> None:
         log.warning("transactional producer %s fenced (%s): starting a new one", self.transactional_id,
@@ -243,3 +249,7 @@ class TransactionalOutbox(Outbox):
             super().close()
         except (KafkaException, RiveropsError) as exc:
             log.warning("closing the transactional producer %s: %s", self.transactional_id, exc)
+
+
+_COORDINATOR_BUSY = frozenset({KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE,
+                               KafkaError.NOT_COORDINATOR, KafkaError._TIMED_OUT})
