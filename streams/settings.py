@@ -96,8 +96,9 @@ class Settings(BaseSettings):
         "exactly_once", description="exactly_once: each batch's outputs, state changes and offsets "
         "in one Kafka transaction (needs Apache Kafka); at_least_once: outputs flushed, then offsets "
         "committed (the embedded broker, which cannot do transactions)")
-    transaction_timeout_ms: int = Field(10_000, ge=1_000, description="how long the broker keeps "
-                                        "a dead worker's open transaction before aborting it")
+    transaction_timeout_ms: int = Field(30_000, ge=1_000, description="how long the broker keeps "
+                                        "a dead worker's open transaction before aborting it (also "
+                                        "the longest broker outage a transaction outlives)")
     group_prefix: str = Field("riverops", pattern=r"^[A-Za-z0-9._\-]+$", description="consumer "
                               "groups are named PREFIX-ROLE; the lag role watches PREFIX*")
 

@@ -122,6 +122,7 @@ class TransactionalOutbox(Outbox):
         self._timeout = timeout
         self._open = False
         self.renewals = 0
+        self._retired: list[Any] = []
         self._init()
 
     def _init(self, attempts: int = 6) -> None:
@@ -147,7 +148,10 @@ class TransactionalOutbox(Outbox):
         try:
             self.producer.purge(in_queue=True, in_flight=True, blocking=False)
         except KafkaException:
-            pass  # a producer in a fatal state may refuse even that; it is dropped anyway
+            pass  # a producer in a fatal state may refuse even that
+        # kept, not destroyed: destroying a producer whose transactional call is still in
+        # progress inside librdkafka may block (suspected in one fault run); a few per fault
+        self._retired.append(self.producer)
         self.producer = make_producer(self._settings, **self._config)
         self._open = False
         self.failures.clear()
