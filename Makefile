@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test test-fast test-tansu lint bench soak clean
+.PHONY: help venv demo test test-fast test-tansu lint bench bench-kafka soak clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 
 bench: $(BENCH_STAMP)  ## benchmarks on the embedded broker -> bench/results/ (BENCH_ARGS="--events 300000")
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-kafka: $(BENCH_STAMP)  ## exactly-once against at-least-once on Apache Kafka -> results.json `guarantees` (BENCH_KAFKA_ARGS="--rounds 3")
+	$(BIN)/python -m bench.guarantees $(BENCH_KAFKA_ARGS)
 
 soak: $(STAMP)  ## 10 min of every role at a steady rate on the embedded broker: RSS and lag to bench/results/soak.md
 	$(BIN)/python -m bench.soak --seconds 600 --rate 300

@@ -67,7 +67,11 @@ def _wait(done: Callable[[], int], expected: int, *, workers: list[Worker], time
 
 def measure_full_loop(settings: Settings, workdir: Path, *, events: int, warmup: int,
                       timeout: float = 600.0, progress: Callable[[int], None] | None = None,
-                      broker_pid: int | None = None) -> dict[str, Any]:
+                      broker_pid: int | None = None,
+                      attach: Callable[[list[Worker]], Callable[[], None]] | None = None
+                      ) -> dict[str, Any]:
+    """``attach`` (a profiler) is called with the workers when the clock starts; what it
+    returns, when the clock stops."""
     catalogue = TopicCatalogue.from_settings(settings)
     total = warmup + events
     xs = rows(total, seed=7)
@@ -87,7 +91,10 @@ def measure_full_loop(settings: Settings, workdir: Path, *, events: int, warmup:
         started = _wait(committed.least, warmup, workers=workers, timeout=timeout, progress=progress)
         cpu_at_start = {worker.role: worker.cpu() for worker in workers}
         broker_at_start = cpu_seconds(broker_pid) if broker_pid else 0.0
+        detach = attach(workers) if attach else None
         done = _wait(committed.least, total, workers=workers, timeout=timeout, progress=progress)
+        if detach is not None:
+            detach()
         cpu = {worker.role: (worker.cpu() - cpu_at_start[worker.role]) / events * 1e6
                for worker in workers}
         if broker_pid:

@@ -29,7 +29,7 @@ from riverops.modelops import register_trained
 from riverops.models.batch import learn_in_order
 from riverops.models.registry import Registry
 from riverops.models.specs import get_spec
-from riverops.settings import Settings
+from riverops.settings import ProcessingGuarantee, Settings
 
 __all__ = ["bench_settings", "cpu_seconds", "register_champion", "preload", "Worker", "start_worker",
            "Counter", "create_plain_topics", "SIGNING_KEY", "train_champion"]
@@ -38,12 +38,14 @@ SIGNING_KEY = "bench-signing-key"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def bench_settings(bootstrap: str, workdir: Path, *, partitions: int) -> Settings:
-    """Fresh topic names (a uuid prefix), 6 s sessions (fast group joins on Tansu)."""
+def bench_settings(bootstrap: str, workdir: Path, *, partitions: int,
+                   guarantee: ProcessingGuarantee = "at_least_once") -> Settings:
+    """Fresh topic names (a uuid prefix), 6 s sessions (fast group joins on Tansu);
+    at-least-once unless told (the embedded broker cannot do transactions)."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
     settings = Settings(
         bootstrap_servers=bootstrap, topic_prefix=prefix, partitions=partitions,
-        session_timeout_ms=6000, signing_key=SIGNING_KEY,
+        session_timeout_ms=6000, signing_key=SIGNING_KEY, processing_guarantee=guarantee,
         artifact_dir=workdir / prefix / "artifacts", state_dir=workdir / prefix / "state",
     )
     create_topics(AdminClient(settings.kafka_config()), TopicCatalogue.from_settings(settings))
@@ -110,6 +112,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "RIVEROPS_ARTIFACT_DIR": str(settings.artifact_dir),
         "RIVEROPS_STATE_DIR": str(settings.state_dir),
         "RIVEROPS_BATCH_SIZE": str(settings.batch_size),
+        "RIVEROPS_PROCESSING_GUARANTEE": settings.processing_guarantee,
     })
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     return env

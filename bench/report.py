@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TARGETS", "write", "markdown"]
+__all__ = ["TARGETS", "write", "markdown", "merge_section", "guarantees_markdown"]
 
 TARGETS = {
     "scorer": "≥ 30,000 events/s per worker process and ≥ 10x faust",
@@ -144,16 +144,78 @@ def markdown(results: dict[str, Any]) -> str:
             note = part.get("note", "")
             seconds = f"{part['seconds']:.2f}" if "seconds" in part else "—"
             lines.append(f"| {key} | {part['events']:,} | {seconds} | {note} |")
+    if "guarantees" in results:
+        lines += ["", *guarantees_markdown(results["guarantees"])]
     lines += ["", "## Versions", "", "| package | version |", "|---|---|"]
     lines += [f"| {name} | {version} |" for name, version in machine["packages"].items()]
     lines += ["", f"Options: `{json.dumps(results['options'])}`", ""]
     return "\n".join(lines)
 
 
+_SEPARATE = ("guarantees",)
+"""Sections written by their own entry (bench.guarantees): a run without one keeps the
+previous file's."""
+
+
+def guarantees_markdown(section: dict[str, Any]) -> list[str]:
+    """The exactly-once / at-least-once table of :mod:`bench.guarantees`."""
+    machine = section["machine"]
+    lines = ["## Exactly-once against at-least-once", "",
+             f"{machine['when']}, {machine.get('broker_version', machine['broker'])}, load average at "
+             f"start {machine['load_average_at_start']}. Medians over the rounds; CPU is the "
+             "workers' (the full loop's: the sum of its four); markers are the transaction "
+             "markers on the outputs (median), repeats the records beyond one per event "
+             "(the most in a round).", "",
+             "| part | guarantee | rounds | events/s (range) | worker CPU per event | "
+             "broker CPU per event | markers | repeats |", "|---|---|---|---|---|---|---|---|"]
+    for part, by in sorted(section["summary"].items(), key=lambda item: item[0] != "scorer"):
+        for guarantee in ("at_least_once", "exactly_once"):
+            g = by.get(guarantee)
+            if g is None:
+                continue
+            low, high = g["events_per_s_range"]
+            lines.append(f"| {part} | {guarantee} | {g['rounds']} | {g['events_per_s']:,.0f} "
+                         f"({low:,.0f}–{high:,.0f}) | {g['cpu_us_per_event']:.1f} µs | "
+                         f"{g['broker_cpu_us_per_event']:.1f} µs | {g['markers']:,.0f} | "
+                         f"{g['repeats']:,} |")
+        ratio = by.get("ratio")
+        if ratio:
+            rounds = ", ".join(f"{r['events_per_s']:.2f}" for r in by.get("round_ratios", []))
+            lines.append(f"| {part} | **exactly_once / at_least_once** | | "
+                         f"**{ratio['events_per_s']:.2f}x** (rounds: {rounds}) | "
+                         f"**{ratio.get('cpu_us_per_event', math.nan):.2f}x** | "
+                         f"{ratio.get('broker_cpu_us_per_event', math.nan):.2f}x | | |")
+    failed = [r for r in section["runs"] if "error" in r]
+    lines += [f"- {r['part']} {r['guarantee']} round {r['round']} failed: {r['error']}" for r in failed]
+    profiles = {k: v for k, v in section.get("profile", {}).items() if isinstance(v, dict)}
+    if profiles:
+        lines += ["", "Share of each runtime loop's wall time (py-spy, idle included), profiled runs:", ""]
+        for label, profile in profiles.items():
+            for role, shares in profile["loop_wall_share"].items():
+                top = ", ".join(f"{name} {share:.0%}" for name, share in
+                                sorted(shares.items(), key=lambda item: -item[1])[:5])
+                lines.append(f"- {label}, {role}: {top}")
+    return lines
+
+
+def merge_section(directory: Path, name: str, section: dict[str, Any]) -> tuple[Path, Path]:
+    """Put ``section`` under ``name`` in the results.json there (kept otherwise) and
+    rewrite results.md."""
+    as_json = directory / "results.json"
+    results = json.loads(as_json.read_text()) if as_json.exists() else {
+        "machine": section["machine"], "options": {}}
+    results[name] = section
+    return write(results, directory)
+
+
 def write(results: dict[str, Any], directory: Path) -> tuple[Path, Path]:
-    """results.json and results.md in ``directory`` (the latest run; older ones overwritten)."""
+    """results.json and results.md in ``directory`` (the latest run; older ones overwritten,
+    except the :data:`_SEPARATE` sections this run has not got)."""
     directory.mkdir(parents=True, exist_ok=True)
     as_json, as_md = directory / "results.json", directory / "results.md"
+    if as_json.exists():
+        previous = json.loads(as_json.read_text())
+        results = {**{k: previous[k] for k in _SEPARATE if k in previous}, **results}
     as_json.write_text(json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
     as_md.write_text(markdown(results))
     return as_json, as_md

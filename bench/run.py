@@ -4,7 +4,9 @@
     .venv/bin/python -m bench --events 300000 --loop-events 200000 --join-events 100000 1000000
     .venv/bin/python -m bench --only limit scorer   # a subset
 
-Each part gets fresh topics (a uuid prefix) on the same broker. A part that fails is
+Each part gets fresh topics (a uuid prefix) on the same broker. The workers run
+at-least-once (the embedded broker cannot do transactions); ``python -m bench.guarantees``
+(``make bench-kafka``) measures exactly-once against it on Apache Kafka. A part that fails is
 recorded with its error and the others still run: a missing figure is reported, never
 replaced by a guess. Results go to bench/results/results.{md,json}.
 """
