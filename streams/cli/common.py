@@ -23,13 +23,15 @@ from confluent_kafka import KafkaError, KafkaException
 from pydantic import ValidationError
 
 from riverops.kafka.clients import KAFKA_LOG, make_admin, raise_if_refused
+from riverops.kafka.tansu import TANSU_CLUSTER_ID
 from riverops.schemas.errors import RiveropsError
 from riverops.settings import Settings
 
 __all__ = ["CliOptions", "DEFAULT_CONNECT_TIMEOUT", "settings_from", "broker_settings", "admin_client",
-           "check_broker", "cli_errors"]
+           "check_broker", "cli_errors", "for_broker", "cluster_id_of"]
 
 DEFAULT_CONNECT_TIMEOUT = 5.0
+log = logging.getLogger(__name__)
 """Seconds a command waits for the broker's first answer before it gives up."""
 
 _OPTIONS = "riverops.options"
@@ -84,9 +86,29 @@ def broker_settings(ctx: click.Context) -> Settings:
         KAFKA_LOG.setLevel(logging.CRITICAL)
     settings = settings_from(ctx)
     if not ctx.meta.get(_CHECKED):
-        check_broker(settings, timeout=options.connect_timeout)
+        cluster_id = check_broker(settings, timeout=options.connect_timeout)
+        settings = ctx.meta[_SETTINGS] = for_broker(settings, cluster_id)
         ctx.meta[_CHECKED] = True
     return settings
+
+
+def for_broker(settings: Settings, cluster_id: str | None) -> Settings:
+    """``settings`` for the broker whose metadata said ``cluster_id``: exactly_once is the
+    default, but the embedded broker cannot do transactions, so there the default is
+    at_least_once (said in one line); a guarantee set explicitly is kept either way."""
+    if cluster_id != TANSU_CLUSTER_ID or "processing_guarantee" in settings.model_fields_set:
+        return settings
+    log.warning("the embedded broker cannot do transactions: processing guarantee at_least_once "
+                "(RIVEROPS_PROCESSING_GUARANTEE chooses explicitly)")
+    return settings.model_copy(update={"processing_guarantee": "at_least_once"})
+
+
+def cluster_id_of(settings: Settings, *, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> str | None:
+    """The cluster id the broker reports, None when it does not answer in time."""
+    try:
+        return make_admin(settings).list_topics(timeout=timeout).cluster_id
+    except KafkaException:
+        return None
 
 
 def admin_client(settings: Settings) -> Any:
@@ -94,8 +116,8 @@ def admin_client(settings: Settings) -> Any:
     return make_admin(settings)
 
 
-def check_broker(settings: Settings, *, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> None:
-    """Return when the broker answers a metadata request within ``timeout`` seconds.
+def check_broker(settings: Settings, *, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> str | None:
+    """Return the cluster id when the broker answers a metadata request within ``timeout`` seconds.
 
     Otherwise raise a ClickException naming the address and the client's last error; a
     broker that refused the credentials raises AuthorizationError (as a ClickException):
@@ -104,8 +126,7 @@ def check_broker(settings: Settings, *, timeout: float = DEFAULT_CONNECT_TIMEOUT
     errors: list[KafkaError] = []
     admin = make_admin(settings, error_cb=errors.append)
     try:
-        admin.list_topics(timeout=timeout)
-        return
+        return admin.list_topics(timeout=timeout).cluster_id
     except KafkaException as exc:
         failure = exc.args[0]
     admin.poll(0)  # serve the queued error callbacks: they say why

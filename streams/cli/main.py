@@ -19,6 +19,8 @@ from riverops.cli.common import (
     admin_client,
     broker_settings,
     cli_errors,
+    cluster_id_of,
+    for_broker,
     settings_from,
 )
 from riverops.cli.models import models_group
@@ -339,6 +341,7 @@ def worker(ctx: click.Context, roles: tuple[str, ...], group_prefix: str, log_le
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_from(ctx)
+    settings = for_broker(settings, cluster_id_of(settings))  # a broker away: the roles say so
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

