@@ -159,8 +159,9 @@ class RegistryFollower:
         deadline = time.monotonic() + timeout
         while True:
             try:
+                ask = max(1.0, min(5.0, deadline - time.monotonic()))  # asked again until the deadline
                 end = int(self._consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, 0), timeout=timeout, cached=False)[1])
+                    TopicPartition(self.topic, 0), timeout=ask, cached=False)[1])
                 self.missing = False
                 return end
             except KafkaException as exc:
