@@ -1,5 +1,6 @@
 """A joiner checkpoint left from another cluster (same topic names, same state directory) is
-ignored, instead of seeking past the new topics' data and joining nothing, silently."""
+ignored, instead of seeking past the new topics' data and joining nothing, silently.
+(At least once: under exactly once the state is the changelog topic, on the cluster itself.)"""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def _run_on_a_new_broker(state: Path, count: int, broker_dir: Path) -> tuple[Joi
     broker = start_broker(broker_dir)
     try:
         settings = Settings(bootstrap_servers=broker.bootstrap_servers, topic_prefix="same.", partitions=1,
-                            state_dir=state, joiner={"checkpoint_seconds": 0.5}, session_timeout_ms=6000)
+                            state_dir=state, joiner={"checkpoint_seconds": 0.5}, session_timeout_ms=6000,
+                            processing_guarantee="at_least_once")  # local checkpoints are that mode's state
         create_topics(AdminClient(settings.kafka_config()), TopicCatalogue.from_settings(settings))
         stats, stop = JoinerStats(), threading.Event()
         thread = threading.Thread(target=run_joiner, args=(settings,), daemon=True,
