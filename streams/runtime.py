@@ -264,12 +264,12 @@ class Runtime:
                 self.consumed[key] = tp.offset
 
     def _commit_transaction(self, outbox: TransactionalOutbox, *, rewind: bool) -> None:
-        for topic, records in self.role.changelog().items():
-            if records:
-                outbox.send_raw(topic, records)
         offsets = self.role.offsets(dict(self.consumed))
         fresh = {k: v for k, v in offsets.items() if self.committed.get(k) != v}
         try:
+            for topic, records in self.role.changelog().items():
+                if records:
+                    outbox.send_raw(topic, records)
             outbox.commit([TopicPartition(t, p, o) for (t, p), o in fresh.items()],
                           self._consumer.consumer_group_metadata() if fresh else None,
                           f"{self.role.name} output")
