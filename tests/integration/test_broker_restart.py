@@ -38,7 +38,7 @@ from .conftest import read_topic, send_labelled_at_rate
 
 pytestmark = [
     pytest.mark.faults,
-    pytest.mark.timeout(300),
+    pytest.mark.timeout(480),  # exactly once: open transactions of the stop are aborted first
     pytest.mark.skipif(
         ENGINE != "kafka" and not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
         reason="needs Apache Kafka's persistent log directories (Tansu keeps memory only; "
