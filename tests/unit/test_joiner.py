@@ -399,14 +399,20 @@ def counters(core: JoinCore) -> dict[str, int]:
     return {name: getattr(stats, name) for name in (*OUTCOMES, "pending", "pending_bytes", "done")}
 
 
+def uninterrupted(seed: int, ttl: int) -> tuple[random.Random, list[list[JoinInput]], JoinCore, list[Any], list[Any]]:
+    """A stream of ``seed`` in random batches, and one core's uninterrupted run over it: the
+    rng (for the cuts), the batches, that core, its feedback and its dead letters."""
+    rng = random.Random(seed)
+    batches = batches_of(make_stream(seed, ttl_ms=ttl), rng)
+    whole = JoinCore(ttl_ms=ttl)
+    feedback, dead = run(whole, batches)
+    return rng, batches, whole, feedback, dead
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_snapshot_restore_continues_exactly_like_an_uninterrupted_run(seed: int) -> None:
     ttl = 10_000
-    records = make_stream(seed, ttl_ms=ttl)
-    rng = random.Random(seed)
-    batches = batches_of(records, rng)
-    whole = JoinCore(ttl_ms=ttl)
-    expected_feedback, expected_dead = run(whole, batches)
+    rng, batches, whole, expected_feedback, expected_dead = uninterrupted(seed, ttl)
     expected = counters(whole)
     emitted = [r["event_id"] for r in expected_feedback]
     assert len(emitted) == len(set(emitted)) > 1_000  # never twice

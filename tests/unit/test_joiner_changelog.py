@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
 from riverops.roles.joiner import JoinCore
 from riverops.roles.joiner.changelog import encode_changes, encode_header, fold
 from riverops.schemas.errors import DecodeError
 
-from .test_joiner import batches_of, counters, make_stream, run
+from .test_joiner import counters, run, uninterrupted
 
 
 def _commit(core: JoinCore, log: list[tuple[bytes | None, bytes | None]]) -> None:
@@ -35,11 +33,7 @@ def _same(a: JoinCore, b: JoinCore) -> bool:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_the_folded_changelog_resumes_exactly_like_an_uninterrupted_run(seed: int) -> None:
     ttl = 10_000
-    records = make_stream(seed, ttl_ms=ttl)
-    rng = random.Random(seed)
-    batches = batches_of(records, rng)
-    whole = JoinCore(ttl_ms=ttl)
-    expected_feedback, expected_dead = run(whole, batches)
+    rng, batches, whole, expected_feedback, expected_dead = uninterrupted(seed, ttl)
 
     core, log = JoinCore(ttl_ms=ttl), []
     feedback, dead = [], []
