@@ -35,6 +35,10 @@ class ScorerSettings(_Section):
     fetch_wait_ms: int = Field(
         10, ge=0, description="the consumer's fetch.wait.max.ms: how long a fetch may wait for "
         "data (librdkafka's default, 500, adds that much latency on brokers that hold fetches)")
+    explain_top_k: int = Field(
+        0, ge=0, description="the largest contributions (weight times scaled value) of a linear "
+        "model's prediction carried in its PredictionEvent's explanation field, with the "
+        "intercept and the sum of the rest; 0: off (no per-event cost); other models get none")
 
 
 class JoinerSettings(_Section):
