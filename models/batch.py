@@ -53,7 +53,8 @@ from river import base, compose, preprocessing
 from riverops.models.specs import FeatureEncoder, drop_missing
 
 __all__ = [
-    "to_frame", "supports_many", "predict_proba_batch", "predict_batch", "learn_batch", "learn_in_order",
+    "to_frame", "supports_many", "batch_frame", "proba_rows", "predict_proba_batch", "predict_batch",
+    "learn_batch", "learn_in_order",
 ]
 
 
@@ -119,7 +120,7 @@ def _reads_nan_as_missing(model: Any) -> bool:
     return isinstance(model, FeatureEncoder)
 
 
-def _batch_frame(model: Any, rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame | None:
+def batch_frame(model: Any, rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame | None:
     """The DataFrame to send down the mini-batch path, or ``None`` for the one-by-one path."""
     if not rows or not supports_many(model):
         return None
@@ -135,10 +136,14 @@ def _batch_frame(model: Any, rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame 
 
 def predict_proba_batch(model: Any, rows: Sequence[Mapping[str, Any]]) -> list[dict[Hashable, float]]:
     """Class probabilities for each row, in row order (``{}`` before the model saw a label)."""
-    frame = _batch_frame(model, rows)
+    frame = batch_frame(model, rows)
     if frame is None:
         return [model.predict_proba_one(drop_missing(row)) for row in rows]
-    probas = model.predict_proba_many(frame)
+    return proba_rows(model.predict_proba_many(frame))
+
+
+def proba_rows(probas: pd.DataFrame) -> list[dict[Hashable, float]]:
+    """A ``predict_proba_many`` frame as one ``{label: probability}`` dict per row."""
     labels = list(probas.columns)
     # strict=False: rows have one value per label by construction, and strict costs ~40%
     return [dict(zip(labels, values, strict=False)) for values in probas.to_numpy().tolist()]
@@ -146,7 +151,7 @@ def predict_proba_batch(model: Any, rows: Sequence[Mapping[str, Any]]) -> list[d
 
 def predict_batch(model: Any, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
     """A prediction for each row, in row order; for regressors (and classifiers' labels)."""
-    frame = _batch_frame(model, rows)
+    frame = batch_frame(model, rows)
     if frame is None:
         return [model.predict_one(drop_missing(row)) for row in rows]
     predicted: list[Any] = model.predict_many(frame).tolist()
@@ -161,7 +166,7 @@ def learn_batch(model: Any, rows: Sequence[Mapping[str, Any]], labels: Sequence[
     """
     if len(rows) != len(labels):
         raise ValueError(f"{len(rows)} rows but {len(labels)} labels")
-    frame = _batch_frame(model, rows)
+    frame = batch_frame(model, rows)
     if frame is None:
         for row, label in zip(rows, labels, strict=True):
             model.learn_one(drop_missing(row), label)

@@ -64,7 +64,9 @@ def _write_body(contract: Contract, record: Mapping[str, Any], header: bytes) ->
     buffer = io.BytesIO()
     buffer.write(header)
     try:
-        schemaless_writer(buffer, contract.parsed, record, strict=True)
+        # every field, none unknown; one added with a default (schema evolution) may be left
+        # out by a writer that does not set it
+        schemaless_writer(buffer, contract.parsed, record, strict_allow_default=True)
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
         raise EncodeError(f"{contract.name}: {exc}") from exc
     return buffer.getvalue()

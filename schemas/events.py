@@ -42,6 +42,8 @@ __all__ = [
     "LabelValue",
     "Event",
     "FeatureEvent",
+    "Contribution",
+    "Explanation",
     "PredictionEvent",
     "LabelEvent",
     "MadePrediction",
@@ -125,6 +127,24 @@ class FeatureEvent(Event):
     features: Features
 
 
+class Contribution(BaseModel):
+    """Weight times encoded value of one feature (a one-hot dummy is named ``feature_value``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    feature: Annotated[str, StringConstraints(min_length=1)]
+    value: Finite
+
+
+class Explanation(BaseModel):
+    """A linear model's largest contributions, largest magnitude first; ``intercept`` plus
+    their sum plus ``rest`` is its raw output (the logit of the True score for logreg)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    intercept: Finite
+    contributions: list[Contribution]
+    rest: Finite
+
+
 class PredictionEvent(Event):
     schema_name: ClassVar[str] = "PredictionEvent"
     event_id: Id
@@ -136,6 +156,7 @@ class PredictionEvent(Event):
     latency: Annotated[Finite, Field(ge=0.0)]
     event_time: Timestamp
     predicted_at: Timestamp
+    explanation: Explanation | None = None
 
 
 class LabelEvent(Event):

@@ -2,7 +2,9 @@
 
 Core (:class:`ScorerCore`, no Kafka): routes each event to the champion or, on a stable
 hash split of its event_id, to a challenger; scores every shadow on all traffic; batches
-each version's rows into one ``predict_proba_many`` call where the model has it.
+each version's rows into one ``predict_proba_many`` call where the model has it; with
+``explain_top_k`` > 0, a linear model's predictions carry their largest contributions
+(:mod:`riverops.models.explain`, computed from the same encoded batch).
 Shell (:func:`run_scorer`): consumes features in batches, polls the registry topic
 between batches (a swap never splits a batch, so no event is dropped or scored twice),
 produces predictions and dead letters, and commits offsets only after delivery.
@@ -25,6 +27,12 @@ from typing import Any
 from riverops.kafka.topics import PREDICTIONS_HEADER
 from riverops.modelops import model_loader
 from riverops.models.batch import predict_batch, predict_proba_batch
+from riverops.models.explain import (
+    Explanation,
+    explainable,
+    predict_explained,
+    predict_proba_explained,
+)
 from riverops.models.registry import Registry
 from riverops.runtime import Context, Input, Outputs, RoleSpec, run
 from riverops.schemas.errors import InvalidEventError, RiveropsError
@@ -78,11 +86,17 @@ class _Plan:
 
 
 class ScorerCore:
-    """Scores batches of decoded feature records with each model's serving plan."""
+    """Scores batches of decoded feature records with each model's serving plan; with
+    ``explain_top_k`` > 0, the predictions of linear models carry their explanation."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.perf_counter,
+                 explain_top_k: int = 0) -> None:
+        if explain_top_k < 0:
+            raise ValueError(f"explain_top_k must be >= 0, got {explain_top_k}")
         self._plans: dict[str, _Plan] = {}
         self._clock = clock
+        self.explain_top_k = explain_top_k
+        self._unexplained: set[tuple[str, int]] = set()  # versions said to have no explanation
 
     def set_plan(
         self,
@@ -141,21 +155,23 @@ class ScorerCore:
                 key = (record["model"], serving.version, serving.variant)
                 jobs.setdefault(key, (serving, []))[1].append(index)
 
-        outputs: list[tuple[ServingModel, list[int], list[Any], list[dict[str, float]]]] = []
+        outputs: list[_Output] = []
         failed: dict[int, InvalidEventError] = {}  # index -> why a model could not score it
         for serving, indexes in jobs.values():
             rows = [records[i]["features"] for i in indexes]
+            top_k = self._top_k(serving)
             try:
-                outputs.append((serving, indexes, *_predict(serving, rows)))
+                outputs.append((serving, indexes, *_predict(serving, rows, top_k)))
             except (TypeError, ValueError):
                 # a row this model cannot take (a string where it learned a number) must not
                 # stop the scorer: score row by row and refuse the event of each failing row
-                outputs.append(_predict_each(serving, indexes, rows, failed))
+                outputs.append(_predict_each(serving, indexes, rows, failed, top_k))
 
         latency = self._clock() - started
         now = datetime.now(UTC)
         made: list[tuple[int, dict[str, Any]]] = []
-        for serving, indexes, labels, scores in outputs:
+        for serving, indexes, labels, scores, explanations in outputs:
+            first = len(made)
             for index, label, score in zip(indexes, labels, scores, strict=True):
                 if index in failed:  # an event leaves with all its predictions, or none
                     continue
@@ -173,6 +189,8 @@ class ScorerCore:
                         "predicted_at": now,
                     }
                 ))
+            if explanations is not None:  # off: no per-event work (the field's default is null)
+                _attach(made, first, indexes, explanations, failed)
         # the predictions of one event leave together, so a joiner reading them in
         # batches sees them as one run (see PREDICTIONS_HEADER)
         if len(outputs) > 1:  # one job lists its indexes in order already
@@ -183,24 +201,53 @@ class ScorerCore:
         return result
 
 
-def _predict(serving: ServingModel,
-             rows: list[dict[str, Any]]) -> tuple[list[Any], list[dict[str, float]]]:
-    """The predicted values and the scores (``{}`` for a regressor) of a model's rows."""
+    def _top_k(self, serving: ServingModel) -> int:
+        """How many contributions to explain ``serving``'s predictions with (0: none)."""
+        if not self.explain_top_k:
+            return 0
+        if explainable(serving.model):
+            return self.explain_top_k
+        key = (serving.record.model, serving.version)
+        if key not in self._unexplained:
+            self._unexplained.add(key)
+            log.warning("explanations are on (explain_top_k=%d) but %s v%d (%s, %s) is not a "
+                        "linear model: its predictions carry none", self.explain_top_k,
+                        serving.record.model, serving.version, serving.record.spec,
+                        type(serving.model).__name__)
+        return 0
+
+
+# (serving, indexes of the records, predicted values, scores, explanations or None when off)
+_Output = tuple[ServingModel, list[int], list[Any], list[dict[str, float]],
+                list[Explanation | None] | None]
+
+
+def _predict(serving: ServingModel, rows: list[dict[str, Any]], top_k: int = 0
+             ) -> tuple[list[Any], list[dict[str, float]], list[Explanation | None] | None]:
+    """The predicted values, the scores (``{}`` for a regressor) and, when ``top_k`` > 0,
+    the explanations of a model's rows."""
+    explanations: list[Explanation | None] | None = None
     if serving.record.task == "regression":
-        return predict_batch(serving.model, rows), [{} for _ in rows]
-    probas = predict_proba_batch(serving.model, rows)
+        if top_k:
+            values, explanations = predict_explained(serving.model, rows, top_k=top_k)
+        else:
+            values = predict_batch(serving.model, rows)
+        return values, [{} for _ in rows], explanations
+    if top_k:
+        probas, explanations = predict_proba_explained(serving.model, rows, top_k=top_k)
+    else:
+        probas = predict_proba_batch(serving.model, rows)
     labels = [max(p, key=p.__getitem__) if p else None for p in probas]
-    return labels, [{str(k): float(v) for k, v in p.items()} for p in probas]
+    return labels, [{str(k): float(v) for k, v in p.items()} for p in probas], explanations
 
 
 def _predict_each(serving: ServingModel, indexes: list[int], rows: list[dict[str, Any]],
-                  failed: dict[int, InvalidEventError]
-                  ) -> tuple[ServingModel, list[int], list[Any], list[dict[str, float]]]:
+                  failed: dict[int, InvalidEventError], top_k: int = 0) -> _Output:
     """:func:`_predict` one row at a time; the rows the model cannot score go to ``failed``."""
-    kept, labels, scores = [], [], []
+    kept, labels, scores, explanations = [], [], [], []
     for index, row in zip(indexes, rows, strict=True):
         try:
-            (label,), (score,) = _predict(serving, [row])
+            (label,), (score,), explained = _predict(serving, [row], top_k)
         except (TypeError, ValueError) as exc:
             failed.setdefault(index, InvalidEventError(
                 f"{serving.record.model} v{serving.version} cannot score the event: {exc}"))
@@ -208,7 +255,20 @@ def _predict_each(serving: ServingModel, indexes: list[int], rows: list[dict[str
         kept.append(index)
         labels.append(label)
         scores.append(score)
-    return serving, kept, labels, scores
+        explanations.append(explained[0] if explained is not None else None)
+    return serving, kept, labels, scores, explanations if top_k else None
+
+
+def _attach(made: list[tuple[int, dict[str, Any]]], first: int, indexes: list[int],
+            explanations: list[Explanation | None], failed: dict[int, InvalidEventError]) -> None:
+    """Put each explanation in its prediction: ``made[first:]`` holds one job's predictions,
+    in the order of ``indexes`` less the ``failed`` ones."""
+    position = first
+    for index, explanation in zip(indexes, explanations, strict=True):
+        if index in failed:
+            continue
+        made[position][1]["explanation"] = explanation
+        position += 1
 
 
 def _avro_scalar(value: Any) -> bool | float | str | None:
@@ -302,7 +362,7 @@ class ScorerRole(RoleSpec):
 
     def __init__(self, settings: Settings, *, stats: ScorerStats | None = None) -> None:
         self.stats: ScorerStats = stats or ScorerStats()
-        self.core = ScorerCore()
+        self.core = ScorerCore(explain_top_k=settings.scorer.explain_top_k)
         self.consumer_config = {"fetch.wait.max.ms": settings.scorer.fetch_wait_ms}
         self._load = model_loader(settings)
 

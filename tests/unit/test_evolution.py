@@ -71,3 +71,66 @@ def test_a_registry_record_of_the_previous_schema_decodes_into_the_current_one(
     decoded = ModelVersion.from_avro(SingleObjectCodec().decode("ModelVersion", payload))
     assert decoded.reigns == []
     assert decoded == record.model_copy(update={"reigns": []})
+
+
+PREDICTION = {"event_id": "e", "model": "m", "version": 2, "variant": "champion", "prediction": True,
+              "scores": {"True": 0.8, "False": 0.2}, "latency": 0.001, "event_time": 0,
+              "predicted_at": 1}
+EXPLANATION = {"intercept": -1.5, "rest": 0.25, "contributions": [
+    {"feature": "amount", "value": 2.0}, {"feature": "merchant_category_travel", "value": 0.5}]}
+
+
+def _previous_prediction_schema() -> dict[str, Any]:
+    text = resources.files("riverops.schemas").joinpath("avro/previous/PredictionEvent.1.avsc").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def test_the_previous_prediction_schema_is_the_current_one_without_the_explanation() -> None:
+    previous = tuple(field["name"] for field in _previous_prediction_schema()["fields"])
+    assert (*previous, "explanation") == SchemaStore.bundled().reader("PredictionEvent").field_names
+
+
+@pytest.mark.parametrize("kind", ["single-object", "confluent"])
+def test_a_prediction_of_the_previous_schema_decodes_with_no_explanation(kind: str) -> None:
+    from riverops.schemas.events import PredictionEvent
+
+    old_store = SchemaStore.bundled().with_reader(_previous_prediction_schema())
+    if kind == "single-object":
+        old, new = SingleObjectCodec(old_store), SingleObjectCodec()
+    else:
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+
+        client = SchemaRegistryClient.new_client({"url": "mock://evolution-prediction-old"})
+        old, new = ConfluentCodec(client, old_store), ConfluentCodec(client, SchemaStore.bundled())
+    decoded = new.decode("PredictionEvent", old.encode("PredictionEvent", PREDICTION))
+    assert decoded["explanation"] is None
+    assert PredictionEvent.from_avro(decoded).explanation is None
+
+
+@pytest.mark.parametrize("kind", ["single-object", "confluent"])
+def test_a_reader_of_the_previous_schema_reads_explained_predictions(kind: str) -> None:
+    old_store = SchemaStore.bundled().with_reader(_previous_prediction_schema())
+    if kind == "single-object":
+        new, old = SingleObjectCodec(), SingleObjectCodec(old_store)
+    else:
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+
+        client = SchemaRegistryClient.new_client({"url": "mock://evolution-prediction-new"})
+        new, old = ConfluentCodec(client, SchemaStore.bundled()), ConfluentCodec(client, old_store)
+    payload = new.encode("PredictionEvent", {**PREDICTION, "explanation": EXPLANATION})
+    decoded = old.decode("PredictionEvent", payload)
+    assert "explanation" not in decoded
+    assert {**decoded, "event_time": 0, "predicted_at": 1} == PREDICTION
+    assert new.decode("PredictionEvent", payload)["explanation"] == EXPLANATION
+
+
+def test_a_writer_that_leaves_the_explanation_out_writes_null() -> None:
+    codec = SingleObjectCodec()  # e.g. the online role, which explains nothing
+    assert codec.decode("PredictionEvent", codec.encode("PredictionEvent", PREDICTION))["explanation"] is None
+    from riverops.schemas.errors import EncodeError
+
+    with pytest.raises(EncodeError):  # a field without a default may not be left out
+        codec.encode("PredictionEvent", {k: v for k, v in PREDICTION.items() if k != "scores"})
+    with pytest.raises(EncodeError):  # nor may an unknown one be added
+        codec.encode("PredictionEvent", {**PREDICTION, "explanations": None})

@@ -88,8 +88,18 @@ _PREDICTION_LAYOUT: dict[str, Any] = {
         {"name": "latency", "type": "double"},
         {"name": "event_time", "type": {"type": "long", "logicalType": "timestamp-millis"}},
         {"name": "predicted_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "explanation", "default": None, "type": ["null", {
+            "type": "record", "name": "Explanation", "fields": [
+                {"name": "intercept", "type": "double"},
+                {"name": "contributions", "type": {"type": "array", "items": {
+                    "type": "record", "name": "Contribution", "fields": [
+                        {"name": "feature", "type": "string"}, {"name": "value", "type": "double"}]}}},
+                {"name": "rest", "type": "double"},
+            ]}]},
     ],
 }
+# Version 1 (schemas/avro/previous/PredictionEvent.1.avsc) ends at predicted_at.
+_PREDICTION_LAYOUT_V1: dict[str, Any] = {**_PREDICTION_LAYOUT, "fields": _PREDICTION_LAYOUT["fields"][:-1]}
 # The compact body: the four PredictionEvent fields a FeedbackEvent keeps, same encodings.
 _COMPACT: dict[str, Any] = {
     "type": "record", "name": "StoredPrediction", "namespace": "riverops.joiner",
@@ -222,9 +232,9 @@ def check_item(blob: bytes, partitions: int) -> int:
 
 
 @functools.cache
-def prediction_layout_fingerprint() -> bytes:
-    """The single-object fingerprint of the PredictionEvent layout slice_prediction walks."""
-    return parse_contract(_PREDICTION_LAYOUT).fingerprint
+def prediction_layout_fingerprint(*, version: int = 2) -> bytes:
+    """The single-object fingerprint of a PredictionEvent layout slice_prediction walks."""
+    return parse_contract(_PREDICTION_LAYOUT if version == 2 else _PREDICTION_LAYOUT_V1).fingerprint
 
 
 @functools.cache
@@ -256,9 +266,10 @@ def _string_end(buf: bytes, pos: int, *, text: bool = False) -> int:
     return end
 
 
-def slice_prediction(payload: bytes) -> tuple[int, int, bytes]:
+def slice_prediction(payload: bytes, *, explained: bool = True) -> tuple[int, int, bytes]:
     """(version, variant index, compact body) of a single-object PredictionEvent payload
-    written with the known layout, checked to the last byte but never decoded to objects.
+    written with the known layout (``explained``: version 2, with the explanation field),
+    checked to the last byte but never decoded to objects.
 
     >>> from riverops.schemas.codec import SingleObjectCodec
     >>> payload = SingleObjectCodec().encode("PredictionEvent", {"event_id": "e1",
@@ -298,6 +309,8 @@ def slice_prediction(payload: bytes) -> tuple[int, int, bytes]:
         end = pos
         _, pos = _long(payload, pos + 8)  # latency, event_time
         _, pos = _long(payload, pos)  # predicted_at
+        if explained:
+            pos = _skip_explanation(payload, pos)
     except (IndexError, ValueError) as exc:
         raise DecodeError(f"PredictionEvent: corrupt Avro body ({exc})", raw=payload) from exc
     if pos != len(payload):
@@ -305,6 +318,26 @@ def slice_prediction(payload: bytes) -> tuple[int, int, bytes]:
             f"PredictionEvent: body ends at {pos}, payload has {len(payload)} bytes", raw=payload
         )
     return version, variant, payload[start:end]
+
+
+def _skip_explanation(payload: bytes, pos: int) -> int:
+    """The position after the explanation union (null, or intercept, contributions, rest)."""
+    branch, pos = _long(payload, pos)
+    if branch == 0:
+        return pos
+    if branch != 1:
+        raise ValueError(f"explanation union branch {branch}")
+    pos += 8  # intercept
+    while True:  # the contributions array: blocks like the scores map's
+        count, pos = _long(payload, pos)
+        if count == 0:
+            break
+        if count < 0:
+            count = -count
+            _, pos = _long(payload, pos)
+        for _ in range(count):
+            pos = _string_end(payload, pos, text=True) + 8
+    return pos + 8  # rest
 
 
 def compact_prediction(record: dict[str, Any]) -> tuple[int, int, bytes]:
@@ -340,6 +373,8 @@ def admit(schema: str, payload: bytes | None, codec: Codec) -> tuple[int, int, b
             raise DecodeError(f"{schema}: payload is a {writer.name}", raw=payload)
         if schema == "PredictionEvent" and fingerprint == prediction_layout_fingerprint():
             return slice_prediction(payload)
+        if schema == "PredictionEvent" and fingerprint == prediction_layout_fingerprint(version=1):
+            return slice_prediction(payload, explained=False)
     if schema == "PredictionEvent":  # another writer or wire format: decode, then compact
         return compact_prediction(codec.decode(schema, payload))
     return None
