@@ -17,6 +17,8 @@ to the committed offsets.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -108,6 +110,13 @@ class TransactionalOutbox(Outbox):
     ``init_transactions`` ends whatever the old one left open. The caller rewinds to the
     committed offsets either way, so replacing it loses nothing. A refusal (ACL) raises
     AuthorizationError; a new producer that cannot start raises RiveropsError.
+
+    ``send_offsets_to_transaction`` may never return: librdkafka ignores its timeout while
+    the group coordinator is away (librdkafka issues #5456 and #5511, open in 2.16; seen
+    here after a broker restart, with the scorer and the joiner blocked in it for good). So
+    it runs on the outbox's own caller thread, waited for at most its timeout plus
+    :data:`STUCK_GRACE_SECONDS`; a call still blocked then is given up with its producer,
+    as for a fatal error.
     """
 
     def __init__(self, settings: Settings, *, transactional_id: str, codec: Codec | None = None,
@@ -123,7 +132,19 @@ class TransactionalOutbox(Outbox):
         self._open = False
         self.renewals = 0
         self._retired: list[Any] = []
+        self._caller = self._new_caller()
         self._init()
+
+    def _new_caller(self) -> _Caller:
+        return _Caller(f"txn-{self.transactional_id}")
+
+    def _bounded(self, call: Callable[[], None], what: str) -> None:
+        """``call`` on the caller thread; :class:`_Stuck` when it has not returned within
+        the timeout plus :data:`STUCK_GRACE_SECONDS` (what it raised, otherwise)."""
+        limit = self._timeout + STUCK_GRACE_SECONDS
+        if not self._caller.run(call, limit):
+            raise _Stuck(f"{what} did not return within {limit:.0f} s "
+                         "(librdkafka #5456: the group coordinator was away)")
 
     def _init(self, attempts: int = 6) -> None:
         for attempt in range(attempts):
@@ -142,15 +163,20 @@ class TransactionalOutbox(Outbox):
                 # a cluster just started: "coordinator load in progress" for a while
                 log.warning("init_transactions: %s; asking again", error.str())
 
-    def _renew(self, error: KafkaError) -> None:
-        log.warning("transactional producer %s fenced (%s): starting a new one", self.transactional_id,
-                    error.str())
-        try:
-            self.producer.purge(in_queue=True, in_flight=True, blocking=False)
-        except KafkaException:
-            pass  # a producer in a fatal state may refuse even that
+    def _renew(self, reason: str, *, stuck: bool = False) -> None:
+        """Replace the producer by a new one with the same transactional id (``stuck``: a
+        call of the old one never returned and still holds the caller thread)."""
+        log.warning("transactional producer %s %s: starting a new one", self.transactional_id, reason)
+        if stuck:
+            self._caller.close()  # its thread stays blocked in librdkafka
+            self._caller = self._new_caller()
+        else:
+            try:
+                self.producer.purge(in_queue=True, in_flight=True, blocking=False)
+            except KafkaException:
+                pass  # a producer in a fatal state may refuse even that
         # kept, not destroyed: destroying a producer whose transactional call is still in
-        # progress inside librdkafka may block (suspected in one fault run); a few per fault
+        # progress inside librdkafka blocks; a few per fault
         self._retired.append(self.producer)
         self.producer = make_producer(self._settings, **self._config)
         self._open = False
@@ -163,7 +189,7 @@ class TransactionalOutbox(Outbox):
         error = exc.args[0]
         raise_if_refused(error, what)
         if error.fatal():
-            self._renew(error)
+            self._renew(f"fenced ({error.str()})")
         else:
             self.abort()
         return TransactionAborted(f"{what}: transaction aborted ({error.str()})")
@@ -203,11 +229,14 @@ class TransactionalOutbox(Outbox):
         try:
             self._begin()
             if offsets:
-                self._retrying(lambda: self.producer.send_offsets_to_transaction(
-                    list(offsets), group_metadata, self._timeout))
+                self._retrying(lambda: self._bounded(lambda: self.producer.send_offsets_to_transaction(
+                    list(offsets), group_metadata, self._timeout), "send_offsets_to_transaction"))
             self._retrying(lambda: self.producer.commit_transaction(self._timeout))
         except KafkaException as exc:
             raise self._fail(exc, f"committing {what}") from exc
+        except _Stuck as exc:
+            self._renew(str(exc), stuck=True)
+            raise TransactionAborted(f"committing {what}: transaction aborted ({exc})") from None
         finally:
             self.failures.clear()  # in a transaction, a failed delivery fails the commit
         self._open = False
@@ -241,7 +270,7 @@ class TransactionalOutbox(Outbox):
             except KafkaException as exc:
                 error = exc.args[0]
                 if error.fatal() or attempt == attempts - 1:
-                    self._renew(error)
+                    self._renew(f"cannot abort ({error.str()})")
                     return
                 log.warning("abort_transaction not done yet (%s): asking again", error.str())
 
@@ -253,6 +282,52 @@ class TransactionalOutbox(Outbox):
             super().close()
         except (KafkaException, RiveropsError) as exc:
             log.warning("closing the transactional producer %s: %s", self.transactional_id, exc)
+        finally:
+            self._caller.close()
+
+
+STUCK_GRACE_SECONDS = 5.0
+"""How long past its own timeout a transactional call may take before it is given up."""
+
+
+class _Stuck(Exception):
+    """A librdkafka call that did not return (see :class:`TransactionalOutbox`)."""
+
+
+class _Caller:
+    """A daemon thread that runs the calls handed to it, one at a time. Daemon, and not
+    a ThreadPoolExecutor: an executor's threads are joined at interpreter exit, and a call
+    blocked in librdkafka for good would keep the worker from exiting."""
+
+    def __init__(self, name: str) -> None:
+        self._calls: queue.SimpleQueue[tuple[Callable[[], None], list[BaseException], threading.Event] | None] = (
+            queue.SimpleQueue())
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def _serve(self) -> None:
+        while (item := self._calls.get()) is not None:
+            call, raised, done = item
+            try:
+                call()
+            except BaseException as exc:  # handed to the waiting caller
+                raised.append(exc)
+            done.set()
+
+    def run(self, call: Callable[[], None], timeout: float) -> bool:
+        """Run ``call``; False when it has not returned within ``timeout`` (it then goes
+        on alone), what it raised re-raised here."""
+        raised: list[BaseException] = []
+        done = threading.Event()
+        self._calls.put((call, raised, done))
+        if not done.wait(timeout):
+            return False
+        if raised:
+            raise raised[0]
+        return True
+
+    def close(self) -> None:
+        """Let the thread end after the call it is in, if any."""
+        self._calls.put(None)
 
 
 _COORDINATOR_BUSY = frozenset({KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE,

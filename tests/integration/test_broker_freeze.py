@@ -27,6 +27,7 @@ from riverops.roles.scorer import ScorerStats, run_scorer
 from riverops.sections import DataDriftSettings, MonitorSettings
 from riverops.settings import Settings
 
+from ..conftest import ENGINE
 from .champion import register_champion
 from .conftest import read_topic, send_labelled_at_rate
 
@@ -41,9 +42,7 @@ def test_broker_frozen_20_s_then_resumed(own_broker: EmbeddedBroker | KafkaClust
         bootstrap_servers=own_broker.bootstrap_servers, topic_prefix=f"t-{uuid.uuid4().hex[:8]}.",
         partitions=2, session_timeout_ms=6000, signing_key="freeze-key",  # type: ignore[arg-type]
         artifact_dir=tmp_path / "artifacts", state_dir=tmp_path / "state", joiner={"checkpoint_seconds": 0.5},
-        # at least once: under exactly once a worker can stall after a broker outage with its
-        # transaction open (not yet fixed: docs/reliability.md, "Not solved"); it passed there 2 of 3
-        processing_guarantee="at_least_once",
+        processing_guarantee="at_least_once" if ENGINE == "tansu" else "exactly_once",
     )
     create_topics(AdminClient(settings.kafka_config()), TopicCatalogue.from_settings(settings))
     register_champion(settings)

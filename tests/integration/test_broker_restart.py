@@ -122,9 +122,6 @@ def test_broker_stopped_and_restarted_on_its_log_dir_keeps_everything(
         bootstrap_servers=cluster.bootstrap_servers, topic_prefix=f"t-{uuid.uuid4().hex[:8]}.",
         partitions=2, session_timeout_ms=6000, signing_key="restart-key",  # type: ignore[arg-type]
         artifact_dir=tmp_path / "artifacts", state_dir=tmp_path / "state", joiner={"checkpoint_seconds": 0.5},
-        # at least once: under exactly once a worker stalled after the restart with its
-        # transaction open (2026-12-01, not yet fixed: docs/reliability.md, "Not solved")
-        processing_guarantee="at_least_once",
     )
     create_topics(AdminClient(settings.kafka_config()), TopicCatalogue.from_settings(settings))
     register_champion(settings)
