@@ -129,6 +129,11 @@ class RoleSpec:
     """Longest wait for the first record of a batch (the tick runs at least this often)."""
     read_on_seconds: float = 2.0
     """Longest time :meth:`incomplete` may keep a batch open."""
+    kept_on_abort: tuple[TopicRole, ...] = ()
+    """Outputs of state that an abort's rewind does not roll back, sent again in the next
+    transaction (exactly once): the monitor's drift alarms, whose detectors keep what the
+    dedupe then skips in the re-read feedback. Every other output is made again from the
+    re-read inputs."""
     latency_stage: str | None = None
     """The stage name under which handling time is observed (None: not observed)."""
     stats: Any = None

@@ -91,10 +91,15 @@ class Runtime:
         self._owned: set[tuple[str, int]] = set()
         self.exactly_once = settings.processing_guarantee == "exactly_once" and bool(self._topics)
         self.aborts = 0
+        """Transactions aborted (each followed by a rewind)."""
+        self._renewals_counted = 0
         self._slot: WorkerSlot | None = None
+        self._unconfirmed: dict[TopicRole, list[dict[str, Any]]] = {}
+        """Records of the role's ``kept_on_abort`` outputs sent since the last commit."""
+        self._resend: dict[TopicRole, list[dict[str, Any]]] = {}
+        """The same, after an abort: to send in the next transaction."""
         self._rewinding: list[TopicPartition] | None = None
         """Partitions whose state was dropped after an abort, to get back (:meth:`_resume`)."""
-        """Transactions aborted (each followed by a rewind)."""
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> None:
@@ -117,6 +122,9 @@ class Runtime:
                     continue
                 self._follow()
                 out = Outputs()
+                for topic, records in self._resend.items():
+                    out.add(topic, records)
+                self._resend = {}
                 messages = self._consume()
                 if messages:
                     self._handle(messages, out)
@@ -224,6 +232,8 @@ class Runtime:
         for topic, records in out.records.items():
             if not records:
                 continue
+            if topic in self.role.kept_on_abort and self.exactly_once:
+                self._unconfirmed.setdefault(topic, []).extend(records)
             spec = self.catalogue.spec(topic)
             self._outbox.send(spec.name, spec.value_schema, records,
                               key=_KEY_FIELDS.get(topic, spec.key), time_field=_TIME_FIELDS.get(topic),
@@ -277,9 +287,17 @@ class Runtime:
             self._aborted(exc, rewind=rewind)
             return
         self.committed.update(fresh)
+        self._unconfirmed = {}
 
     def _aborted(self, exc: TransactionAborted, *, rewind: bool) -> None:
         self.aborts += 1
+        renewals = getattr(self._outbox, "renewals", 0)
+        if self.telemetry is not None:
+            self.telemetry.count_abort(renewed=renewals - self._renewals_counted)
+        self._renewals_counted = renewals
+        for topic, records in self._unconfirmed.items():
+            self._resend.setdefault(topic, []).extend(records)
+        self._unconfirmed = {}
         log.warning("%s: %s; %s", self.role.name, exc,
                     "rewinding to the committed offsets" if rewind else "the partitions go to their next owner")
         if rewind:

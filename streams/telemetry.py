@@ -146,6 +146,14 @@ class Telemetry:
             "retrain_decisions",
             "Retrainer outcomes: promote, challenger, reject, rollback, failed.", "model", "decision",
         )
+        self.transactions_aborted = counter(
+            "transactions_aborted", "Exactly once: transactions aborted (each followed by a "
+            "rewind to the committed offsets).",
+        )
+        self.producer_renewals = counter(
+            "producer_renewals", "Exactly once: transactional producers replaced under the same "
+            "id (fenced, or a call that never returned).",
+        )
         self._exported: dict[Gauge, set[tuple[str, ...]]] = {}
 
     def for_role(self, role: str) -> Telemetry:
@@ -154,6 +162,12 @@ class Telemetry:
         view.role = role
         view._exported = {}
         return view
+
+    def count_abort(self, *, renewed: int = 0) -> None:
+        """Count an aborted transaction and the producers replaced since the last one."""
+        self.transactions_aborted.labels(self.role).inc()
+        if renewed:
+            self.producer_renewals.labels(self.role).inc(renewed)
 
     def count_in(self, topic: str, n: int = 1) -> None:
         """Count ``n`` records consumed from ``topic``."""

@@ -56,11 +56,6 @@ pytestmark = [
     pytest.mark.skipif(ENGINE != "kafka", reason="starts a three-node Apache Kafka itself: the Kafka pass runs it"),
 ]
 RATE, PARTITIONS = 200, 4
-BROKER_FAULTS = os.environ.get("RIVEROPS_TEST_BROKER_FAULTS") == "1"
-"""The broker phases (kill -9 and restart of the features' leader, SIGSTOP 20 s) run only
-with RIVEROPS_TEST_BROKER_FAULTS=1: after a broker outage a worker can stall with its
-transaction open (1 run in 3 here; docs/reliability.md, "Not solved"), and a suite that
-fails by chance would block every landing. They passed in the other runs."""
 
 GRACE = 0.5  # outputs of the last batches before a fault may still arrive this late
 SETTLE = 5.0  # steady output between two faults
@@ -314,28 +309,27 @@ def test_exactly_once_through_worker_and_broker_faults(cluster: KafkaCluster, tm
         time.sleep(SETTLE)  # it imports, joins, the group rebalances
         current.moved_again = moving(current.at)
 
-        if BROKER_FAULTS:  # see BROKER_FAULTS: a known stall, not yet fixed
-            leader = _features_leader(settings)
-            current = fault(f"kill -9 of broker {leader} (leads the features)")
-            cluster.stop_node(leader, kill=True)
-            current.moved_again = moving(current.at)
-            time.sleep(SETTLE)
-            current = fault(f"restart of broker {leader}")
-            cluster.start_node(leader)
-            current.moved_again = moving(current.at)
-            time.sleep(SETTLE)
+        leader = _features_leader(settings)
+        current = fault(f"kill -9 of broker {leader} (leads the features)")
+        cluster.stop_node(leader, kill=True)
+        current.moved_again = moving(current.at)
+        time.sleep(SETTLE)
+        current = fault(f"restart of broker {leader}")
+        cluster.start_node(leader)
+        current.moved_again = moving(current.at)
+        time.sleep(SETTLE)
 
-            frozen = _features_leader(settings)
-            current = fault(f"SIGSTOP of broker {frozen} for 20 s")
-            os.kill(_pid(cluster, frozen), signal.SIGSTOP)
-            time.sleep(20)
-            os.kill(_pid(cluster, frozen), signal.SIGCONT)
-            frozen = None
-            thawed = time.monotonic()
-            current.moved_again = moving(current.at)
-            after_thaw = moving(thawed)
-            current.note = f" (every partition moved {after_thaw:.1f} s after SIGCONT)" if after_thaw is not None else ""
-            time.sleep(SETTLE)
+        frozen = _features_leader(settings)
+        current = fault(f"SIGSTOP of broker {frozen} for 20 s")
+        os.kill(_pid(cluster, frozen), signal.SIGSTOP)
+        time.sleep(20)
+        os.kill(_pid(cluster, frozen), signal.SIGCONT)
+        frozen = None
+        thawed = time.monotonic()
+        current.moved_again = moving(current.at)
+        after_thaw = moving(thawed)
+        current.note = f" (every partition moved {after_thaw:.1f} s after SIGCONT)" if after_thaw is not None else ""
+        time.sleep(SETTLE)
 
         stop.set()
         sender.join(60)

@@ -11,8 +11,9 @@ split the models by partition; when a rebalance takes a partition away for good 
 monitor forgets the models it saw there, and the new owner rebuilds their windows from
 the committed offsets on. (After an aborted transaction the runtime rewinds: the
 re-read feedback is dropped by the dedupe, so counts stay exact; metrics computed in
-the aborted interval are emitted again at the next tick, a drift alarm raised in it is
-not raised again.)
+the aborted interval are emitted again at the next tick, and a drift alarm raised in it,
+which the detectors will not raise again, is sent again in the next transaction:
+``kept_on_abort``.)
 
 Each model's task comes from its champion in the registry (followed live), not from the
 first label seen: one label of the wrong type ("maybe" for a binary model) arriving
@@ -67,6 +68,7 @@ class MonitorRole(RoleSpec):
     inputs = ("feedback",)
     follows_registry = True
     latency_stage = "monitor"
+    kept_on_abort = ("drift",)  # its detectors are not rolled back (see the module docstring)
 
     def __init__(self, settings: Settings, *, stats: MonitorStats | None = None) -> None:
         self.stats: MonitorStats = stats or MonitorStats()
