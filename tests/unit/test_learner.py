@@ -98,6 +98,19 @@ def test_duplicates_are_learned_once_with_bounded_memory() -> None:
     small.update(records[:5])
     assert small.update(records[:1]).learned == 1  # forgotten: learned again
     assert small.update(records[4:5]).duplicates == 1
+    many = LearnerCore(Starts(), dedupe_size=100)
+    many.update(stream(PHISHING))  # 600 ids through a 100-id tail: the last 100 stay
+    assert len(many._seen) == 100 and many._seen.nbytes == 8 * 256 + 12 * 100
+    assert (many.update(stream(PHISHING[500:], start=500)).learned, many.duplicates) == (0, 100)
+    assert many.update(stream(PHISHING[499:500], start=499)).learned == 1  # forgotten
+
+
+def test_a_record_refused_by_the_contract_is_not_remembered() -> None:
+    core = LearnerCore(Starts())
+    record = stream(PHISHING[:1])[0]
+    assert core.update([{**record, "label": "maybe"}]).rejected
+    result = core.update([record])  # corrected and sent again under the same event_id
+    assert (result.learned, result.duplicates) == (1, 0)
 
 
 def test_invalid_records_are_rejected_with_reason_and_source() -> None:

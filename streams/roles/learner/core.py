@@ -9,7 +9,8 @@ or row by row). A snapshot is due every ``every_samples`` learned samples or
 version, progressive metrics of the period and the training data offset ranges since the
 model started: a candidate version with lineage. Records are deduplicated by (model,
 event_id) over the last ``dedupe_size`` ids (Kafka re-delivers the uncommitted tail after a
-restart or a rebalance); records that break the contract (see
+restart or a rebalance; :class:`~riverops.dedupe.RecentIds` keeps them as 64-bit hashes,
+~33 bytes each); records that break the contract (see
 :mod:`~riverops.roles.learner.feedback`, a NaN feature among them) or that the model cannot
 learn are returned as :class:`Rejected`, for the dead-letter topic, and never learned.
 
@@ -32,12 +33,12 @@ InvalidEventError("not a binary class: 'maybe'")
 
 from __future__ import annotations
 
-import collections
 import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from riverops.dedupe import RecentIds
 from riverops.models.labels import coerce_label
 from riverops.models.specs import get_spec
 from riverops.roles.learner.feedback import check_feedback
@@ -146,7 +147,7 @@ class LearnerCore:
         self.duplicates = 0
         self.rejected = 0
         self._learners: dict[str, ModelLearner] = {}
-        self._seen: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
+        self._seen = RecentIds(dedupe_size)
 
     @property
     def models(self) -> list[str]:
@@ -174,12 +175,9 @@ class LearnerCore:
             except InvalidEventError as exc:
                 rejected.append(Rejected(record, source, exc))
                 continue
-            if key in self._seen:
+            if not self._seen.add(*key):
                 duplicates += 1
                 continue
-            self._seen[key] = None
-            if len(self._seen) > self.dedupe_size:
-                self._seen.popitem(last=False)  # forget the oldest id
             batches.setdefault(key[0], []).append((record, source, y))
         learned = 0
         for model, items in batches.items():
