@@ -10,10 +10,11 @@ whose oldest entry is forgotten when a new one comes in. About 33 bytes per id a
 default 200,000 (4 MiB of table, 1.6 MB of ring, 0.8 MB of group codes), whatever the ids
 look like, against ~270 bytes for an ``OrderedDict`` of (model, uuid) string tuples.
 
-The hash is Python's own (SipHash of each string, salted per process): stable within one
-process only, so the structure refuses to pickle. Two ids share a hash with probability
-about ``len / 2**64`` per lookup (1e-14 at 200,000 ids): such an id would be taken for a
-repeat and dropped.
+The hash is BLAKE2b with an 8-byte digest of the length-prefixed pair: the same in every
+process, so a core that holds one pickles into a checkpoint and resumes elsewhere (about
+1 us per id, where Python's own salted ``hash`` takes 0.15 us but changes with the
+process). Two ids share a hash with probability about ``len / 2**64`` per lookup (1e-14
+at 200,000 ids): such an id would be taken for a repeat and dropped.
 
 Examples
 --------
@@ -32,19 +33,20 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Collection, Iterator
-from typing import Any
+from hashlib import blake2b
 
 from riverops.schemas.errors import ConfigError
 
 __all__ = ["RecentIds", "DEFAULT_CAPACITY"]
 
 DEFAULT_CAPACITY = 200_000
-_MASK64 = (1 << 64) - 1
 
 
 def _hash(group: str, key: str) -> int:
-    """A non-zero 64-bit hash of (group, key); 0 marks an empty table slot."""
-    return hash((group, key)) & _MASK64 or 1
+    """A non-zero 64-bit hash of (group, key), the same in every process; 0 marks an empty
+    table slot."""
+    digest = blake2b(f"{len(group)}:{group}{key}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") or 1
 
 
 class RecentIds:
@@ -163,14 +165,3 @@ class RecentIds:
             table[i] = v
             i = j
         table[i] = 0
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> RecentIds:
-        copy = RecentIds.__new__(RecentIds)
-        for name in self.__slots__:
-            value = getattr(self, name)
-            setattr(copy, name, value[:] if isinstance(value, array) else
-                    dict(value) if isinstance(value, dict) else value)
-        return copy
-
-    def __getstate__(self) -> object:
-        raise TypeError("RecentIds holds process-salted hashes: it cannot leave the process")
