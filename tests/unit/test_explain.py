@@ -227,3 +227,29 @@ def test_the_role_takes_top_k_from_the_settings(monkeypatch: pytest.MonkeyPatch)
     assert ScorerRole(Settings()).core.explain_top_k == 5
     with pytest.raises(ValueError):
         ScorerCore(explain_top_k=-1)
+
+
+def test_explanations_stay_with_their_events_when_another_version_refuses_a_row() -> None:
+    pairs = list(datasets.Phishing())
+    xs, ys = [dict(x) for x, _ in pairs[:1000]], [bool(y) for _, y in pairs[:1000]]
+    linear, tree = get_spec("logreg").build(), get_spec("hoeffding-tree").build(grace_period=50)
+    learn_in_order(linear, xs, ys)
+    learn_in_order(tree, xs, ys)
+    core = ScorerCore(explain_top_k=2)
+    core.set_plan("m", champion=ServingModel(_record(1), linear, "champion"),
+                  shadows=[ServingModel(_record(2, spec="hoeffding-tree"), tree, "shadow")])
+    rows = [dict(x) for x, _ in pairs[1000:1010]]
+    rows[3] = {k: "x" for k in rows[3]}  # the tree cannot compare a string with its thresholds
+    result = core.score(_events(rows))
+    assert [index for index, _ in result.invalid] == [3]
+    champion = [p for p in result.predictions if p["variant"] == "champion"]
+    assert [p["event_id"] for p in champion] == [f"e{i}" for i in range(10) if i != 3]
+    # the batch with the string row took the one-by-one path: equal to rounding, not bitwise
+    _, expected = predict_proba_explained(linear, [r for i, r in enumerate(rows) if i != 3], top_k=2)
+    for prediction, reference in zip(champion, expected, strict=True):
+        assert reference is not None
+        got = prediction["explanation"]
+        assert [c["feature"] for c in got["contributions"]] == [
+            c["feature"] for c in reference["contributions"]]
+        assert math.isclose(_raw(got), _raw(reference), rel_tol=1e-12, abs_tol=1e-12)
+    assert all("explanation" not in p for p in result.predictions if p["variant"] == "shadow")
