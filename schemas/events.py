@@ -211,6 +211,7 @@ class DriftEvent(Event):
     feature: str | None = None
     samples: Annotated[int, Field(ge=0)]
     detected_at: Timestamp
+    signal: Annotated[str, StringConstraints(min_length=1)] | None = None  # concept drift: what the detector watched
 
 
 class RetrainRequest(Event):

@@ -25,6 +25,8 @@ __all__ = [
 ]
 
 DetectorName = Literal["ADWIN", "PageHinkley", "KSWIN", "DDM"]
+BinarySignal = Literal["error", "positive_error", "negative_error", "log_loss"]
+MulticlassSignal = Literal["error", "log_loss"]
 
 
 class _Section(BaseModel):
@@ -63,7 +65,24 @@ class MonitorSettings(_Section):
     emit_seconds: float = Field(2.0, gt=0, description="how often metrics events are produced")
     window_size: int = Field(1000, ge=1, description="labelled events in the count window")
     time_window: float = Field(300.0, gt=0, description="seconds of event time in the time window")
-    detector: DetectorName = Field("ADWIN", description="concept-drift detector on the error stream")
+    detector: DetectorName = Field("ADWIN", description="concept-drift detector, one on each "
+                                   "signal of each model version")
+    binary_signals: tuple[BinarySignal, ...] = Field(
+        ("positive_error", "log_loss"), min_length=1, description="what concept drift watches "
+        "for binary models: error (0/1), positive_error (error on the positive class: 1 - "
+        "recall), negative_error (false positive rate), log_loss")
+    multiclass_signals: tuple[MulticlassSignal, ...] = Field(
+        ("error", "log_loss"), min_length=1, description="what concept drift watches for "
+        "multiclass models: error (0/1), log_loss")
+    regression_signals: tuple[Literal["error"], ...] = Field(
+        ("error",), min_length=1, description="what concept drift watches for regression "
+        "models: error (absolute)")
+    min_relative_rise: float = Field(0.2, ge=0, description="a concept-drift alarm is published "
+                                     "(acted on) only when its signal's level after the change "
+                                     "is this fraction above the level before it (0.2: 1% -> "
+                                     "1.2%, 30% -> 36%)")
+    rise_z: float = Field(3.0, ge=0, description="and only when that rise is this many standard "
+                          "errors (two-sample z, pooled variance)")
     dedupe_size: int = Field(200_000, ge=1, description="recent event ids remembered to drop "
                              "repeated feedback")
     data_drift: DataDriftSettings = DataDriftSettings()

@@ -134,3 +134,52 @@ def test_a_writer_that_leaves_the_explanation_out_writes_null() -> None:
         codec.encode("PredictionEvent", {k: v for k, v in PREDICTION.items() if k != "scores"})
     with pytest.raises(EncodeError):  # nor may an unknown one be added
         codec.encode("PredictionEvent", {**PREDICTION, "explanations": None})
+
+
+# --- DriftEvent v2: the signal a concept alarm watched ------------------------------------
+
+DRIFT = {"model": "fraud", "version": 3, "variant": "champion", "kind": "concept", "detector": "ADWIN",
+         "statistic": 0.61, "threshold": 0.05, "feature": None, "samples": 24_415, "detected_at": 0}
+
+
+def _previous_drift_schema() -> dict[str, Any]:
+    text = resources.files("riverops.schemas").joinpath("avro/previous/DriftEvent.1.avsc").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def _drift_codecs(kind: str, url: str) -> tuple[Any, Any]:
+    """(a codec of the current DriftEvent, one of version 1), sharing what they wrote."""
+    old_store = SchemaStore.bundled().with_reader(_previous_drift_schema())
+    if kind == "single-object":
+        return SingleObjectCodec(), SingleObjectCodec(old_store)
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    client = SchemaRegistryClient.new_client({"url": url})
+    return ConfluentCodec(client, SchemaStore.bundled()), ConfluentCodec(client, old_store)
+
+
+def test_the_previous_drift_schema_is_the_current_one_without_the_signal() -> None:
+    previous = tuple(field["name"] for field in _previous_drift_schema()["fields"])
+    assert (*previous, "signal") == SchemaStore.bundled().reader("DriftEvent").field_names
+
+
+@pytest.mark.parametrize("kind", ["single-object", "confluent"])
+def test_an_alarm_of_the_previous_schema_decodes_with_no_signal(kind: str) -> None:
+    from riverops.schemas.events import DriftEvent
+
+    new, old = _drift_codecs(kind, "mock://evolution-drift-old")
+    decoded = new.decode("DriftEvent", old.encode("DriftEvent", DRIFT))
+    assert decoded["signal"] is None
+    assert DriftEvent.from_avro(decoded).signal is None
+
+
+@pytest.mark.parametrize("kind", ["single-object", "confluent"])
+def test_a_reader_of_the_previous_schema_reads_alarms_that_name_their_signal(kind: str) -> None:
+    from riverops.schemas.events import DriftEvent
+
+    new, old = _drift_codecs(kind, "mock://evolution-drift-new")
+    payload = new.encode("DriftEvent", {**DRIFT, "signal": "log_loss"})
+    decoded = old.decode("DriftEvent", payload)
+    assert "signal" not in decoded and decoded["statistic"] == 0.61
+    assert DriftEvent.from_avro(new.decode("DriftEvent", payload)).signal == "log_loss"

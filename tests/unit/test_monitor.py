@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from river import linear_model, metrics, preprocessing
+from river import linear_model, metrics, preprocessing, tree
 from river.datasets import synth
 
 from riverops.roles.monitor import DataDriftOptions, MonitorCore
@@ -274,8 +274,13 @@ def test_invalid_records_change_nothing_or_go_to_on_invalid() -> None:
     )
     assert refused == [("b", "InvalidEventError"), ("c", "InvalidEventError")]
     assert [r.samples for r in core.status()] == [1]
+    with pytest.raises(ConfigError):  # DDM takes 0/1 errors: not the log-loss
+        MonitorCore(detector="DDM")
+    ddm = MonitorCore(detector="DDM", signals={"binary": ("positive_error",), "multiclass": ("error",)})
+    with pytest.raises(ConfigError):  # nor a regression's absolute error
+        ddm.update([feedback("r", 2.5, [made(2.0)], model="price")])
     with pytest.raises(ConfigError):
-        MonitorCore(detector="DDM").update([feedback("r", 2.5, [made(2.0)], model="price")])
+        MonitorCore(signals={"regression": ("log_loss",)})
 
 
 def test_non_finite_metric_values_are_left_out() -> None:
@@ -304,20 +309,57 @@ def agrawal_feedback(seed: int, n: int, drift_at: int) -> list[dict[str, Any]]:
     return records
 
 
-def test_concept_drift_alarms_come_out_as_drift_events() -> None:
-    core = MonitorCore()
-    records = agrawal_feedback(seed=4, n=8000, drift_at=5000)
-    drift = [e for start in range(0, 8000, 500) for e in core.update(records[start : start + 500])]
-    assert [(e["kind"], e["detector"], e["version"], e["variant"]) for e in drift] == [
-        ("concept", "ADWIN", 2, "champion")
-    ]
-    [alarm] = drift
-    assert 5000 < alarm["samples"] <= 6000
-    assert alarm["statistic"] > alarm["threshold"]
-    assert alarm["detected_at"] == T0 + timedelta(seconds=alarm["samples"] - 1)
+def tree_feedback(seed: int, n: int, drift_at: int) -> list[dict[str, Any]]:
+    """Champion predictions of a HoeffdingTreeClassifier (which learns both concepts, where
+    a linear model stays near the majority class) on Agrawal 0 -> 2."""
+    before = synth.Agrawal(classification_function=0, seed=seed).take(drift_at)
+    after = synth.Agrawal(classification_function=2, seed=seed + 1000).take(n - drift_at)
+    model = tree.HoeffdingTreeClassifier()
+    records = []
+    for i, (x, y) in enumerate([*before, *after]):
+        p = model.predict_proba_one(x).get(1, 0.0)
+        records.append(feedback(f"e{i}", bool(y), [made(p >= 0.5, p, version=2)], at=i, features=x))
+        model.learn_one(x, y)
+    return records
+
+
+@pytest.fixture(scope="module")
+def tree_records() -> list[dict[str, Any]]:
+    return tree_feedback(seed=4, n=3000, drift_at=2000)
+
+
+def test_concept_drift_alarms_come_out_as_drift_events_naming_their_signal(
+    tree_records: list[dict[str, Any]],
+) -> None:
+    core = MonitorCore(data_drift=None)
+    drift = [e for start in range(0, 3000, 500) for e in core.update(tree_records[start : start + 500])]
+    assert drift and all((e["kind"], e["detector"], e["version"], e["variant"])
+                         == ("concept", "ADWIN", 2, "champion") for e in drift)
+    first = drift[0]
+    assert 2000 < first["samples"] <= 2100  # the switch, seen within 100 labelled events
+    assert first["signal"] in ("positive_error", "log_loss")
+    assert all(e["statistic"] >= 1.2 * e["threshold"] for e in drift)  # min_relative_rise
+    assert first["detected_at"] == T0 + timedelta(seconds=first["samples"] - 1)
     check_contract(drift, DriftEvent)
+    assert DriftEvent.from_avro(first).signal == first["signal"]
     [row] = core.status()
-    assert (row.drift_alarms, row.detector) == (1, "ADWIN")
+    assert (row.drift_alarms, row.detector, row.signals) == (len(drift), "ADWIN",
+                                                             ("positive_error", "log_loss"))
+
+
+def test_the_signals_are_chosen_per_task(tree_records: list[dict[str, Any]]) -> None:
+    core = MonitorCore(signals={"binary": ("error", "negative_error")}, data_drift=None)
+    drift = core.update(tree_records)
+    assert drift and {e["signal"] for e in drift} <= {"error", "negative_error"}
+    assert 2000 < drift[0]["samples"] <= 2200
+    assert core.status()[0].signals == ("error", "negative_error")
+    # with no rule every rise is published; a strict one holds back the smaller rises
+    loose, strict = (MonitorCore(min_relative_rise=rise, rise_z=z, data_drift=None)
+                     for rise, z in ((0.0, 0.0), (5.0, 3.0)))
+    published = [core.update(tree_records) for core in (loose, strict)]
+    assert all(e["statistic"] >= 6.0 * e["threshold"] for e in published[1])
+    assert not all(e["statistic"] >= 6.0 * e["threshold"] for e in published[0])
+    assert strict.status()[0].ignored_alarms > loose.status()[0].ignored_alarms
 
 
 def test_data_drift_alarms_per_feature_against_the_champion() -> None:

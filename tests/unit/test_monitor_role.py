@@ -15,12 +15,14 @@ from typing import Any
 import pytest
 from confluent_kafka import Message
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 
 from riverops.modelops import register_trained
 from riverops.models.registry import Registry
 from riverops.models.specs import get_spec
 from riverops.roles.monitor import DataDriftOptions, MonitorCore, MonitorRole, MonitorStats
 from riverops.runtime import Input, Outputs
+from riverops.schemas.errors import ConfigError
 from riverops.sections import DataDriftSettings, MonitorSettings
 from riverops.settings import Settings
 from riverops.telemetry import Telemetry
@@ -103,3 +105,22 @@ def test_the_core_follows_the_monitor_section() -> None:
                                                psi_threshold=0.3)
     off = MonitorSettings(data_drift=DataDriftSettings(enabled=False))
     assert MonitorCore.from_settings(off).data_drift is None
+    assert MonitorCore.from_settings(MonitorSettings()).signals == {
+        "binary": ("positive_error", "log_loss"), "multiclass": ("error", "log_loss"),
+        "regression": ("error",)}
+    chosen = MonitorCore.from_settings(MonitorSettings(
+        binary_signals=("log_loss", "error"), multiclass_signals=("error",), min_relative_rise=0.5,
+        rise_z=2.0))
+    assert (chosen.signals["binary"], chosen.signals["multiclass"]) == (("error", "log_loss"), ("error",))
+    assert (chosen.min_relative_rise, chosen.rise_z) == (0.5, 2.0)
+
+
+def test_the_signal_settings_are_checked_when_read() -> None:
+    with pytest.raises(ValidationError):
+        MonitorSettings(multiclass_signals=("positive_error",))  # no positive class
+    with pytest.raises(ValidationError):
+        MonitorSettings(binary_signals=())
+    with pytest.raises(ConfigError):  # DDM takes 0/1 errors only
+        MonitorCore.from_settings(MonitorSettings(detector="DDM"))
+    ddm = MonitorSettings(detector="DDM", binary_signals=("positive_error",), multiclass_signals=("error",))
+    assert MonitorCore.from_settings(ddm).signals["binary"] == ("positive_error",)

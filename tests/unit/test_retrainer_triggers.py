@@ -23,10 +23,13 @@ def core(**knobs: Any) -> RetrainerCore:
 
 
 def alarm(model: str = "fraud", *, statistic: float = 0.30, threshold: float | None = 0.05,
-          kind: str = "concept", variant: str = "champion", at: datetime = T0) -> dict[str, Any]:
-    return {"model": model, "version": 1, "variant": variant, "kind": kind, "detector": "ADWIN",
-            "statistic": statistic, "threshold": threshold, "feature": None, "samples": 100,
-            "detected_at": at}
+          kind: str = "concept", variant: str = "champion", at: datetime = T0,
+          signal: str | None = None) -> dict[str, Any]:
+    """A DriftEvent dict; with ``signal`` None, as a monitor from before signals wrote it."""
+    event = {"model": model, "version": 1, "variant": variant, "kind": kind, "detector": "ADWIN",
+             "statistic": statistic, "threshold": threshold, "feature": None, "samples": 100,
+             "detected_at": at}
+    return event if signal is None else {**event, "signal": signal}
 
 
 def metrics(version: int, value: float, samples: int = 1_000, *, metric: str = "roc_auc",
@@ -81,6 +84,47 @@ def test_a_concept_alarm_of_the_champion_asks_for_a_retrain_from_its_time() -> N
 def test_min_error_rise(statistic: float, threshold: float | None, fires: bool) -> None:
     trigger = core(min_error_rise=0.02).on_drift(alarm(statistic=statistic, threshold=threshold), now=0.0)
     assert (trigger is not None) == fires
+
+
+@pytest.mark.parametrize(("signal", "fires"), [
+    (None, False),  # a monitor from before signals: its alarms are on the 0/1 error
+    ("error", False),
+    ("positive_error", True),  # the minority class's error, 1% -> 2.9%: judged by the monitor
+    ("negative_error", True),
+    ("log_loss", True),
+])
+def test_min_error_rise_holds_the_error_signal_only(signal: str | None, fires: bool) -> None:
+    event = alarm(statistic=0.029, threshold=0.01, signal=signal)
+    trigger = core(min_error_rise=0.02).on_drift(event, now=0.0)
+    assert (trigger is not None) == fires
+    if trigger is not None:
+        assert trigger.params["signal"] == signal
+
+
+def test_a_published_alarm_of_the_monitor_asks_for_a_retrain() -> None:
+    """End to end through the pure cores: a champion whose positive class is missed after a
+    change of pattern (2% positives, the overall error up by under 0.02) is retrained."""
+    from riverops.roles.monitor import MonitorCore
+    from riverops.schemas.events import DriftEvent
+
+    monitor, retrainer = MonitorCore(data_drift=None), core(min_error_rise=0.02)
+    records = []
+    for i in range(8000):
+        positive = i % 50 == 0
+        caught = positive and (i < 6000 and i % 150 != 0)  # recall 2/3, then 0
+        p = 0.9 if caught else (0.02 if i < 6000 or not positive else 0.01)
+        records.append({"event_id": f"e{i}", "model": "fraud", "entity_id": "c", "event_time": T0,
+                        "features": {}, "label": positive, "label_time": T0 + timedelta(seconds=i),
+                        "predictions": [{"version": 1, "variant": "champion", "prediction": p >= 0.5,
+                                         "scores": {"True": p, "False": 1 - p}}]})
+    drift = monitor.update(records)
+    assert drift and drift[0]["samples"] > 6000
+    error_before = sum(r["label"] != (r["predictions"][0]["prediction"]) for r in records[:6000]) / 6000
+    error_after = sum(r["label"] != (r["predictions"][0]["prediction"]) for r in records[6000:]) / 2000
+    assert error_after - error_before < 0.02  # the overall error barely moves
+    event = DriftEvent.from_avro(drift[0]).to_avro()
+    trigger = retrainer.on_drift(event, now=0.0)
+    assert trigger is not None and trigger.params["signal"] == drift[0]["signal"]
 
 
 def test_data_drift_and_alarms_of_other_variants_ask_for_nothing() -> None:

@@ -3,8 +3,12 @@
 Each prediction made for a labelled event is one *outcome* of its (model, version,
 variant). :class:`MonitorCore` keeps, per such key, River metrics over the last
 ``window_size`` outcomes and over the last ``time_window`` seconds of label time, the
-number of outcomes seen, and a concept drift detector on the error stream; per model, data
-drift of the features. Re-delivered feedback (same model and event_id) is counted once.
+number of outcomes seen, and a concept drift detector on each signal of its task
+(:mod:`~riverops.roles.monitor.signals`: by default the positive class's error and the
+log-loss for binary models); per model, data drift of the features. Only the concept
+alarms that pass the "got worse" rule (:class:`~riverops.roles.monitor.drift.ConceptDriftDetector`:
+a rise relative to the signal's own level, by enough standard errors) come out, each
+naming its signal. Re-delivered feedback (same model and event_id) is counted once.
 
 Metric choice needs the model's task: given in ``tasks``, else inferred from the first
 label seen (bool -> "binary", str -> "multiclass", number -> "regression").
@@ -31,7 +35,7 @@ Examples
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -39,11 +43,12 @@ from typing import Any
 from river import utils
 
 from riverops.roles.monitor.drift import (
-    ConceptDriftDetector,
     DataDriftMonitor,
     DataDriftOptions,
     DetectorName,
+    Signal,
 )
+from riverops.roles.monitor.signals import DEFAULT_SIGNALS, ConceptWatch, check_signals
 from riverops.roles.monitor.windows import MetricSet, Outcome, TimeWindow, outcome_of
 from riverops.schemas.errors import ConfigError, InvalidEventError
 from riverops.schemas.events import Task, Variant, WindowKind
@@ -84,7 +89,10 @@ class KeyStatus:
     metrics: Mapping[WindowKind, Mapping[str, float]]
     detector: DetectorName
     drift_alarms: int
+    """concept alarms acted on (published), over every signal"""
     ignored_alarms: int
+    """concept alarms that were falls or too small a rise"""
+    signals: tuple[Signal, ...] = ()
 
 
 class _KeyState:
@@ -94,7 +102,9 @@ class _KeyState:
         self.unscored = 0
         self.count = utils.Rolling(MetricSet, window_size=core.window_size, task=task)
         self.time = TimeWindow(core.time_window, task)
-        self.detector = ConceptDriftDetector(core.detector, params=core.detector_params)
+        self.watch = ConceptWatch(task, core.signals[task], detector=core.detector,
+                                  params=core.detector_params,
+                                  min_relative_rise=core.min_relative_rise, rise_z=core.rise_z)
 
 
 def _epoch(value: Any) -> float:
@@ -116,7 +126,9 @@ class MonitorCore:
     re-delivers the uncommitted tail after a restart or rebalance, which is far shorter.
     ``data_drift=None`` turns data drift off. Data drift alarms carry the version of the
     latest champion prediction seen for the model (else of the latest prediction, else 1).
-    Alarm times are the label time of the record that raised them.
+    Alarm times are the label time of the record that raised them. ``signals`` (task ->
+    signals, the defaults for a task left out), ``min_relative_rise`` and ``rise_z`` are
+    the concept-drift options of :class:`~riverops.sections.MonitorSettings`.
     """
 
     def __init__(
@@ -127,6 +139,9 @@ class MonitorCore:
         time_window: float = 300.0,
         detector: DetectorName = "ADWIN",
         detector_params: Mapping[str, Any] | None = None,
+        signals: Mapping[Task, Sequence[Signal]] | None = None,
+        min_relative_rise: float = 0.2,
+        rise_z: float = 3.0,
         data_drift: DataDriftOptions | None = DEFAULT_DATA_DRIFT,
         dedupe_size: int = 200_000,
     ) -> None:
@@ -137,7 +152,16 @@ class MonitorCore:
         self.time_window = time_window
         self.detector: DetectorName = detector
         self.detector_params = dict(detector_params or {})
-        ConceptDriftDetector(detector, params=self.detector_params)  # fail fast on bad options
+        self.min_relative_rise = min_relative_rise
+        self.rise_z = rise_z
+        chosen = {**DEFAULT_SIGNALS, **(signals or {})}
+        # fail fast on bad options; a regression task under DDM only when such a model comes
+        self.signals: dict[Task, tuple[Signal, ...]] = {
+            task: check_signals(task, chosen[task], "ADWIN" if task == "regression" else detector)
+            for task in DEFAULT_SIGNALS
+        }
+        ConceptWatch("binary", self.signals["binary"], detector=detector, params=self.detector_params,
+                     min_relative_rise=min_relative_rise, rise_z=rise_z)
         self.data_drift = data_drift
         self.duplicates = 0
         self.watermark: datetime | None = None
@@ -160,8 +184,14 @@ class MonitorCore:
             reference_size=drift.reference_size, window_size=drift.window_size, every=drift.every,
             psi_threshold=drift.psi_threshold, ks_threshold=drift.ks_threshold,
         ) if drift.enabled else None
+        signals: dict[Task, Sequence[Signal]] = {
+            "binary": section.binary_signals, "multiclass": section.multiclass_signals,
+            "regression": section.regression_signals,
+        }
         return cls(tasks=tasks, window_size=section.window_size, time_window=section.time_window,
-                   detector=section.detector, data_drift=options, dedupe_size=section.dedupe_size)
+                   detector=section.detector, signals=signals,
+                   min_relative_rise=section.min_relative_rise, rise_z=section.rise_z,
+                   data_drift=options, dedupe_size=section.dedupe_size)
 
     def update(
         self,
@@ -212,8 +242,7 @@ class MonitorCore:
         detected_at = _utc(seconds)
         if self.watermark is None or detected_at > self.watermark:
             self.watermark = detected_at
-        events = [self._outcome_in(model, p, o, seconds) for p, o in made]
-        drift = [e for e in events if e is not None]
+        drift = [e for p, o in made for e in self._outcome_in(model, p, o, seconds)]
         for p, _ in made:  # data drift is reported against the champion, else the latest
             current = self._versions.get(model)
             if p["variant"] == "champion" or current is None or current[1] != "champion":
@@ -225,7 +254,7 @@ class MonitorCore:
                 drift.append(
                     {
                         "model": model, "version": version, "variant": variant,
-                        "kind": "data", "detector": alarm.detector,
+                        "kind": "data", "detector": alarm.detector, "signal": None,
                         "statistic": alarm.statistic, "threshold": alarm.threshold,
                         "feature": alarm.feature, "samples": alarm.samples,
                         "detected_at": detected_at,
@@ -235,26 +264,26 @@ class MonitorCore:
 
     def _outcome_in(
         self, model: str, made: Mapping[str, Any], outcome: Outcome | None, seconds: float
-    ) -> dict[str, Any] | None:
+    ) -> list[dict[str, Any]]:
         key: Key = (model, int(made["version"]), made["variant"])
         state = self._keys.get(key)
         if state is None:
             state = self._keys[key] = _KeyState(self.tasks[model], self)
         if outcome is None:
             state.unscored += 1
-            return None
+            return []
         state.samples += 1
         state.count.update(outcome)
         state.time.update(seconds, outcome)
-        alarm = state.detector.update(outcome.error)
-        if alarm is None or not alarm.rising:
-            return None
-        return {
-            "model": model, "version": key[1], "variant": key[2], "kind": "concept",
-            "detector": alarm.detector, "statistic": alarm.error_after,
-            "threshold": alarm.error_before, "feature": None, "samples": state.samples,
-            "detected_at": _utc(seconds),
-        }
+        return [
+            {
+                "model": model, "version": key[1], "variant": key[2], "kind": "concept",
+                "detector": alarm.detector, "signal": alarm.signal,
+                "statistic": alarm.error_after, "threshold": alarm.error_before,
+                "feature": None, "samples": state.samples, "detected_at": _utc(seconds),
+            }
+            for alarm in state.watch.update(outcome) if alarm.worse
+        ]
 
     def forget(self, models: set[str]) -> None:
         """Drop everything known about ``models`` (their feedback partition went to another
@@ -279,10 +308,10 @@ class MonitorCore:
                 windows["count"] = state.count.obj.values()
             if state.time.obj.n:
                 windows["time"] = state.time.obj.values()
-            detector = state.detector
+            watch = state.watch
             rows.append(KeyStatus(model, version, variant, state.task, state.samples,
-                                  state.unscored, windows, detector.detector, detector.rises,
-                                  detector.falls))
+                                  state.unscored, windows, watch.detector, watch.worse,
+                                  watch.alarms - watch.worse, watch.signals))
         return rows
 
     def metrics_events(self, now: datetime) -> list[dict[str, Any]]:

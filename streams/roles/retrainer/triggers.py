@@ -7,7 +7,9 @@ seconds on any monotonic clock):
 - the feedback window of each model (its last ``window_events`` events, each once, and
   where they were read);
 - the triggers, which turn events into :class:`Trigger` (a RetrainRequest to publish): a
-  concept-drift alarm of the champion whose error rose by ``min_error_rise`` or more, the
+  concept-drift alarm of the champion (the monitor publishes only the alarms whose signal
+  got worse by its rule; an alarm on the ``error`` signal, or from a monitor that names
+  no signal, must also have risen by ``min_error_rise`` or more), the
   champion's rolling metric worse than ``degradation_below``, a schedule every
   ``schedule_seconds``. Automatic triggers of one model are ``cooldown_seconds`` apart,
   and none is made while a request of that model waits (the waiting one will see the
@@ -167,18 +169,28 @@ class RetrainerCore:
         return Trigger(model, reason, by, params)
 
     def on_drift(self, event: Mapping[str, Any], *, now: float) -> Trigger | None:
-        """A retrain after a concept alarm of the champion whose error rose by
-        ``min_error_rise`` or more (the statistic is the error after the change, the
-        threshold the error before it): bursts of fraud move ADWIN without a new concept."""
-        rise = event["statistic"] - (event["threshold"] or 0.0)
+        """A retrain after a concept alarm of the champion (the statistic is the signal's
+        level after the change, the threshold its level before). The monitor publishes an
+        alarm only when its signal got worse by the monitor's rule, a rise relative to the
+        signal's own level (``MonitorSettings.min_relative_rise``, ``rise_z``); an alarm on
+        the overall ``error``, or one that names no signal (a monitor from before signals,
+        which published every rise), must also have risen by ``min_error_rise``: bursts of
+        fraud move ADWIN on the error without a new concept. The other signals
+        (``positive_error``, ``negative_error``, ``log_loss``) are not held to it: a
+        minority class's error or the log-loss moves on its own scale."""
         if event["kind"] != "concept" or event["variant"] != "champion":
             return None
-        if rise < self.settings.min_error_rise:
+        signal = event.get("signal")
+        rise = event["statistic"] - (event["threshold"] or 0.0)
+        if signal in (None, "error") and rise < self.settings.min_error_rise:
             return None
-        return self._trigger(event["model"], "drift", "monitor", {
+        params: dict[str, Scalar] = {
             "detector": event["detector"], "error_after": float(event["statistic"]),
             "since_ms": millis(event["detected_at"]),
-        }, now)
+        }
+        if signal is not None:
+            params["signal"] = str(signal)
+        return self._trigger(event["model"], "drift", "monitor", params, now)
 
     def on_metrics(self, event: Mapping[str, Any], registry: Registry, *,
                    now: float) -> list[Trigger | Rollback]:
