@@ -1,39 +1,41 @@
-"""The monitor's windows: River metric sets over outcomes, by count and by label time.
+"""The monitor's windows: the task's metrics over outcomes, by count and by label time.
 
 An *outcome* is one made prediction scored against its label (:func:`outcome_of`); a
 :class:`MetricSet` holds the task's River metrics over outcomes and can revert one, so
-``river.utils.Rolling`` keeps it over the last N outcomes and :class:`TimeWindow` over the
-last seconds of label time. :class:`~riverops.roles.monitor.core.MonitorCore` keeps one of
-each per (model, version, variant).
+``river.utils.Rolling`` keeps it over the last N outcomes. :class:`TimeWindow` covers the
+last seconds of label time with per-bucket sums instead of every outcome (its memory does
+not grow with the rate): merged, they give the values a MetricSet over the same outcomes
+gives. :class:`~riverops.roles.monitor.core.MonitorCore` keeps one of each per (model,
+version, variant).
 
 Examples
 --------
 >>> window = TimeWindow(60.0, "binary")
 >>> window.update(0.0, outcome_of("binary", True, {"prediction": True, "scores": {}}))
 >>> window.update(30.0, outcome_of("binary", True, {"prediction": False, "scores": {}}))
->>> window.obj.values()["accuracy"], window.obj.n
+>>> window.values()["accuracy"], window.n
 (0.5, 2)
 >>> window.expire(75.0)  # the first outcome falls out of (15, 75]
->>> window.obj.values()["accuracy"], window.obj.n
+>>> window.values()["accuracy"], window.n
 (0.0, 1)
 """
 
 from __future__ import annotations
 
 import bisect
-import collections
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from river import metrics
+from river import metrics, stats
 
 from riverops.models.labels import coerce_label, positive_score
 from riverops.models.metrics import ExactROCAUC
-from riverops.schemas.errors import InvalidEventError
+from riverops.roles.monitor.auc import Scores, roc_auc
+from riverops.schemas.errors import ConfigError, InvalidEventError
 from riverops.schemas.events import Task
 
-__all__ = ["Outcome", "outcome_of", "MetricSet", "TimeWindow", "METRIC_NAMES"]
+__all__ = ["Outcome", "outcome_of", "MetricSet", "TimeWindow", "METRIC_NAMES", "BUCKETS"]
 
 # River metric classes per task: fed the predicted class, or the scores (when present)
 _LABEL_METRICS: dict[Task, dict[str, Any]] = {
@@ -127,37 +129,146 @@ class MetricSet:
         return out
 
 
-class TimeWindow:
-    """A metric set over the outcomes whose label time is in (end - period, end].
+BUCKETS = 300
+"""Buckets per time window: 1-second buckets in the default 300-second window."""
 
-    Like ``river.utils.TimeRolling`` but with tz-free epoch seconds (TimeRolling compares
-    to a naive datetime and so refuses tz-aware label times), expiry on demand (a key whose
-    labels stop must not report stale values) and late outcomes outside the window dropped.
+_CLAMP = 1e-15  # River clamps probabilities to [1e-15, 1 - 1e-15] before the log
+
+
+def _score_loss(task: Task, o: Outcome) -> float:
+    """River's LogLoss (binary) or CrossEntropy (multiclass) term of one scored outcome."""
+    if task == "binary":
+        p = min(max(float(o.proba), _CLAMP), 1 - _CLAMP)
+        return -math.log(p) if o.y_true else -math.log(1 - p)
+    return -sum(math.log(min(max(p, _CLAMP), 1 - _CLAMP)) for c, p in o.proba.items() if c == o.y_true)
+
+
+class _Bucket:
+    """The outcomes of one slice of label time, as the sums their metrics need: label
+    pair counts, means of the losses (River's ``stats.Mean``, merged by ``+=``), the
+    scores for ROC AUC, a regression's label variance and residual sum of squares."""
+
+    __slots__ = ("n", "pairs", "loss", "scores", "abs_error", "squared_error", "y", "rss")
+
+    def __init__(self, task: Task) -> None:
+        self.n = 0
+        self.pairs: dict[tuple[Any, Any], int] = {}  # (y_true, y_pred) -> outcomes
+        self.loss = stats.Mean()  # over the outcomes with a score
+        self.scores = Scores() if task == "binary" else None
+        self.abs_error = self.squared_error = self.y = None
+        self.rss = 0.0
+        if task == "regression":
+            self.abs_error, self.squared_error, self.y = stats.Mean(), stats.Mean(), stats.Var()
+
+    def add(self, task: Task, o: Outcome) -> None:
+        self.n += 1
+        if task == "regression":
+            assert self.abs_error is not None and self.squared_error is not None and self.y is not None
+            self.abs_error.update(abs(o.y_true - o.y_pred))
+            self.squared_error.update((o.y_true - o.y_pred) ** 2)
+            self.y.update(o.y_true)
+            self.rss += (o.y_true - o.y_pred) * (o.y_true - o.y_pred)
+            return
+        key = (o.y_true, o.y_pred)
+        self.pairs[key] = self.pairs.get(key, 0) + 1
+        if o.proba is not None:
+            self.loss.update(_score_loss(task, o))
+            if self.scores is not None:
+                self.scores.add(o.y_true is True, float(o.proba))
+
+
+def _mean(parts: list[stats.Mean]) -> float:
+    total = stats.Mean()
+    for part in parts:
+        if part.n:
+            total += part
+    return total.get()
+
+
+def _values(task: Task, buckets: Sequence[_Bucket]) -> dict[str, float]:
+    """What :meth:`MetricSet.values` gives over the outcomes of ``buckets``: River's own
+    formulas over the merged sums (a confusion matrix weighted by the pair counts)."""
+    raw: dict[str, float] = {}
+    if task == "regression":
+        var = stats.Var()
+        for b in buckets:
+            if b.y is not None and b.y.n:
+                var += b.y
+        raw["mae"] = _mean([b.abs_error for b in buckets if b.abs_error is not None])
+        raw["rmse"] = _mean([b.squared_error for b in buckets if b.squared_error is not None]) ** 0.5
+        raw["r2"] = 0.0  # River's R2: 0 under two samples or with a constant label
+        if var.mean.n > 1 and var.get() != 0:
+            raw["r2"] = 1 - sum(b.rss for b in buckets) / ((var.mean.n - 1) * var.get())
+    else:
+        cm = metrics.ConfusionMatrix()
+        pairs: dict[tuple[Any, Any], int] = {}
+        for b in buckets:
+            for key, count in b.pairs.items():
+                pairs[key] = pairs.get(key, 0) + count
+        for (y_true, y_pred), count in pairs.items():
+            cm.update(y_true, y_pred, w=float(count))
+        for name, cls in _LABEL_METRICS[task].items():
+            raw[name] = float(cls(cm=cm).get())
+        if task == "binary":
+            raw["roc_auc"] = roc_auc([b.scores for b in buckets if b.scores is not None])
+        raw["log_loss"] = _mean([b.loss for b in buckets])
+    out = {"window_samples": float(sum(b.n for b in buckets))}
+    out.update((name, raw[name]) for name in METRIC_NAMES[task] if math.isfinite(raw[name]))
+    return out
+
+
+class TimeWindow:
+    """The task's metrics over the outcomes whose label time is in the last ``period``
+    seconds, kept as ``buckets`` buckets of ``period / buckets`` seconds each.
+
+    Bucket ``k`` holds the label times in ((k - 1) w, k w]; a window ending at ``end``
+    keeps the buckets that reach past ``end - period``, so it spans ``period`` to
+    ``period + w`` seconds (exactly ``(end - period, end]`` when ``end`` is a multiple of
+    ``w``). Like ``river.utils.TimeRolling`` but with tz-free epoch seconds (TimeRolling
+    compares to a naive datetime and so refuses tz-aware label times), expiry on demand (a
+    key whose labels stop must not report stale values) and late outcomes outside the
+    window dropped. Memory: ``buckets`` small sums (~1 KB each), plus for binary tasks up
+    to 32 KB of scores or bins per bucket (see :mod:`~riverops.roles.monitor.auc`).
     """
 
-    def __init__(self, period: float, task: Task) -> None:
+    def __init__(self, period: float, task: Task, *, buckets: int = BUCKETS) -> None:
+        if not period > 0 or buckets < 1:
+            raise ConfigError(f"a time window needs a positive period and buckets, got {period}, {buckets}")
         self.period = period
-        self.obj = MetricSet(task)
-        self._times: collections.deque[float] = collections.deque()
-        self._items: collections.deque[Outcome] = collections.deque()
+        self.task: Task = task
+        self.buckets = buckets
+        self.n = 0
+        self._per_second = buckets / period
+        self._buckets: dict[int, _Bucket] = {}
+        self._order: list[int] = []  # the indexes of self._buckets, ascending
         self._end = -math.inf
+        self._first = -math.inf  # the lowest bucket index inside the window
+
+    @property
+    def obj(self) -> TimeWindow:
+        """The window itself: ``n`` and ``values()``, as ``river.utils.Rolling.obj`` has."""
+        return self
 
     def update(self, t: float, outcome: Outcome) -> None:
         self.expire(t)
-        if t <= self._end - self.period:
+        index = math.ceil(t * self._per_second)
+        if index < self._first:
             return
-        i = len(self._times)
-        if self._times and t < self._times[-1]:
-            i = bisect.bisect_right(self._times, t)
-        self._times.insert(i, t)
-        self._items.insert(i, outcome)
-        self.obj.update(outcome)
+        bucket = self._buckets.get(index)
+        if bucket is None:
+            bucket = self._buckets[index] = _Bucket(self.task)
+            bisect.insort(self._order, index)
+        bucket.add(self.task, outcome)
+        self.n += 1
 
     def expire(self, end: float) -> None:
         if end <= self._end:
             return
         self._end = end
-        while self._times and self._times[0] <= end - self.period:
-            self._times.popleft()
-            self.obj.revert(self._items.popleft())
+        self._first = math.floor((end - self.period) * self._per_second) + 1
+        while self._order and self._order[0] < self._first:
+            self.n -= self._buckets.pop(self._order.pop(0)).n
 
+    def values(self) -> dict[str, float]:
+        """Finite metric values plus ``window_samples``, as :meth:`MetricSet.values`."""
+        return _values(self.task, [self._buckets[i] for i in self._order])
