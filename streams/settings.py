@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     # --- processing --------------------------------------------------------------------
     state_dir: Path = Field(Path("state"), description="local checkpoints of stateful workers")
     batch_size: int = Field(1000, ge=1, description="most records a worker consumes at once")
+    consumer_queue_kbytes: int = Field(16_384, ge=1, le=2_097_151, description="most KB of records "
+                                       "each consumer prefetches ahead of its worker (librdkafka's "
+                                       "queued.max.messages.kbytes, 65536 by default): what a "
+                                       "lagging worker holds in RAM per consumer")
     processing_guarantee: ProcessingGuarantee = Field(
         "exactly_once", description="exactly_once: each batch's outputs, state changes and offsets "
         "in one Kafka transaction (needs Apache Kafka); at_least_once: outputs flushed, then offsets "

@@ -107,6 +107,7 @@ def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consum
             "enable.partition.eof": False,
             # riverops' own outputs are transactional: never read an aborted or open one
             "isolation.level": "read_committed",
+            "queued.max.messages.kbytes": settings.consumer_queue_kbytes,
             "error_cb": on_client_error,
             "logger": KAFKA_LOG,
         }
