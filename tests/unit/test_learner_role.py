@@ -119,3 +119,21 @@ def test_a_new_learner_of_the_group_resumes_from_its_snapshot(
     again.handle(_batch(PHISHING[100:110], partition=0, start=100), Outputs())
     status = again.core.status()[0]
     assert (status.parent, status.total_samples) == (version, 110)
+
+
+def test_a_learner_killed_before_its_commit_does_not_learn_its_snapshot_twice(
+        settings: Settings, registry: Registry) -> None:
+    """Killed after publishing a snapshot (and noting it down) but before committing the
+    offsets it covers: the next learner resumes from that snapshot and reads the records
+    from the older committed offset again; those the snapshot holds are not learned again."""
+    role, ctx = _role(settings, registry)
+    role.handle(_batch(PHISHING[:100], partition=0, start=0), Outputs())
+    role.tick(1.0, Outputs())
+    snapshot = ctx.published[-1]
+    assert [(r.partition, r.end) for r in snapshot.lineage.training_data] == [(0, 100)]
+    again, _ = _role(settings, registry)  # the group had committed offset 60 only
+    again.handle(_batch(PHISHING[60:130], partition=0, start=60), Outputs())
+    status = again.core.status()[0]
+    assert (status.parent, status.total_samples) == (snapshot.version, 130)
+    assert (again.stats.learned, again.stats.duplicates) == (30, 40)
+    assert again.offsets({(TOPIC, 0): 130}) == {}  # nothing snapshotted yet by this learner

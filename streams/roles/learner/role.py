@@ -15,7 +15,9 @@ everything read by then is in a published version), and the snapshots' versions 
 written to ``RIVEROPS_STATE_DIR/learner/GROUP.json``. After a crash the learner resumes
 from that snapshot (when it still descends from the current champion; else from the
 champion) and re-learns the feedback after it, so no labelled event is lost or learned
-twice by the model that goes on; the price is that the group's committed offsets trail by
+twice by the model that goes on (records the group reads again that the snapshot holds,
+after a kill between its publication and the commit of its offsets, are skipped by the
+snapshot's offset ranges); the price is that the group's committed offsets trail by
 up to one snapshot period, which the lag view shows, and that dead letters of that tail
 repeat.
 """
@@ -96,10 +98,25 @@ class LearnerRole(RoleSpec):
         self._handled: Offsets = {}  # next offset of every partition, over the records handled
         self._covered: Offsets = {}  # _handled as of the last snapshot
         self._since: set[tuple[str, int]] = set()  # partitions handled since the last snapshot
+        self._resumed_from: dict[str, ModelVersion | None] = {}  # model -> its start, once decided
+        self._learned_to: dict[str, Offsets] = {}
+        """Per model: how far the snapshot it resumed from learned each partition."""
 
     def start(self, ctx: Context) -> None:
         super().start(ctx)
         self._resume = read_json(self._resume_file) or {}
+
+    def _resumed(self, model: str) -> ModelVersion | None:
+        """The snapshot ``model`` resumes from (None: from its champion), decided once, when
+        its first record arrives; how far that snapshot learned is noted down."""
+        if model not in self._resumed_from:
+            champion = self.ctx.registry.champion(model)
+            saved = None if champion is None else _resumable(
+                self.ctx.registry, model, self._resume.get(model), champion.version)
+            self._resumed_from[model] = saved
+            self._learned_to[model] = {} if saved is None else {
+                (r.topic, r.partition): r.end for r in saved.lineage.training_data}
+        return self._resumed_from[model]
 
     def _start_model(self, model: str) -> Start:
         """The model to learn ``model`` with: the resumable snapshot, else the champion."""
@@ -107,7 +124,7 @@ class LearnerRole(RoleSpec):
         champion = registry.champion(model)
         if champion is None:
             raise InvalidEventError(f"unknown model {model!r}: no champion to learn from")
-        saved = _resumable(registry, model, self._resume.get(model), champion.version)
+        saved = self._resumed(model)
         if saved is not None:
             log.info("%s: resuming from learner snapshot v%s", model, saved.version)
             return Start(copy.deepcopy(self._load(saved)), saved.spec, saved.version, saved.task,
@@ -116,16 +133,33 @@ class LearnerRole(RoleSpec):
                      champion.task)
 
     def handle(self, batch: list[Input], out: Outputs) -> None:
+        learning = self._not_yet_learned(batch)
+        self._learn(learning, out)
+        for topic, partition, offset in (item.source for item in batch):
+            key = (topic, partition)
+            self._handled[key] = max(self._handled.get(key, 0), offset + 1)
+            self._since.add(key)
+
+    def _not_yet_learned(self, batch: list[Input]) -> list[Input]:
+        """``batch`` without the records its model's resumed snapshot learned already: a
+        learner killed after publishing a snapshot but before committing the offsets it
+        covers reads them again from the older committed offsets."""
+        for model in {item.value.get("model") for item in batch} - set(self._resumed_from):
+            if isinstance(model, str) and self.ctx.registry.champion(model) is not None:
+                self._resumed(model)
+        kept = [item for item in batch
+                if item.message.offset() >= self._learned_to.get(item.value.get("model"), {}).get(
+                    (item.message.topic(), item.message.partition()), 0)]
+        self.stats.duplicates += len(batch) - len(kept)
+        return kept
+
+    def _learn(self, batch: list[Input], out: Outputs) -> None:
         sources = [item.source for item in batch]
         result = self.core.update([item.value for item in batch], sources=sources)
         messages = {source: item.message for source, item in zip(sources, batch, strict=True)}
         for rejected in result.rejected:
             assert rejected.source is not None  # every record was given its source
             out.reject(messages[rejected.source], rejected.error)
-        for topic, partition, offset in sources:
-            key = (topic, partition)
-            self._handled[key] = max(self._handled.get(key, 0), offset + 1)
-            self._since.add(key)
         self.stats.learned += result.learned
         self.stats.duplicates += result.duplicates
         self.stats.rejected += len(result.rejected)
