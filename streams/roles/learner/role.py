@@ -148,8 +148,7 @@ class LearnerRole(RoleSpec):
             if isinstance(model, str) and self.ctx.registry.champion(model) is not None:
                 self._resumed(model)
         kept = [item for item in batch
-                if item.message.offset() >= self._learned_to.get(item.value.get("model"), {}).get(
-                    (item.message.topic(), item.message.partition()), 0)]
+                if item.source[2] >= self._learned_to.get(item.value.get("model"), {}).get(item.source[:2], 0)]
         self.stats.duplicates += len(batch) - len(kept)
         return kept
 
