@@ -125,8 +125,9 @@ class RetrainerSettings(_Section):
                                             "log_loss)")
     schedule_seconds: float | None = Field(None, gt=0, description="request a retrain of every "
                                            "model this often")
-    min_error_rise: float = Field(0.02, ge=0, description="a concept-drift alarm acts only when "
-                                  "the error rose by this much")
+    min_error_rise: float = Field(0.02, ge=0, description="a concept-drift alarm on the error "
+                                  "signal (or naming none) acts only when the error rose by "
+                                  "this much")
     drift_min_samples: int = Field(1_500, ge=1, description="feedback after an alarm to wait for")
     drift_wait_seconds: float = Field(60.0, ge=0, description="longest wait for it")
     seed: int = Field(42, description="seed of every retrained model (same data, same model)")

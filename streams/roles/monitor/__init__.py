@@ -3,7 +3,8 @@
 - :mod:`~riverops.roles.monitor.core`: :class:`MonitorCore`, the pure core (feedback in,
   drift alarms and metrics events out, no Kafka);
 - :mod:`~riverops.roles.monitor.windows`: the River metric sets it keeps per window;
-- :mod:`~riverops.roles.monitor.drift`: the concept and data drift detectors;
+- :mod:`~riverops.roles.monitor.concept`: the concept drift detector on one signal;
+- :mod:`~riverops.roles.monitor.drift`: the data drift detectors (PSI, KS);
 - :mod:`~riverops.roles.monitor.signals`: what concept drift watches per task (the error,
   each class's error, the log-loss) and :class:`ConceptWatch`, one detector per signal;
 - :mod:`~riverops.roles.monitor.role`: :class:`MonitorRole` on the worker runtime, and

@@ -6,7 +6,7 @@ variant). :class:`MonitorCore` keeps, per such key, River metrics over the last
 number of outcomes seen, and a concept drift detector on each signal of its task
 (:mod:`~riverops.roles.monitor.signals`: by default the positive class's error and the
 log-loss for binary models); per model, data drift of the features. Only the concept
-alarms that pass the "got worse" rule (:class:`~riverops.roles.monitor.drift.ConceptDriftDetector`:
+alarms that pass the "got worse" rule (:class:`~riverops.roles.monitor.concept.ConceptDriftDetector`:
 a rise relative to the signal's own level, by enough standard errors) come out, each
 naming its signal. Re-delivered feedback (same model and event_id) is counted once.
 

@@ -2,7 +2,7 @@
 
 On an imbalanced stream the 0/1 error barely moves when the minority class changes: with
 2% fraud, missing every new fraud adds at most two points to it. So each outcome feeds
-the signals of its task (:data:`~riverops.roles.monitor.drift.Signal`):
+the signals of its task (:data:`~riverops.roles.monitor.concept.Signal`):
 
 - ``error``: the 0/1 misclassification, or a regression's absolute error;
 - ``positive_error`` / ``negative_error`` (binary): the 0/1 error of the outcomes whose
@@ -35,7 +35,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from riverops.roles.monitor.drift import (
+from riverops.roles.monitor.concept import (
     SIGNALS,
     ConceptAlarm,
     ConceptDriftDetector,
@@ -110,7 +110,7 @@ def signal_values(task: Task, outcome: Outcome, signals: Sequence[Signal]) -> di
 
 
 class ConceptWatch:
-    """One :class:`~riverops.roles.monitor.drift.ConceptDriftDetector` per signal of a
+    """One :class:`~riverops.roles.monitor.concept.ConceptDriftDetector` per signal of a
     task, fed each outcome; :meth:`update` returns the alarms it raised (at most one per
     signal), ``worse`` or not."""
 
