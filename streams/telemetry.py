@@ -113,8 +113,9 @@ class Telemetry:
             "model", "feature", "detector",
         )
         self.drift_alarms = counter(
-            "drift_alarms", "Drift alarms raised (rising error or shifted feature).",
-            "model", "version", "variant", "kind", "detector", "feature",
+            "drift_alarms", "Drift alarms published (a concept signal that got worse, or a "
+            "shifted feature).",
+            "model", "version", "variant", "kind", "detector", "feature", "signal",
         )
         self.label_delay = histogram(
             "label_delay_seconds", "Event time to label time.", LABEL_DELAY_BUCKETS, "model"
@@ -191,11 +192,11 @@ class Telemetry:
             self.observe_latency(stage, time.perf_counter() - start)
 
     def count_drift(self, events: Iterable[Mapping[str, Any]]) -> None:
-        """Count DriftEvent dicts (a missing feature is the empty label)."""
+        """Count DriftEvent dicts (a missing feature or signal is the empty label)."""
         for e in events:
             self.drift_alarms.labels(
                 self.role, e["model"], str(e["version"]), e["variant"], e["kind"],
-                e["detector"], e.get("feature") or "",
+                e["detector"], e.get("feature") or "", e.get("signal") or "",
             ).inc()
 
     def observe_label_delay(self, model: str, seconds: float) -> None:

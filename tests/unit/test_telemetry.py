@@ -157,7 +157,7 @@ def test_monitor_values_and_drift_alarms_are_exported(
         ]
         == 1.0
     )
-    alarm = labels(**key, kind="data", detector="PSI", feature="x")
+    alarm = labels(**key, kind="data", detector="PSI", feature="x", signal="")
     assert got["riverops_drift_alarms_total", alarm] == 1
     # the time window empties: its series go away instead of freezing at the last value
     t.export_monitor(core.status(now + timedelta(hours=1)), core.data_drift_scores())
