@@ -41,6 +41,16 @@ class ScorerSettings(_Section):
         0, ge=0, description="the largest contributions (weight times scaled value) of a linear "
         "model's prediction carried in its PredictionEvent's explanation field, with the "
         "intercept and the sum of the rest; 0: off (no per-event cost); other models get none")
+    estimate_window: int = Field(
+        5_000, ge=0, description="the last predictions of each binary model version and variant "
+        "whose scores give its estimated accuracy and ROC AUC before any label "
+        "(riverops_estimated_metric; riverops.models.estimate); 0: off")
+    estimate_min_samples: int = Field(
+        200, ge=1, description="fewer scores in the window than this: the estimate is exported "
+        "with trust too_few")
+    estimate_seconds: float = Field(
+        5.0, gt=0, description="how often the estimates are computed and exported (one sort of "
+        "the window per version)")
 
 
 class JoinerSettings(_Section):
@@ -130,6 +140,22 @@ class RetrainerSettings(_Section):
                                   "this much")
     drift_min_samples: int = Field(1_500, ge=1, description="feedback after an alarm to wait for")
     drift_wait_seconds: float = Field(60.0, ge=0, description="longest wait for it")
+    recovery_samples: int | None = Field(400, ge=10, description="post-alarm feedback after "
+                                         "which a drift retrain first runs (fast recovery, "
+                                         "warm-started); not promoted, it runs again at twice "
+                                         "as many, up to drift_min_samples; None: wait for "
+                                         "drift_min_samples")
+    recovery_start: Literal["warm", "scratch", "both"] = Field(
+        "both", description="fast recovery candidates: a copy of the champion, a fresh model, "
+        "or both (the better on the post-alarm holdout goes on)")
+    recovery_passes: int = Field(1, ge=1, le=10, description="times a fast recovery candidate "
+                                 "learns the post-alarm rows")
+    recovery_holdout_fraction: float = Field(0.3, gt=0, lt=1, description="newest share of the "
+                                             "post-alarm rows a fast recovery candidate is "
+                                             "judged on")
+    recovery_confidence: float = Field(0.95, ge=0.5, lt=1, description="confidence of the "
+                                       "bootstrap bound that lets a fast recovery promote on "
+                                       "fewer than policy.min_samples holdout rows")
     seed: int = Field(42, description="seed of every retrained model (same data, same model)")
     policy: PolicySettings = PolicySettings()
 

@@ -104,6 +104,15 @@ class Telemetry:
             "model_samples", "Labelled outcomes seen per model version and variant.",
             "model", "version", "variant",
         )
+        self.estimated_metric = gauge(
+            "estimated_metric", "Metric a binary model version and variant should have, "
+            "estimated from its last scores before any label (CBPE: calibrated scores assumed).",
+            "model", "version", "variant", "metric",
+        )
+        self.estimated_samples = gauge(
+            "estimated_samples", "Scores in the window of the estimated metrics.",
+            "model", "version", "variant",
+        )
         self.online_metric = gauge(
             "online_metric", "Progressive metric of the online variant since it started "
             "(each prediction scored before its label is learned).", "model", "metric",
@@ -267,6 +276,21 @@ class Telemetry:
         self._replace(self.model_metric, metric_values)
         self._replace(self.model_samples, sample_values)
         self._replace(self.data_drift_score, drift_values)
+
+    def export_estimates(
+        self, estimates: Mapping[tuple[str, int, str], tuple[int, Mapping[str, float]]]
+    ) -> None:
+        """Set the estimated metrics ((model, version, variant) -> (scores in the window,
+        metric -> value)); a version or metric no longer reported is removed."""
+        metric_values: dict[tuple[str, ...], float] = {}
+        sample_values: dict[tuple[str, ...], float] = {}
+        for (model, version, variant), (samples, values) in estimates.items():
+            key = (self.role, model, str(version), variant)
+            sample_values[key] = samples
+            for name, value in values.items():
+                metric_values[(*key, name)] = value
+        self._replace(self.estimated_metric, metric_values)
+        self._replace(self.estimated_samples, sample_values)
 
     def export_online(self, metrics: Mapping[str, Mapping[str, float]]) -> None:
         """Set the online variant's progressive metrics (model -> metric -> value); a metric

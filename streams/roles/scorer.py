@@ -4,7 +4,8 @@ Core (:class:`ScorerCore`, no Kafka): routes each event to the champion or, on a
 hash split of its event_id, to a challenger; scores every shadow on all traffic; batches
 each version's rows into one ``predict_proba_many`` call where the model has it; with
 ``explain_top_k`` > 0, a linear model's predictions carry their largest contributions
-(:mod:`riverops.models.explain`, computed from the same encoded batch).
+(:mod:`riverops.models.explain`, computed from the same encoded batch); binary scores feed
+the estimates of performance before labels (:mod:`riverops.roles.estimates`).
 Shell (:func:`run_scorer`): consumes features in batches, polls the registry topic
 between batches (a swap never splits a batch, so no event is dropped or scored twice),
 produces predictions and dead letters, and commits offsets only after delivery.
@@ -34,6 +35,7 @@ from riverops.models.explain import (
     predict_proba_explained,
 )
 from riverops.models.registry import Registry
+from riverops.roles.estimates import ScoreTap
 from riverops.runtime import Context, Input, Outputs, RoleSpec, run
 from riverops.schemas.errors import InvalidEventError, RiveropsError
 from riverops.schemas.events import ModelVersion, Variant
@@ -90,13 +92,14 @@ class ScorerCore:
     ``explain_top_k`` > 0, the predictions of linear models carry their explanation."""
 
     def __init__(self, *, clock: Callable[[], float] = time.perf_counter,
-                 explain_top_k: int = 0) -> None:
+                 explain_top_k: int = 0, estimates: ScoreTap | None = None) -> None:
         if explain_top_k < 0:
             raise ValueError(f"explain_top_k must be >= 0, got {explain_top_k}")
         self._plans: dict[str, _Plan] = {}
         self._clock = clock
         self.explain_top_k = explain_top_k
         self._unexplained: set[tuple[str, int]] = set()  # versions said to have no explanation
+        self.estimates = estimates or ScoreTap(size=0)  # binary scores, for estimates before labels
 
     def set_plan(
         self,
@@ -114,9 +117,11 @@ class ScorerCore:
         if upper > 1.0:
             raise InvalidEventError(f"challenger shares of {model} add up to {upper:.2f} > 1")
         self._plans[model] = _Plan(champion, bounds, list(shadows))
+        self.estimates.retain(s for m in self._plans for s in self.serving(m))
 
     def drop_plan(self, model: str) -> None:
         self._plans.pop(model, None)
+        self.estimates.retain(s for m in self._plans for s in self.serving(m))
 
     def serving(self, model: str) -> list[ServingModel]:
         plan = self._plans.get(model)
@@ -191,6 +196,8 @@ class ScorerCore:
                 ))
             if explanations is not None:  # off: no per-event work (the field's default is null)
                 _attach(made, first, indexes, explanations, failed)
+            if serving.record.task == "binary":
+                self.estimates.observe(serving, indexes, scores, failed)
         # the predictions of one event leave together, so a joiner reading them in
         # batches sees them as one run (see PREDICTIONS_HEADER)
         if len(outputs) > 1:  # one job lists its indexes in order already
@@ -362,7 +369,8 @@ class ScorerRole(RoleSpec):
 
     def __init__(self, settings: Settings, *, stats: ScorerStats | None = None) -> None:
         self.stats: ScorerStats = stats or ScorerStats()
-        self.core = ScorerCore(explain_top_k=settings.scorer.explain_top_k)
+        self.core = ScorerCore(explain_top_k=settings.scorer.explain_top_k,
+                               estimates=ScoreTap.from_settings(settings.scorer))
         self.consumer_config = {"fetch.wait.max.ms": settings.scorer.fetch_wait_ms}
         self._load = model_loader(settings)
 
@@ -397,6 +405,10 @@ class ScorerRole(RoleSpec):
         self.stats.batches += 1
         self.stats.scored += len(batch) - len(result.invalid)
         self.stats.predictions += len(result.predictions)
+
+    def tick(self, now: float, out: Outputs) -> None:
+        if self.ctx.telemetry is not None:  # every estimate_seconds
+            self.core.estimates.export(self.ctx.telemetry, now)
 
 
 def run_scorer(settings: Settings, *, stop: threading.Event, group_id: str = "riverops-scorer",
