@@ -1,10 +1,12 @@
-"""``riverops status``: lag, models and aliases, rolling metrics and recent drift alarms."""
+"""``riverops status``: lag, models and aliases, rolling metrics, the scorer's estimates
+before labels beside the realised figures (:mod:`riverops.cli.estimates`), recent drift alarms."""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -14,22 +16,35 @@ from rich.live import Live
 from rich.table import Table
 
 from riverops.cli.common import broker_settings, cli_errors
+from riverops.cli.estimates import (
+    calibration,
+    combine,
+    estimate_rows,
+    estimates_table,
+    scrape_estimates,
+)
 from riverops.kafka.clients import at_end, make_consumer
 from riverops.kafka.lag import LagProbe
 from riverops.kafka.registry_topic import read_registry
 from riverops.kafka.topics import TopicCatalogue, TopicRole
 from riverops.settings import Settings
 
-__all__ = ["read_to_end", "collect_status", "render_status", "status_command"]
+__all__ = ["read_to_end", "read_tail", "collect_status", "render_status", "status_command"]
 
 
-def read_to_end(settings: Settings, role: TopicRole, schema: str, *, timeout: float = 10.0) -> list[dict[str, Any]]:
-    """Every decodable record of a topic, from the start to the high watermark."""
+def read_to_end(settings: Settings, role: TopicRole, schema: str, *, timeout: float = 10.0,
+                last: int | None = None) -> list[dict[str, Any]]:
+    """Every decodable record of a topic, from the start (or the ``last`` records of each
+    partition) to the high watermark."""
     catalogue = TopicCatalogue.from_settings(settings)
     spec = catalogue.spec(role)
     codec = settings.codec()
     consumer = make_consumer(settings, f"riverops-status-reader-{uuid.uuid4().hex[:6]}")
     partitions = [TopicPartition(spec.name, p, OFFSET_BEGINNING) for p in range(spec.partitions)]
+    if last is not None:
+        for tp in partitions:
+            low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+            tp.offset = max(low, high - last)
     consumer.assign(partitions)
     out: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
@@ -51,8 +66,17 @@ def read_to_end(settings: Settings, role: TopicRole, schema: str, *, timeout: fl
     return out
 
 
-def collect_status(settings: Settings, *, recent_alarms: int = 10) -> dict[str, Any]:
-    """Everything the status view shows, as JSON-ready data."""
+def read_tail(settings: Settings, role: TopicRole, schema: str, *, last: int,
+              timeout: float = 10.0) -> list[dict[str, Any]]:
+    """The last ``last`` decodable records of each partition of a topic."""
+    return read_to_end(settings, role, schema, timeout=timeout, last=last)
+
+
+def collect_status(settings: Settings, *, recent_alarms: int = 10,
+                   scorer_metrics: Sequence[str] = (), calibration_tail: int = 2000) -> dict[str, Any]:
+    """Everything the status view shows, as JSON-ready data. ``scorer_metrics``: the
+    /metrics URLs of the scorers whose estimates are shown; ``calibration_tail``: feedback
+    records per partition their calibration is checked on (0: not checked)."""
     with LagProbe(settings) as probe:
         lag = [row.__dict__ for row in probe.sample()]
     registry = read_registry(settings)
@@ -60,6 +84,9 @@ def collect_status(settings: Settings, *, recent_alarms: int = 10) -> dict[str, 
     for event in read_to_end(settings, "metrics", "MetricsEvent"):
         latest[(event["model"], event["version"], event["variant"], event["window_kind"])] = event
     alarms = read_to_end(settings, "drift", "DriftEvent")[-recent_alarms:]
+    scraped, errors = scrape_estimates(scorer_metrics)
+    checked = calibration(read_tail(settings, "feedback", "FeedbackEvent", last=calibration_tail)
+                          ) if calibration_tail and scraped else {}
     return {
         "bootstrap_servers": settings.bootstrap_servers,
         "lag": lag,
@@ -73,6 +100,8 @@ def collect_status(settings: Settings, *, recent_alarms: int = 10) -> dict[str, 
             {**{k: v for k, v in e.items() if k != "emitted_at"}, "emitted_at": e["emitted_at"].isoformat()}
             for _, e in sorted(latest.items())
         ],
+        "estimates": estimate_rows(combine(scraped), latest.values(), checked),
+        "estimate_errors": errors,
         "drift_alarms": [{**a, "detected_at": a["detected_at"].isoformat()} for a in alarms],
     }
 
@@ -106,27 +135,42 @@ def render_status(status: dict[str, Any]) -> Group:
     for a in status["drift_alarms"]:
         drift.add_row(a["detected_at"], a["model"], str(a["version"]), a["variant"], a["kind"],
                       a["detector"], a["feature"] or "", f"{a['statistic']:.4f}")
-    return Group(lag, models, metrics, drift)
+    estimates = estimates_table(status.get("estimates", []), status.get("estimate_errors", []))
+    return Group(lag, models, metrics, estimates, drift)
 
 
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.option("--watch", type=float, metavar="SECONDS", help="Refresh every SECONDS until Ctrl-C.")
+@click.option("--scorer-metrics", "scorer_metrics", multiple=True, metavar="URL",
+              help="A scorer's /metrics, where the estimates before labels are read (repeat for "
+              "each replica; default: this machine's RIVEROPS_METRICS_HOST and _PORT, where "
+              "`riverops worker all` serves them).")
+@click.option("--calibration-tail", type=click.IntRange(min=0), default=2000, show_default=True,
+              help="Feedback records per partition the estimates' calibration is checked on (0: "
+              "not checked).")
 @click.pass_context
-def status_command(ctx: click.Context, as_json: bool, watch: float | None) -> None:
-    """Lag per group and partition, models and aliases, rolling metrics, drift alarms."""
+def status_command(ctx: click.Context, as_json: bool, watch: float | None,
+                   scorer_metrics: tuple[str, ...], calibration_tail: int) -> None:
+    """Lag per group and partition, models and aliases, rolling metrics, the estimates before
+    labels beside the realised figures, drift alarms."""
     settings = broker_settings(ctx)
+    urls = scorer_metrics or (f"http://{settings.metrics_host}:{settings.metrics_port}/metrics",)
+
+    def collect() -> dict[str, Any]:
+        return collect_status(settings, scorer_metrics=urls, calibration_tail=calibration_tail)
+
     try:
         with cli_errors():
             if as_json:
-                click.echo(json.dumps(collect_status(settings), indent=2, default=str))
+                click.echo(json.dumps(collect(), indent=2, default=str))
                 return
             if not watch:
-                Console().print(render_status(collect_status(settings)))
+                Console().print(render_status(collect()))
                 return
-            with Live(render_status(collect_status(settings)), console=Console(), screen=False) as live:
+            with Live(render_status(collect()), console=Console(), screen=False) as live:
                 while True:
                     time.sleep(watch)
-                    live.update(render_status(collect_status(settings)))
+                    live.update(render_status(collect()))
     except KeyboardInterrupt:
         return

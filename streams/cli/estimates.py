@@ -1,0 +1,164 @@
+"""``riverops status``: the scorer's estimates before labels, beside the realised figures.
+
+The estimates live where the scores are made, in the scorer (``riverops_estimated_metric``
+on its /metrics: :mod:`riverops.roles.estimates`), so the status view scrapes them there
+rather than have the scorer write to the metrics topic (a second writer there would need a
+new ACL and confuse every reader that takes the monitor's events as the only ones). Several
+scorer replicas each estimate over their own partitions: their values are averaged,
+weighted by the scores each holds. The calibration check needs labels, so it is made here
+on the feedback topic's tail (each prediction's score against its label): its ECE judges
+the estimate (:func:`riverops.models.estimate.judge`). Those labels are older than the
+scores of the estimate; a calibration that held then may not hold on the new scores.
+
+Examples
+--------
+>>> text = '''riverops_estimated_metric{metric="roc_auc",model="m",role="scorer",variant="champion",version="1"} 0.9
+... riverops_estimated_samples{model="m",role="scorer",variant="champion",version="1"} 400.0
+... '''
+>>> parse_estimates(text)
+{('m', 1, 'champion'): (400, {'roc_auc': 0.9})}
+"""
+
+from __future__ import annotations
+
+import math
+import urllib.request
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+from rich.table import Table
+
+from riverops.models.estimate import MAX_ECE, calibration_error, judge
+from riverops.models.labels import coerce_label, positive_score
+from riverops.schemas.errors import InvalidEventError
+
+__all__ = [
+    "parse_estimates", "scrape_estimates", "combine", "calibration", "estimate_rows",
+    "estimates_table", "MIN_CALIBRATION_SAMPLES",
+]
+
+Key = tuple[str, int, str]
+"""model, version, variant"""
+Scraped = dict[Key, tuple[int, dict[str, float]]]
+"""key -> (scores in the scorer's window, estimated metric -> value)"""
+
+MIN_CALIBRATION_SAMPLES = 200
+"""Labelled outcomes of a version below which its calibration is not judged (ECE noise)."""
+
+
+def parse_estimates(text: str) -> Scraped:
+    """The estimates in one /metrics page (Prometheus text format)."""
+    samples: dict[Key, int] = {}
+    values: dict[Key, dict[str, float]] = defaultdict(dict)
+    for family in text_string_to_metric_families(text):
+        if family.name not in ("riverops_estimated_metric", "riverops_estimated_samples"):
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            key = (labels["model"], int(labels["version"]), labels["variant"])
+            if family.name == "riverops_estimated_samples":
+                samples[key] = int(sample.value)
+            else:
+                values[key][labels["metric"]] = float(sample.value)
+    return {key: (n, dict(values.get(key, {}))) for key, n in samples.items()}
+
+
+def scrape_estimates(urls: Sequence[str], *, timeout: float = 2.0) -> tuple[list[Scraped], list[str]]:
+    """Each scorer's estimates, and what went wrong with the pages that could not be read."""
+    scraped, errors = [], []
+    for url in urls:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (operator's URL)
+                scraped.append(parse_estimates(response.read().decode()))
+        except (OSError, ValueError) as exc:
+            errors.append(f"{url}: {exc}")
+    return scraped, errors
+
+
+def combine(pages: Iterable[Scraped]) -> Scraped:
+    """One estimate per key from several scorers: their mean weighted by their scores.
+
+    >>> combine([{("m", 1, "champion"): (100, {"accuracy": 0.9})},
+    ...          {("m", 1, "champion"): (300, {"accuracy": 0.7})}])
+    {('m', 1, 'champion'): (400, {'accuracy': 0.75})}
+    """
+    total: dict[Key, int] = defaultdict(int)
+    sums: dict[Key, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0.0]))
+    for page in pages:
+        for key, (n, values) in page.items():
+            total[key] += n
+            for name, value in values.items():
+                weighted = sums[key][name]
+                weighted[0] += n * value
+                weighted[1] += n
+    return {key: (n, {name: s / w for name, (s, w) in sums[key].items() if w})
+            for key, n in total.items()}
+
+
+def calibration(feedback: Iterable[Mapping[str, Any]]) -> dict[Key, tuple[int, float]]:
+    """Per key, (labelled outcomes, ECE) of the binary predictions in FeedbackEvent dicts
+    (records with a label that is not binary, or scores without P(True), are skipped)."""
+    pairs: dict[Key, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    for record in feedback:
+        try:
+            label = coerce_label("binary", record.get("label"))
+        except InvalidEventError:
+            continue
+        for made in record.get("predictions") or ():
+            p = positive_score(made.get("scores") or {})
+            if p is None:
+                continue
+            scores, labels = pairs[(record["model"], int(made["version"]), made["variant"])]
+            scores.append(p)
+            labels.append(float(label))
+    return {key: (len(p), calibration_error(np.array(p), np.array(y)))
+            for key, (p, y) in pairs.items()}
+
+
+def estimate_rows(estimates: Scraped, realised: Iterable[Mapping[str, Any]],
+                  checked: Mapping[Key, tuple[int, float]], *,
+                  max_ece: float = MAX_ECE) -> list[dict[str, Any]]:
+    """The rows of the status view: each estimate, the realised count-window figures of
+    the same key (MetricsEvent dicts), its calibration and the trust it earns."""
+    latest = {(e["model"], int(e["version"]), e["variant"]): e["metrics"]
+              for e in realised if e["window_kind"] == "count"}
+    rows = []
+    for key, (samples, values) in sorted(estimates.items()):
+        labelled, ece = checked.get(key, (0, math.nan))
+        known = labelled >= MIN_CALIBRATION_SAMPLES and math.isfinite(ece)
+        rows.append({
+            "model": key[0], "version": key[1], "variant": key[2], "samples": samples,
+            "estimated": values,
+            "realised": {k: v for k, v in latest.get(key, {}).items() if k in ("accuracy", "roc_auc")},
+            "calibration_samples": labelled, "ece": ece if known else None,
+            # the scorer exports no value below its minimum: too few scores
+            "trust": judge(samples, ece if known else None, min_samples=1, max_ece=max_ece)
+            if values else "too_few",
+        })
+    return rows
+
+
+def estimates_table(rows: Sequence[Mapping[str, Any]], errors: Sequence[str]) -> Table:
+    """The rows as a Rich table; unreadable scorer pages go in its caption."""
+    table = Table(title="performance before labels (estimated from the scores; realised: "
+                  "count window)", title_justify="left",
+                  caption="; ".join(errors) if errors else None, caption_justify="left")
+    for column in ("model", "version", "variant", "scores", "accuracy est.", "realised",
+                   "roc_auc est.", "realised", "ECE", "trust"):
+        table.add_column(column)
+
+    def shown(values: Mapping[str, float], name: str) -> str:
+        return f"{values[name]:.4f}" if name in values else ""
+
+    for row in rows:
+        estimated, realised = row["estimated"], row["realised"]
+        colour = {"calibrated": "green", "uncalibrated": "red"}.get(row["trust"], "yellow")
+        table.add_row(row["model"], str(row["version"]), row["variant"], str(row["samples"]),
+                      shown(estimated, "accuracy"), shown(realised, "accuracy"),
+                      shown(estimated, "roc_auc"), shown(realised, "roc_auc"),
+                      "" if row["ece"] is None else f"{row['ece']:.4f}",
+                      f"[{colour}]{row['trust']}[/]")
+    return table
