@@ -72,9 +72,11 @@ def test_the_feedback_judges_the_estimate_calibrated_or_not() -> None:
                 + _feedback(p1[:50], p1[:50] > 0.5, version=3))  # too few labels to judge
     feedback.append({**feedback[0], "label": 2.5})  # a regression label: skipped
     checked = calibration(feedback)
-    assert {k: n for k, (n, _) in checked.items()} == {
+    assert {k: c.samples for k, c in checked.items()} == {
         ("m", 1, "champion"): 3000, ("m", 2, "champion"): 3000, ("m", 3, "champion"): 50}
+    expected = checked[("m", 1, "champion")].expected_accuracy  # ~0.69 for Beta(2, 2)
     estimates = {("m", v, "champion"): (3000, {"accuracy": 0.7, "roc_auc": 0.8}) for v in (1, 2, 3)}
+    estimates[("m", 2, "champion")] = (3000, {"accuracy": expected + 0.1})  # the scores moved
     estimates[("m", 4, "champion")] = (20, {})  # the scorer withholds values over too few scores
     realised = [{"model": "m", "version": 1, "variant": "champion", "window_kind": kind,
                  "metrics": {"accuracy": acc, "roc_auc": 0.81, "f1": 0.5}}
@@ -84,6 +86,8 @@ def test_the_feedback_judges_the_estimate_calibrated_or_not() -> None:
     assert trust == {1: "calibrated", 2: "uncalibrated", 3: "unchecked", 4: "too_few"}
     assert rows[0]["realised"] == {"accuracy": 0.71, "roc_auc": 0.81}  # the count window's
     assert rows[0]["ece"] is not None and rows[0]["ece"] < 0.05 < rows[1]["ece"]
+    assert abs(expected - 0.7) < 0.03 and [row["note"] != "" for row in rows] == [
+        False, True, False, False]
     console = Console(record=True, width=200)
     console.print(render_status({"lag": [], "models": [], "metrics": [], "drift_alarms": [],
                                  "estimates": rows, "estimate_errors": ["http://x/metrics: down"]}))
