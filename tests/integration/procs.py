@@ -3,6 +3,7 @@ only, so that kill -9 is real and the documented environment is what is exercise
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -34,6 +35,8 @@ def _put(env: dict[str, str], name: str, value: Any) -> None:
         value = value.get_secret_value()
     if isinstance(value, bool):
         value = "true" if value else "false"
+    elif isinstance(value, list | tuple):
+        value = json.dumps(list(value))  # as an operator writes a list: JSON
     env[name] = str(value)
 
 
