@@ -10,8 +10,13 @@ pairs to the expected positive-negative pairs, ``sum_{i != j} p_i (1 - p_j) [p_i
 The estimate moves as soon as the scores do (covariate shift: P(x) changes, P(y|x) does
 not), long before the labels of the new regime arrive. It cannot see concept drift: when
 P(y|x) changes the scores stay the same, so the estimate stays where it was while the
-realised figures fall. And it is only as good as the calibration: :func:`calibration_error`
-(ECE over labelled outcomes) says when it is not to be trusted.
+realised figures fall. And it is only as good as the calibration, which only labels can
+check: :func:`backtest` makes the estimate from labelled outcomes' own scores and compares
+it with what their labels give, with the ECE (:func:`calibration_error`); :func:`judge`
+turns that into a trust flag. The ECE alone is not enough on imbalanced data: a model
+whose low scores are a few points too high is calibrated within 0.01 over ten bins, yet
+its expected ROC AUC is far too low (it counts the many near-zero negatives as a few
+percent positive): the backtest's miss catches that.
 
 :class:`ScoreWindow` keeps the last N positive-class scores per (model, version, variant)
 in a ring allocated once: a batch is one slice assignment, the estimate one sort when asked.
@@ -46,7 +51,8 @@ from riverops.models.labels import positive_score
 
 __all__ = [
     "expected_accuracy", "expected_roc_auc", "calibration_error", "Estimate", "Trust",
-    "ScoreWindow", "judge", "positive_scores", "MAX_ECE",
+    "ScoreWindow", "judge", "positive_scores", "Backtest", "backtest", "MAX_ECE", "MAX_MISS",
+    "MIN_LABELLED",
 ]
 
 Floats = npt.NDArray[np.float64]
@@ -54,12 +60,17 @@ K = TypeVar("K", bound=Hashable)
 
 Trust = Literal["calibrated", "uncalibrated", "unchecked", "too_few"]
 """calibrated: the labelled outcomes checked say the scores are calibrated (ECE within the
-bound); uncalibrated: they say not (the estimate is not to be believed); unchecked: no
-labelled outcomes to check against (where the scores alone are known: the scorer);
-too_few: too few scores in the window for an estimate worth showing."""
+bound, and the estimate made from their scores met their labels); uncalibrated: they say
+not (the estimate is not to be believed); unchecked: too few labelled outcomes to check
+against (or none: where the scores alone are known, the scorer); too_few: too few scores
+in the window for an estimate worth showing."""
 
 MAX_ECE = 0.05
 """Default bound on the expected calibration error above which an estimate is not trusted."""
+MAX_MISS = 0.03
+"""Default bound on the backtest's miss (beyond two standard errors) above which it is not."""
+MIN_LABELLED = 200
+"""Labelled outcomes below which the calibration is not judged (the ECE is mostly noise)."""
 
 
 def expected_accuracy(p: npt.ArrayLike) -> float:
@@ -133,18 +144,81 @@ def calibration_error(p: npt.ArrayLike, y: npt.ArrayLike, *, bins: int = 10) -> 
     return float(gaps.sum() / counts.sum())
 
 
-def judge(samples: int, ece: float | None, *, min_samples: int, max_ece: float = MAX_ECE) -> Trust:
-    """How far an estimate over ``samples`` scores can be trusted, given the calibration
-    error measured on labelled outcomes (None or NaN: not measured).
+def _auc_stderr(auc: float, positives: float, negatives: float) -> float:
+    """Hanley and McNeil's (1982) standard error of a ROC AUC."""
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    var = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc)
+           + (negatives - 1) * (q2 - auc * auc)) / (positives * negatives)
+    return math.sqrt(max(var, 0.0))
 
-    >>> judge(1000, None, min_samples=200), judge(1000, 0.12, min_samples=200)
-    ('unchecked', 'uncalibrated')
+
+def _realised_auc(p: Floats, y: Floats) -> float:
+    order = np.argsort(p, kind="stable")
+    ps, ys = p[order], y[order]
+    lo, hi = np.searchsorted(ps, ps, side="left"), np.searchsorted(ps, ps, side="right")
+    ranks = (lo + hi + 1) / 2.0  # 1-based mid-ranks: ties half
+    positives = ys.sum()
+    negatives = ys.size - positives
+    return float((ranks[ys == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+@dataclass(frozen=True, slots=True)
+class Backtest:
+    """The estimate made from labelled outcomes' scores against what their labels give."""
+
+    samples: int
+    ece: float
+    expected: dict[str, float]
+    realised: dict[str, float]
+    stderr: dict[str, float]
+    """standard error of each realised figure (its noise as a sample)"""
+
+    def miss(self) -> float:
+        """The largest gap between expected and realised beyond two standard errors (<= 0:
+        within the noise; NaN when no metric could be compared)."""
+        gaps = [abs(self.expected[k] - self.realised[k]) - 2 * self.stderr[k]
+                for k in self.realised if k in self.expected]
+        return max(gaps) if gaps else math.nan
+
+
+def backtest(p: npt.ArrayLike, y: npt.ArrayLike) -> Backtest:
+    """The estimate over labelled outcomes (scores ``p``, 0/1 labels ``y``) against them.
+
+    >>> check = backtest([0.1, 0.2, 0.8, 0.9] * 50, [0, 0, 1, 1] * 50)
+    >>> check.realised["accuracy"], round(check.expected["accuracy"], 2), check.miss() > MAX_MISS
+    (1.0, 0.85, True)
+    """
+    p = np.asarray(p, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    ece = calibration_error(p, y)
+    if p.size == 0:
+        return Backtest(0, ece, {}, {}, {})
+    accuracy = float(((p >= 0.5) == (y == 1)).mean())
+    expected = {"accuracy": expected_accuracy(p), "roc_auc": expected_roc_auc(p)}
+    realised = {"accuracy": accuracy}
+    stderr = {"accuracy": math.sqrt(accuracy * (1 - accuracy) / p.size)}
+    positives = float(y.sum())
+    if 0 < positives < p.size and math.isfinite(expected["roc_auc"]):
+        realised["roc_auc"] = auc = _realised_auc(p, y)
+        stderr["roc_auc"] = _auc_stderr(auc, positives, p.size - positives)
+    return Backtest(int(p.size), ece, expected, realised, stderr)
+
+
+def judge(samples: int, check: Backtest | None = None, *, min_samples: int,
+          max_ece: float = MAX_ECE, max_miss: float = MAX_MISS) -> Trust:
+    """How far an estimate over ``samples`` scores can be trusted, given the backtest on
+    labelled outcomes (None: there is none).
+
+    >>> judge(1000, None, min_samples=200), judge(10, None, min_samples=200)
+    ('unchecked', 'too_few')
     """
     if samples < min_samples:
         return "too_few"
-    if ece is None or math.isnan(ece):
+    if check is None or check.samples < MIN_LABELLED or math.isnan(check.ece):
         return "unchecked"
-    return "calibrated" if ece <= max_ece else "uncalibrated"
+    if check.ece > max_ece or check.miss() > max_miss:
+        return "uncalibrated"
+    return "calibrated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +229,8 @@ class Estimate:
     accuracy: float
     roc_auc: float
     trust: Trust
-    ece: float | None = None
-    """the calibration error it was judged with (None: not checked)"""
+    check: Backtest | None = None
+    """the backtest it was judged with (None: not checked)"""
 
     def metrics(self) -> dict[str, float]:
         """The finite estimated metrics by name (accuracy, roc_auc)."""
@@ -199,12 +273,11 @@ class ScoreWindow(Generic[K]):
     computes on demand. ``min_samples``: fewer scores give trust ``too_few``.
     """
 
-    def __init__(self, *, size: int = 5000, min_samples: int = 200, max_ece: float = MAX_ECE) -> None:
+    def __init__(self, *, size: int = 5000, min_samples: int = 200) -> None:
         if size < 2 or min_samples < 1:
             raise ValueError(f"size must be >= 2 and min_samples >= 1, got {size}, {min_samples}")
         self.size = size
         self.min_samples = min_samples
-        self.max_ece = max_ece
         self._rings: dict[K, _Ring] = {}
 
     def update(self, key: K, p: npt.ArrayLike) -> None:
@@ -232,9 +305,9 @@ class ScoreWindow(Generic[K]):
         ring = self._rings.get(key)
         return np.empty(0) if ring is None else ring.current().copy()
 
-    def estimate(self, key: K, *, ece: float | None = None) -> Estimate:
-        """The estimate of ``key``'s window, judged with ``ece`` if the caller measured it."""
+    def estimate(self, key: K, *, check: Backtest | None = None) -> Estimate:
+        """The estimate of ``key``'s window, judged by ``check`` if the caller made one."""
         ring = self._rings.get(key)
         p = np.empty(0) if ring is None else ring.current()
-        trust = judge(int(p.size), ece, min_samples=self.min_samples, max_ece=self.max_ece)
-        return Estimate(int(p.size), expected_accuracy(p), expected_roc_auc(p), trust, ece)
+        trust = judge(int(p.size), check, min_samples=self.min_samples)
+        return Estimate(int(p.size), expected_accuracy(p), expected_roc_auc(p), trust, check)

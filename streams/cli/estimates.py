@@ -7,7 +7,9 @@ new ACL and confuse every reader that takes the monitor's events as the only one
 scorer replicas each estimate over their own partitions: their values are averaged,
 weighted by the scores each holds. The calibration check needs labels, so it is made here
 on the feedback topic's tail (each prediction's score against its label): its ECE judges
-the estimate (:func:`riverops.models.estimate.judge`). Those labels are older than the
+the estimate with a backtest (:func:`riverops.models.estimate.backtest`: the estimate
+made from the tail's own scores against what its labels give, and its ECE;
+:func:`~riverops.models.estimate.judge`). Those labels are older than the
 scores of the estimate; a calibration that held then may not hold on the new scores, so a
 row says ``scores moved`` when the accuracy expected from the tail's scores is more than
 ``MOVED`` away from the scorer's estimate (covariate shift: what the estimate is for, but
@@ -24,23 +26,22 @@ Examples
 
 from __future__ import annotations
 
-import math
 import urllib.request
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 from rich.table import Table
 
-from riverops.models.estimate import MAX_ECE, calibration_error, expected_accuracy, judge
+from riverops.models.estimate import MAX_ECE, Backtest, backtest, judge
 from riverops.models.labels import coerce_label, positive_score
 from riverops.schemas.errors import InvalidEventError
 
 __all__ = [
     "parse_estimates", "scrape_estimates", "combine", "calibration", "estimate_rows",
-    "estimates_table", "Checked", "MIN_CALIBRATION_SAMPLES", "MOVED",
+    "estimates_table", "MOVED",
 ]
 
 Key = tuple[str, int, str]
@@ -48,19 +49,8 @@ Key = tuple[str, int, str]
 Scraped = dict[Key, tuple[int, dict[str, float]]]
 """key -> (scores in the scorer's window, estimated metric -> value)"""
 
-MIN_CALIBRATION_SAMPLES = 200
-"""Labelled outcomes of a version below which its calibration is not judged (ECE noise)."""
 MOVED = 0.03
 """Expected accuracy of the labelled tail's scores this far from the estimate: the scores moved."""
-
-
-class Checked(NamedTuple):
-    """The calibration of one key on the feedback's tail."""
-
-    samples: int
-    ece: float
-    expected_accuracy: float
-    """the accuracy the tail's own scores lead to expect"""
 
 
 def parse_estimates(text: str) -> Scraped:
@@ -112,8 +102,8 @@ def combine(pages: Iterable[Scraped]) -> Scraped:
             for key, n in total.items()}
 
 
-def calibration(feedback: Iterable[Mapping[str, Any]]) -> dict[Key, Checked]:
-    """Per key, the calibration of the binary predictions in FeedbackEvent dicts
+def calibration(feedback: Iterable[Mapping[str, Any]]) -> dict[Key, Backtest]:
+    """Per key, the backtest of the binary predictions in FeedbackEvent dicts
     (records with a label that is not binary, or scores without P(True), are skipped)."""
     pairs: dict[Key, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
     for record in feedback:
@@ -128,12 +118,11 @@ def calibration(feedback: Iterable[Mapping[str, Any]]) -> dict[Key, Checked]:
             scores, labels = pairs[(record["model"], int(made["version"]), made["variant"])]
             scores.append(p)
             labels.append(float(label))
-    return {key: Checked(len(p), calibration_error(np.array(p), np.array(y)), expected_accuracy(p))
-            for key, (p, y) in pairs.items()}
+    return {key: backtest(np.array(p), np.array(y)) for key, (p, y) in pairs.items()}
 
 
 def estimate_rows(estimates: Scraped, realised: Iterable[Mapping[str, Any]],
-                  checked: Mapping[Key, Checked], *,
+                  checked: Mapping[Key, Backtest], *,
                   max_ece: float = MAX_ECE) -> list[dict[str, Any]]:
     """The rows of the status view: each estimate, the realised count-window figures of
     the same key (MetricsEvent dicts), its calibration and the trust it earns."""
@@ -141,17 +130,20 @@ def estimate_rows(estimates: Scraped, realised: Iterable[Mapping[str, Any]],
               for e in realised if e["window_kind"] == "count"}
     rows = []
     for key, (samples, values) in sorted(estimates.items()):
-        labelled, ece, tail_accuracy = checked.get(key, Checked(0, math.nan, math.nan))
-        known = labelled >= MIN_CALIBRATION_SAMPLES and math.isfinite(ece)
-        moved = known and "accuracy" in values and abs(values["accuracy"] - tail_accuracy) > MOVED
+        check = checked.get(key)
+        # the scorer exports no value below its minimum: too few scores
+        trust = judge(samples, check, min_samples=1, max_ece=max_ece) if values else "too_few"
+        known = check is not None and trust in ("calibrated", "uncalibrated")
+        moved = (check is not None and known and "accuracy" in values
+                 and abs(values["accuracy"] - check.expected["accuracy"]) > MOVED)
         rows.append({
             "model": key[0], "version": key[1], "variant": key[2], "samples": samples,
             "estimated": values,
             "realised": {k: v for k, v in latest.get(key, {}).items() if k in ("accuracy", "roc_auc")},
-            "calibration_samples": labelled, "ece": ece if known else None,
-            # the scorer exports no value below its minimum: too few scores
-            "trust": judge(samples, ece if known else None, min_samples=1, max_ece=max_ece)
-            if values else "too_few",
+            "calibration_samples": check.samples if check else 0,
+            "ece": check.ece if check is not None and known else None,
+            "miss": check.miss() if check is not None and known else None,
+            "trust": trust,
             "note": "scores moved since the labelled tail" if moved else "",
         })
     return rows
@@ -163,7 +155,7 @@ def estimates_table(rows: Sequence[Mapping[str, Any]], errors: Sequence[str]) ->
                   "count window)", title_justify="left",
                   caption="; ".join(errors) if errors else None, caption_justify="left")
     for column in ("model", "version", "variant", "scores", "accuracy est.", "realised",
-                   "roc_auc est.", "realised", "ECE", "trust", "note"):
+                   "roc_auc est.", "realised", "ECE", "tail miss", "trust", "note"):
         table.add_column(column)
 
     def shown(values: Mapping[str, float], name: str) -> str:
@@ -176,5 +168,6 @@ def estimates_table(rows: Sequence[Mapping[str, Any]], errors: Sequence[str]) ->
                       shown(estimated, "accuracy"), shown(realised, "accuracy"),
                       shown(estimated, "roc_auc"), shown(realised, "roc_auc"),
                       "" if row["ece"] is None else f"{row['ece']:.4f}",
+                      "" if row["miss"] is None else f"{row['miss']:+.4f}",
                       f"[{colour}]{row['trust']}[/]", row["note"])
     return table

@@ -74,7 +74,7 @@ def test_the_feedback_judges_the_estimate_calibrated_or_not() -> None:
     checked = calibration(feedback)
     assert {k: c.samples for k, c in checked.items()} == {
         ("m", 1, "champion"): 3000, ("m", 2, "champion"): 3000, ("m", 3, "champion"): 50}
-    expected = checked[("m", 1, "champion")].expected_accuracy  # ~0.69 for Beta(2, 2)
+    expected = checked[("m", 1, "champion")].expected["accuracy"]  # ~0.69 for Beta(2, 2)
     estimates = {("m", v, "champion"): (3000, {"accuracy": 0.7, "roc_auc": 0.8}) for v in (1, 2, 3)}
     estimates[("m", 2, "champion")] = (3000, {"accuracy": expected + 0.1})  # the scores moved
     estimates[("m", 4, "champion")] = (20, {})  # the scorer withholds values over too few scores
