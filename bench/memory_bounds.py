@@ -14,6 +14,8 @@ and prints one JSON line:
   broker (or ``--bootstrap``);
 - ``consumers``: the same with librdkafka in the picture: one consumer per thread, each
   draining a backlog and keeping its last 100k payloads;
+- ``sizes``: bytes of the joiner's done set per id, of a count window, and of a bucketed
+  time window per task at 300 and 10,000 outcomes/s;
 - ``arenas``: RSS (VmRSS, VmHWM from /proc/self/status) of a threaded workload (one
   joiner core per thread, the way ``riverops worker all`` runs each role in a thread),
   with the glibc malloc settings the parent was given (``MALLOC_ARENA_MAX``).
@@ -189,6 +191,54 @@ def _exact_auc(outcomes: list[Outcome]) -> float:
     return float((int(below.sum()) + 0.5 * int(ties.sum())) / (len(pos) * len(neg)))
 
 
+def _traced(build: Any) -> tuple[int, Any]:
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    made = build()
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return held, made
+
+
+def sizes() -> dict[str, Any]:
+    """Bytes per entry of the other per-event structures the bounds table names: the
+    joiner's done set (event id -> ms), the count window (1000 outcomes), and a bucketed
+    time window per task at 300 and 10,000 outcomes/s."""
+    from river import utils  # noqa: PLC0415
+
+    n = 100_000
+    done_bytes, _ = _traced(lambda: {str(uuid.uuid4()): 1_767_225_600_000 + i for i in range(n)})
+    binary = _outcomes(3000)
+    multi: list[Outcome] = []
+    for i, o in enumerate(binary):
+        c = ("a", "b", "c")[i % 3]
+        outcome = outcome_of("multiclass", c, {"prediction": ("a", "b", "c")[(i // 2) % 3],
+                                               "scores": {"a": 0.5, "b": 0.3, "c": float(o.proba)}})
+        assert outcome is not None
+        multi.append(outcome)
+    regression = [Outcome(float(i % 17), float(i % 13), None, float(abs(i % 17 - i % 13))) for i in range(3000)]
+
+    def rolling() -> Any:
+        window = utils.Rolling(MetricSet, window_size=1000, task="binary")
+        for i in range(5000):
+            o = binary[i % 3000]
+            window.update(Outcome(o.y_true, o.y_pred, float(str(o.proba)), float(o.error)))
+        return window
+
+    out: dict[str, Any] = {"what": "sizes", "joiner_done_bytes_per_id": done_bytes / n,
+                           "count_window_bytes": _traced(rolling)[0]}
+    for task, pool in (("binary", binary), ("multiclass", multi), ("regression", regression)):
+        for rate in (300, 10_000):
+            def fill(task: Any = task, pool: list[Outcome] = pool, rate: int = rate) -> TimeWindow:
+                window = TimeWindow(300.0, task)
+                for i in range(rate * 300):
+                    window.update(T0 + (i + 1) / rate, pool[i % len(pool)])
+                return window
+            out[f"time_window_{task}_{rate}_bytes"] = _traced(fill)[0]
+    return out
+
+
 def _status() -> dict[str, int]:
     out = {}
     with open("/proc/self/status") as status:
@@ -334,7 +384,7 @@ def _child(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", nargs="*", choices=("dedupe", "window", "arenas", "prefetch", "consumers"),
+    parser.add_argument("what", nargs="*", choices=("dedupe", "window", "sizes", "arenas", "prefetch", "consumers"),
                         default=["dedupe", "window"])
     parser.add_argument("--ids", type=int, default=200_000)
     parser.add_argument("--rate", type=float, default=10_000.0)
@@ -358,6 +408,8 @@ def main() -> None:
             print(json.dumps(dedupe(int(rest[0]))))
         elif kind == "window":
             print(json.dumps(window(float(rest[0]), float(rest[1]), rest[2] == "old", int(rest[3]))))
+        elif kind == "sizes":
+            print(json.dumps(sizes()))
         elif kind == "consumers":
             print(json.dumps(consumers(rest[0], rest[1], int(rest[2]), int(rest[3]))))
         elif kind == "prefetch":
@@ -368,6 +420,8 @@ def main() -> None:
     args = parser.parse_args()
     if "dedupe" in args.what:
         print(json.dumps(_child(["dedupe", str(args.ids)])), flush=True)
+    if "sizes" in args.what:
+        print(json.dumps(_child(["sizes"])), flush=True)
     if "window" in args.what:
         for n in args.old_outcomes:
             print(json.dumps(_child(["window", str(args.rate), str(n / args.rate), "old", str(args.pool)])),
