@@ -149,11 +149,16 @@ def estimate_rows(estimates: Scraped, realised: Iterable[Mapping[str, Any]],
     return rows
 
 
-def estimates_table(rows: Sequence[Mapping[str, Any]], errors: Sequence[str]) -> Table:
-    """The rows as a Rich table; unreadable scorer pages go in its caption."""
+def estimates_table(rows: Sequence[Mapping[str, Any]], errors: Sequence[str],
+                    sources: Sequence[str] = ()) -> Table:
+    """The rows as a Rich table; unreadable scorer pages go in its caption, and the pages
+    read when none had an estimate."""
+    said = list(errors)
+    if not rows and sources:
+        said.append(f"no estimate on {', '.join(sources)}")
     table = Table(title="performance before labels (estimated from the scores; realised: "
                   "count window)", title_justify="left",
-                  caption="; ".join(errors) if errors else None, caption_justify="left")
+                  caption="; ".join(said) if said else None, caption_justify="left")
     for column in ("model", "version", "variant", "scores", "accuracy est.", "realised",
                    "roc_auc est.", "realised", "ECE", "tail miss", "trust", "note"):
         table.add_column(column)

@@ -101,6 +101,7 @@ def collect_status(settings: Settings, *, recent_alarms: int = 10,
             for _, e in sorted(latest.items())
         ],
         "estimates": estimate_rows(combine(scraped), latest.values(), checked),
+        "estimate_sources": list(scorer_metrics),
         "estimate_errors": errors,
         "drift_alarms": [{**a, "detected_at": a["detected_at"].isoformat()} for a in alarms],
     }
@@ -135,7 +136,8 @@ def render_status(status: dict[str, Any]) -> Group:
     for a in status["drift_alarms"]:
         drift.add_row(a["detected_at"], a["model"], str(a["version"]), a["variant"], a["kind"],
                       a["detector"], a["feature"] or "", f"{a['statistic']:.4f}")
-    estimates = estimates_table(status.get("estimates", []), status.get("estimate_errors", []))
+    estimates = estimates_table(status.get("estimates", []), status.get("estimate_errors", []),
+                                status.get("estimate_sources", []))
     return Group(lag, models, metrics, estimates, drift)
 
 

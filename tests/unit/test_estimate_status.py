@@ -94,6 +94,10 @@ def test_the_feedback_judges_the_estimate_calibrated_or_not() -> None:
     text = console.export_text()
     assert "performance before labels" in text and "uncalibrated" in text
     assert "0.7000" in text and "0.7100" in text and "http://x/metrics: down" in text
+    console = Console(record=True, width=200)
+    console.print(render_status({"lag": [], "models": [], "metrics": [], "drift_alarms": [],
+                                 "estimates": [], "estimate_sources": ["http://y/metrics"]}))
+    assert "no estimate on http://y/metrics" in console.export_text()
 
 
 def test_status_help_names_the_estimate_options() -> None:
