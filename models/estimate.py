@@ -274,8 +274,8 @@ class ScoreWindow(Generic[K]):
     """
 
     def __init__(self, *, size: int = 5000, min_samples: int = 200) -> None:
-        if size < 2 or min_samples < 1:
-            raise ValueError(f"size must be >= 2 and min_samples >= 1, got {size}, {min_samples}")
+        if size < 1 or min_samples < 1:
+            raise ValueError(f"size must be >= 1 and min_samples >= 1, got {size}, {min_samples}")
         self.size = size
         self.min_samples = min_samples
         self._rings: dict[K, _Ring] = {}

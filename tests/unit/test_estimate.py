@@ -89,7 +89,7 @@ def test_the_window_holds_the_last_scores_of_each_key() -> None:
     window.retain(["a"])
     assert window.keys() == ["a"] and window.estimate("b").samples == 0
     with pytest.raises(ValueError):
-        ScoreWindow(size=1)
+        ScoreWindow(size=0)
 
 
 @pytest.mark.parametrize(("a", "b"), [(2.0, 5.0), (1.0, 1.0), (0.5, 0.5), (5.0, 2.0)])
