@@ -113,6 +113,11 @@ class Telemetry:
             "estimated_samples", "Scores in the window of the estimated metrics.",
             "model", "version", "variant",
         )
+        self.estimated_scores = gauge(
+            "estimated_scores", "Scores of that window in each logit bin (riverops.models."
+            "recalibrate.EDGES): what recalibrates the estimate where labels are.",
+            "model", "version", "variant", "bin",
+        )
         self.online_metric = gauge(
             "online_metric", "Progressive metric of the online variant since it started "
             "(each prediction scored before its label is learned).", "model", "metric",
@@ -278,10 +283,12 @@ class Telemetry:
         self._replace(self.data_drift_score, drift_values)
 
     def export_estimates(
-        self, estimates: Mapping[tuple[str, int, str], tuple[int, Mapping[str, float]]]
+        self, estimates: Mapping[tuple[str, int, str], tuple[int, Mapping[str, float]]],
+        bins: Mapping[tuple[str, int, str], Iterable[int]] | None = None,
     ) -> None:
         """Set the estimated metrics ((model, version, variant) -> (scores in the window,
-        metric -> value)); a version or metric no longer reported is removed."""
+        metric -> value)) and the window's score bins; a version, metric or bin no longer
+        reported is removed."""
         metric_values: dict[tuple[str, ...], float] = {}
         sample_values: dict[tuple[str, ...], float] = {}
         for (model, version, variant), (samples, values) in estimates.items():
@@ -289,8 +296,14 @@ class Telemetry:
             sample_values[key] = samples
             for name, value in values.items():
                 metric_values[(*key, name)] = value
+        bin_values: dict[tuple[str, ...], float] = {
+            (self.role, model, str(version), variant, str(i)): float(count)
+            for (model, version, variant), counts in (bins or {}).items()
+            for i, count in enumerate(counts)
+        }
         self._replace(self.estimated_metric, metric_values)
         self._replace(self.estimated_samples, sample_values)
+        self._replace(self.estimated_scores, bin_values)
 
     def export_online(self, metrics: Mapping[str, Mapping[str, float]]) -> None:
         """Set the online variant's progressive metrics (model -> metric -> value); a metric

@@ -4,7 +4,9 @@ The scorer is the one place that sees each score as it is made, so it is where t
 confidence-based estimate (:mod:`riverops.models.estimate`) is cheapest: a :class:`ScoreTap`
 takes each batch's positive-class scores of each served (model, version, variant) as one
 array, and every ``every_seconds`` computes the estimated accuracy and ROC AUC and sets
-``riverops_estimated_metric`` (and ``riverops_estimated_samples``). A tap of size 0 is off
+``riverops_estimated_metric`` (and ``riverops_estimated_samples``, and the window's score
+histogram ``riverops_estimated_scores``, which lets whoever has labels recalibrate the
+estimate: :mod:`riverops.models.recalibrate`). A tap of size 0 is off
 and does nothing. The scorer has no labels, so its estimates are ``unchecked``: the
 calibration check needs labelled outcomes (``riverops status`` makes it on the feedback).
 
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from riverops.models.estimate import Estimate, ScoreWindow, positive_scores
+from riverops.models.recalibrate import score_bins
 from riverops.schemas.events import Variant
 from riverops.sections import ScorerSettings
 from riverops.telemetry import Telemetry
@@ -114,8 +117,9 @@ class ScoreTap:
         if self.window is None or now - self._exported_at < self.every_seconds:
             return False
         self._exported_at = now
+        window = self.window
         telemetry.export_estimates({
             key: (e.samples, e.metrics() if e.trust != "too_few" else {})
             for key, e in self.estimate().items()
-        })
+        }, {key: score_bins(window.scores(key)).tolist() for key in window.keys()})
         return True

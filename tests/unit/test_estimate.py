@@ -28,6 +28,7 @@ from riverops.models.estimate import (
     judge,
     positive_scores,
 )
+from riverops.models.recalibrate import bin_rates, expected_from_bins, score_bins
 from riverops.models.specs import get_spec
 from riverops.roles.estimates import ScoreTap
 from riverops.roles.scorer import ScorerCore, ScorerRole, ServingModel
@@ -211,6 +212,26 @@ def test_a_logreg_on_the_card_stream_is_flagged_by_the_backtest_not_the_ece() ->
     assert check.ece < 0.05  # the ECE alone would call it calibrated
     assert check.expected["roc_auc"] < check.realised["roc_auc"] - 0.05
     assert judge(10_000, check, min_samples=200) == "uncalibrated"
+    # recalibrated on the first 5,000 labelled outcomes, the estimate of the next 5,000
+    y = np.array(labels[20_000:], dtype=np.float64)
+    later = backtest(p[5000:], y[5000:])
+    accuracy, auc = expected_from_bins(score_bins(p[5000:]), bin_rates(p[:5000], y[:5000]))
+    print(f"recalibrated on the tail: accuracy {accuracy:.4f}, ROC AUC {auc:.4f}; raw "
+          f"{later.expected['roc_auc']:.4f}; realised {later.realised['accuracy']:.4f}, "
+          f"{later.realised['roc_auc']:.4f}")
+    assert abs(accuracy - later.realised["accuracy"]) <= BOUND
+    assert abs(auc - later.realised["roc_auc"]) <= BOUND
+
+
+def test_the_binned_estimate_with_the_scores_as_rates_is_the_raw_one() -> None:
+    """Recalibration only changes what a bin's scores are taken to mean: fed the window's
+    own mean scores as rates, it gives the raw estimate (up to ties within a bin)."""
+    rng = np.random.default_rng(8)
+    p = rng.beta(2, 5, size=20_000)
+    accuracy, auc = expected_from_bins(score_bins(p), bin_rates(p, p))  # y = p: rates = mean p
+    assert accuracy == pytest.approx(expected_accuracy(p), abs=0.002)
+    assert auc == pytest.approx(expected_roc_auc(p), abs=0.003)
+    assert all(math.isnan(v) for v in expected_from_bins(np.zeros(64), np.zeros(64)))
 
 
 def test_positive_scores_read_any_key_spelling() -> None:
@@ -253,5 +274,9 @@ def test_the_role_takes_the_tap_from_the_settings_and_exports_on_its_tick(
     assert "riverops_estimated_metric{" not in text  # 2 scores < 250: too few to show
     tap.observe(served, list(range(300)), [{"True": 0.9}] * 300, failed={})
     assert tap.export(telemetry, now=105.0)
+    text = generate_latest(telemetry.registry).decode()
     assert ('riverops_estimated_metric{metric="accuracy",model="m",role="scorer",'
-            'variant="champion",version="1"} 0.9') in generate_latest(telemetry.registry).decode()
+            'variant="champion",version="1"} 0.9') in text
+    high = int(np.argmax(score_bins([0.9])))  # the window of 300 holds the last 300: all 0.9
+    assert (f'riverops_estimated_scores{{bin="{high}",model="m",role="scorer",variant="champion",'
+            'version="1"} 300.0') in text

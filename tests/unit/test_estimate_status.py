@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from rich.console import Console
 
 from riverops.cli.estimates import (
+    Page,
     calibration,
     combine,
     estimate_rows,
@@ -20,6 +21,8 @@ from riverops.cli.estimates import (
 )
 from riverops.cli.main import cli
 from riverops.cli.status import render_status
+from riverops.models.estimate import backtest, expected_accuracy
+from riverops.models.recalibrate import score_bins
 from riverops.roles.estimates import ScoreTap
 from riverops.schemas.events import Variant
 from riverops.telemetry import Telemetry
@@ -54,7 +57,8 @@ def test_the_scorers_page_is_read_back_and_replicas_combined() -> None:
         assert page.keys() == {("m", 1, "champion")}
         assert page[("m", 1, "champion")][0] == p.size
         pages.append(page)
-    (n, values), = combine(pages).values()
+    (n, values, bins), = combine(pages).values()
+    assert bins is not None and sum(bins) == 4000
     first, second = pages[0][("m", 1, "champion")], pages[1][("m", 1, "champion")]
     assert n == first[0] + second[0] == 4000
     assert values["accuracy"] == (first[0] * first[1]["accuracy"]
@@ -72,12 +76,14 @@ def test_the_feedback_judges_the_estimate_calibrated_or_not() -> None:
                 + _feedback(p1[:50], p1[:50] > 0.5, version=3))  # too few labels to judge
     feedback.append({**feedback[0], "label": 2.5})  # a regression label: skipped
     checked = calibration(feedback)
-    assert {k: c.samples for k, c in checked.items()} == {
+    assert {k: c.check.samples for k, c in checked.items()} == {
         ("m", 1, "champion"): 3000, ("m", 2, "champion"): 3000, ("m", 3, "champion"): 50}
-    expected = checked[("m", 1, "champion")].expected["accuracy"]  # ~0.69 for Beta(2, 2)
-    estimates = {("m", v, "champion"): (3000, {"accuracy": 0.7, "roc_auc": 0.8}) for v in (1, 2, 3)}
-    estimates[("m", 2, "champion")] = (3000, {"accuracy": expected + 0.1})  # the scores moved
-    estimates[("m", 4, "champion")] = (20, {})  # the scorer withholds values over too few scores
+    expected = checked[("m", 1, "champion")].check.expected["accuracy"]  # ~0.69 for Beta(2, 2)
+    estimates = {("m", v, "champion"): Page(3000, {"accuracy": 0.7, "roc_auc": 0.8}) for v in (1, 2, 3)}
+    # version 2: the scores moved, and the scorer exported its window's bins
+    now = rng.beta(3, 2, size=3000)
+    estimates[("m", 2, "champion")] = Page(3000, {"accuracy": expected + 0.1}, tuple(score_bins(now)))
+    estimates[("m", 4, "champion")] = Page(20, {})  # the scorer withholds values over too few scores
     realised = [{"model": "m", "version": 1, "variant": "champion", "window_kind": kind,
                  "metrics": {"accuracy": acc, "roc_auc": 0.81, "f1": 0.5}}
                 for kind, acc in (("count", 0.71), ("time", 0.6))]
@@ -88,6 +94,16 @@ def test_the_feedback_judges_the_estimate_calibrated_or_not() -> None:
     assert rows[0]["ece"] is not None and rows[0]["ece"] < 0.05 < rows[1]["ece"]
     assert abs(expected - 0.7) < 0.03 and [row["note"] != "" for row in rows] == [
         False, True, False, False]
+    # recalibrated by the tail's labels (positive at p^3): near what the new scores realise
+    truth = backtest(now, rng.random(now.size) < now ** 3)
+    recalibrated = rows[1]["recalibrated"]
+    print(f"p^3 labels: raw estimate {expected_accuracy(now):.4f}, recalibrated "
+          f"{recalibrated['accuracy']:.4f} (ROC AUC {recalibrated['roc_auc']:.4f}); realised "
+          f"{truth.realised['accuracy']:.4f} ({truth.realised['roc_auc']:.4f})")
+    assert abs(recalibrated["accuracy"] - truth.realised["accuracy"]) <= 0.03
+    assert abs(recalibrated["roc_auc"] - truth.realised["roc_auc"]) <= 0.03
+    assert abs(expected_accuracy(now) - truth.realised["accuracy"]) > 0.1  # the raw one is not
+    assert [bool(row["recalibrated"]) for row in rows] == [False, True, False, False]
     console = Console(record=True, width=200)
     console.print(render_status({"lag": [], "models": [], "metrics": [], "drift_alarms": [],
                                  "estimates": rows, "estimate_errors": ["http://x/metrics: down"]}))
