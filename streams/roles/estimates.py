@@ -6,9 +6,9 @@ takes each batch's positive-class scores of each served (model, version, variant
 array, and every ``every_seconds`` computes the estimated accuracy and ROC AUC and sets
 ``riverops_estimated_metric`` (and ``riverops_estimated_samples``, and the window's score
 histogram ``riverops_estimated_scores``, which lets whoever has labels recalibrate the
-estimate: :mod:`riverops.models.recalibrate`). A tap of size 0 is off
-and does nothing. The scorer has no labels, so its estimates are ``unchecked``: the
-calibration check needs labelled outcomes (``riverops status`` makes it on the feedback).
+estimate: :mod:`riverops.models.recalibrate`). A tap of size 0 is off and does nothing.
+The scorer has no labels, so its estimates are ``unchecked``: the calibration check needs
+labelled outcomes (``riverops status`` makes it on the feedback).
 
 Examples
 --------
