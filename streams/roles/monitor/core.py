@@ -34,7 +34,6 @@ Examples
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,6 +41,7 @@ from typing import Any
 
 from river import utils
 
+from riverops.dedupe import RecentIds
 from riverops.roles.monitor.drift import (
     DataDriftMonitor,
     DataDriftOptions,
@@ -166,7 +166,7 @@ class MonitorCore:
         self.duplicates = 0
         self.watermark: datetime | None = None
         self.dedupe_size = dedupe_size
-        self._seen: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
+        self._seen = RecentIds(dedupe_size)
         self._keys: dict[Key, _KeyState] = {}
         self._data: dict[str, DataDriftMonitor] = {}
         self._versions: dict[str, tuple[int, Variant]] = {}
@@ -235,9 +235,7 @@ class MonitorCore:
             raise ConfigError(f"model {model}: DDM takes 0/1 errors, not regression errors")
         made = [(p, outcome_of(task, label, p)) for p in record.get("predictions") or ()]
         # validated: from here on the record changes state
-        self._seen[model, event_id] = None
-        if len(self._seen) > self.dedupe_size:
-            self._seen.popitem(last=False)  # forget the oldest id
+        self._seen.add(model, event_id)  # the oldest id goes when it is full
         self.tasks.setdefault(model, task)
         detected_at = _utc(seconds)
         if self.watermark is None or detected_at > self.watermark:
@@ -294,8 +292,7 @@ class MonitorCore:
         for model in models:
             self._data.pop(model, None)
             self._versions.pop(model, None)
-        for seen in [seen for seen in self._seen if seen[0] in models]:
-            del self._seen[seen]
+        self._seen.forget(models)
 
     def status(self, now: datetime | None = None) -> list[KeyStatus]:
         """Every key's current values; ``now`` (if given) first expires the time windows."""
