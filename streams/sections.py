@@ -148,11 +148,15 @@ class RetrainerSettings(_Section):
     recovery_start: Literal["warm", "scratch", "both"] = Field(
         "both", description="fast recovery candidates: a copy of the champion, a fresh model, "
         "or both (the better on the post-alarm holdout goes on)")
-    recovery_passes: int = Field(1, ge=1, le=10, description="times a fast recovery candidate "
+    recovery_passes: int = Field(8, ge=1, le=20, description="times a fast recovery candidate "
                                  "learns the post-alarm rows")
     recovery_holdout_fraction: float = Field(0.3, gt=0, lt=1, description="newest share of the "
                                              "post-alarm rows a fast recovery candidate is "
                                              "judged on")
+    recovery_tolerance: float = Field(0.05, ge=0, description="a fast recovery promotes only a "
+                                      "candidate this close to the champion's level before "
+                                      "the alarm (policy metric units, or a fraction of it "
+                                      "for a relative margin)")
     recovery_confidence: float = Field(0.95, ge=0.5, lt=1, description="confidence of the "
                                        "bootstrap bound that lets a fast recovery promote on "
                                        "fewer than policy.min_samples holdout rows")

@@ -18,7 +18,10 @@ higher-is-better metric, champion - candidate for a lower-is-better one):
   ranking metric alone can be fooled: a candidate with ROC AUC 0.93 and accuracy 0.15
   ranks well but flags nearly every event (the demo produced such models), so by default
   accuracy may not fall by more than 0.02;
-- ``gain >= margin`` on at least ``min_samples`` holdout samples: **promote**;
+- ``gain >= margin`` on at least ``min_samples`` holdout samples: **promote**; on fewer
+  only when the caller measured a lower confidence bound of the gain (``gain_low``, the
+  fast recovery after a drift alarm: :mod:`.recovery`) and it is ``>= margin`` too, so a
+  small holdout can prove a large gain but not a small one;
 - otherwise (within the margin, or better on too few samples): **challenger**, with
   ``challenger_share`` of the traffic, so the live split gathers the missing evidence.
 
@@ -210,9 +213,18 @@ class PromotionPolicy:
         candidate_metrics: Mapping[str, float],
         champion_metrics: Mapping[str, float] | None,
         holdout_samples: int,
+        *,
+        gain_low: float | None = None,
     ) -> Decision:
         """Promote, keep as challenger or reject a candidate, from both models' metrics on
-        the same holdout (``champion_metrics`` empty or None: there is no champion)."""
+        the same holdout (``champion_metrics`` empty or None: there is no champion);
+        ``gain_low``: a lower confidence bound of the gain, which may stand in for
+        ``min_samples`` (see the module docstring).
+
+        >>> PromotionPolicy(min_samples=500).decide({"roc_auc": 0.9}, {"roc_auc": 0.5},
+        ...     holdout_samples=120, gain_low=0.25).reason  # doctest: +ELLIPSIS
+        '...better by 0.4 >= margin 0.01, its lower bound 0.25 too (fewer than min_samples=500)'
+        """
         m = self.metric
         if not champion_metrics:
             return Decision("promote", "no champion to compare with")
@@ -234,8 +246,14 @@ class PromotionPolicy:
             return Decision("reject", f"{versus}, but {broken}")
         if gain >= margin and holdout_samples >= self.min_samples:
             return Decision("promote", f"{versus}: better by {_fmt(gain)} >= margin {_fmt(margin)}")
+        if gain >= margin and gain_low is not None and gain_low >= margin:
+            return Decision("promote", f"{versus}: better by {_fmt(gain)} >= margin {_fmt(margin)}, "
+                            f"its lower bound {_fmt(gain_low)} too (fewer than "
+                            f"min_samples={self.min_samples})")
         if gain >= margin:
             why = f"better by {_fmt(gain)} but on fewer than min_samples={self.min_samples}"
+            if gain_low is not None:
+                why += f" and its lower bound {_fmt(gain_low)} < margin {_fmt(margin)}"
         else:
             why = f"within margin {_fmt(margin)} (gain {_fmt(gain)})"
         return Decision("challenger", f"{versus}: {why}; challenger at "

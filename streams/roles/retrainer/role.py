@@ -8,8 +8,9 @@ it cannot decode becomes a dead letter); :class:`RetrainerRole` hands them to th
 - a trigger becomes a RetrainRequest on the retrain topic, through the runtime's outputs,
   so a manual request (``riverops retrain``, :func:`request_retrain`) and an automatic one
   travel the same way and wait the same way;
-- a request that may run retrains the model's spec on its window (the better of two
-  candidates after a drift alarm, :func:`~riverops.roles.retrainer.training.best_candidate`),
+- a request that may run retrains the model's spec on its window (after a drift alarm
+  first a fast recovery run on the post-alarm rows, then the better of two candidates:
+  :func:`~riverops.roles.retrainer.recovery.judge`),
   scores the candidate and the champion's frozen artifact on the same held-out tail,
   registers the candidate with its metrics and lineage and applies the promotion policy;
   a retrain that fails is counted and logged, and the role goes on (a broker's refusal,
@@ -45,7 +46,7 @@ from riverops.modelops import model_loader, register_trained
 from riverops.models.registry import Registry
 from riverops.roles.retrainer.frame import Source, feedback_frame
 from riverops.roles.retrainer.policy import apply
-from riverops.roles.retrainer.training import best_candidate
+from riverops.roles.retrainer.recovery import judge
 from riverops.roles.retrainer.triggers import Offsets, RetrainerCore, Rollback, Trigger
 from riverops.runtime import Context, Input, Outputs, RoleSpec, run
 from riverops.schemas.errors import AuthorizationError, InvalidEventError, RiveropsError
@@ -253,28 +254,30 @@ class RetrainerRole(RoleSpec):
             self.ctx.telemetry.count_decision(model, "failed")
 
     def _retrain(self, request: dict[str, Any]) -> None:
-        model, params, section = request["model"], request["params"], self.section
+        model, section = request["model"], self.section
         began = time.monotonic()
         champion = self.ctx.registry.champion(model)
         if champion is None:
             raise InvalidEventError(f"no champion for {model}: nothing to retrain from")
         window, seconds = self.core.training_window(request)
         frame = feedback_frame([r for r, _ in window], sources=[s for _, s in window], window_seconds=seconds)
-        since = params.get("since_ms")
-        result = best_candidate(frame, since_ms=float(since) if since is not None else None,
-                                policy=self.core.policy, spec_name=champion.spec, seed=section.seed,
-                                champion=self._load(champion), holdout_fraction=section.holdout_fraction)
-        learned = (f"the {result.train_samples} events after the alarm" if result.train_rows[0]
-                   else f"the last {result.train_samples} events")
-        why = f"{request_story(request['reason'], request['requested_by'])}, on {learned}"
+        judged = judge(self.core, request, frame, spec_name=champion.spec, champion=self._load(champion))
+        stage = f"fast recovery at {judged.stage} post-alarm events, " if judged.stage else ""
+        why = f"{request_story(request['reason'], request['requested_by'])}, {stage}on {judged.learned}"
+        result, decision = judged.result, judged.decision
+        if judged.retry is not None:
+            log.info("%s: %s (%s); the request waits for %s post-alarm events", model,
+                     decision.action, decision.reason, judged.retry)
+        if result is None or not judged.register:  # a fast run that did not promote
+            self.stats.decisions.append(f"{model}: {stage}{decision.action}, not registered "
+                                        f"({decision.reason})")
+            return
         added = self.ctx.publish_change(lambda registry: register_trained(
             self.settings, registry, model, result.model, spec_name=result.spec, stage="candidate",
             by="retrainer", reason=why, seed=section.seed, metrics=result.metrics,
             samples=result.samples, parent=champion.version,
             training_data=[OffsetRange(**d) for d in result.training_data],
         ))
-        decision = self.core.policy.decide(result.candidate_metrics, result.champion_metrics,
-                                           result.holdout_samples)
         version = added[-1].version
         self.ctx.publish_change(lambda registry: apply(decision, registry, model, version,
                                                        by="retrainer", reason=why))

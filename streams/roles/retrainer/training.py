@@ -31,6 +31,7 @@ Examples
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -81,6 +82,9 @@ class RetrainResult:
     holdout_start: datetime  # event time of the first holdout row
     window_end: datetime  # event time of the last row
     training_data: list[dict[str, Any]] = field(default_factory=list)
+    warm_start: bool = False  # a copy of the champion learned the rows, not a fresh model
+    passes: int = 1  # times the rows were learned
+    gain_low: float | None = None  # bootstrap lower bound of the gain over the champion
 
     @property
     def samples(self) -> int:
@@ -127,6 +131,8 @@ def retrain(
     min_train: int = 100,
     holdout_rows: int | None = None,
     learn_since: datetime | None = None,
+    start_from: Any = None,
+    passes: int = 1,
 ) -> RetrainResult:
     """Train ``spec_name`` afresh on the head of the window; score it and the champion on
     the tail (the last ``holdout_fraction`` of rows, at least one, never learned from).
@@ -139,7 +145,10 @@ def retrain(
     ``params`` override the spec's hyperparameters. ``holdout_rows`` sets the tail's
     length instead of ``holdout_fraction``, and ``learn_since`` leaves the rows before that
     event time out of training: two candidates trained from different starts can then be
-    compared on the same tail (the retrainer's answer to a drift alarm).
+    compared on the same tail (the retrainer's answer to a drift alarm). ``start_from``
+    warm-starts: a copy of that model (the champion's artifact) learns the rows instead of
+    a fresh one (``params`` must then be empty); ``passes`` > 1 learns them that many
+    times over, in order (a heavier weight on scarce post-alarm rows, for any River model).
     Raises InvalidEventError when the window leaves fewer than ``min_train`` rows to learn.
     """
     spec = get_spec(spec_name)
@@ -151,8 +160,13 @@ def retrain(
         raise ConfigError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
     if min_train < 1:
         raise ConfigError(f"min_train must be at least 1, got {min_train}")
+    if passes < 1:
+        raise ConfigError(f"passes must be at least 1, got {passes}")
     overrides = dict(params or {})
-    model = spec.build(seed=seed, **overrides)  # unknown params fail before any work
+    if start_from is not None and overrides:
+        raise ConfigError("a warm start keeps the champion's hyperparameters: no params")
+    # unknown params fail before any work
+    model = spec.build(seed=seed, **overrides) if start_from is None else copy.deepcopy(start_from)
     # a no-op on feedback_frame's output; makes any other frame split the same way
     frame = frame.sort_values(["event_time", "event_id"], kind="mergesort").reset_index(drop=True)
     n = len(frame)
@@ -170,7 +184,8 @@ def retrain(
         )
     y = [coerce_label(task, v) for v in frame["label"].tolist()]
     rows = feature_rows(frame)
-    learn_in_order(model, rows[start:n_train], y[start:n_train])
+    for _ in range(passes):
+        learn_in_order(model, rows[start:n_train], y[start:n_train])
     pin_idle_rngs(model)
     tail_rows, tail_y = rows[n_train:], y[n_train:]
     candidate, _ = evaluate_model(task, model, tail_rows, tail_y)
@@ -187,6 +202,7 @@ def retrain(
         holdout_rows=(n_train, n), window_start=_when(frame["event_time"].iloc[start]),
         holdout_start=_when(frame["event_time"].iloc[n_train]),
         window_end=_when(frame["event_time"].iloc[-1]), training_data=_spans(frame.iloc[start:]),
+        warm_start=start_from is not None, passes=passes,
     )
 
 

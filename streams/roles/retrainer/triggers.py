@@ -17,7 +17,12 @@ seconds on any monotonic clock):
 - the requests waiting to run: a drift-triggered request trains on the feedback that
   followed the alarm (the window before it holds the old concept), so it waits until
   ``drift_min_samples`` feedback events from after the alarm's time are in the window,
-  ``drift_wait_seconds`` at most; every request then waits (``CATCH_UP_SECONDS`` at most)
+  ``drift_wait_seconds`` at most. With ``recovery_samples`` set (below
+  ``drift_min_samples``) it first runs as soon as that many are in: a *fast recovery* run
+  (:mod:`~riverops.roles.retrainer.recovery`); one that does not promote is put back by
+  :meth:`RetrainerCore.again` to wait for twice as many, and so on up to
+  ``drift_min_samples``, where the retrain of a settled window runs (after a fast
+  promotion too, judged against the new champion); every request then waits (``CATCH_UP_SECONDS`` at most)
   until the window holds the feedback that was out when it arrived, so a retrain sees the
   feedback that raised it;
 - the probation of new champions (:class:`~riverops.roles.retrainer.policy.Probation`): a
@@ -93,6 +98,7 @@ class _Waiting:
     request: dict[str, Any]
     ends: Offsets  # the end of each feedback partition when the request arrived
     source: Source | None  # where the request was read (held back from the commit)
+    need: int | None = None  # post-alarm feedback events to wait for (drift requests)
 
 
 class RetrainerCore:
@@ -109,6 +115,7 @@ class RetrainerCore:
         self._probation: dict[tuple[str, int], Probation] = {}
         self._live: dict[tuple[str, int], tuple[float, int]] = {}  # latest (metric, samples)
         self._last_schedule: float | None = None
+        self._fast: dict[str, _Waiting] = {}  # request_id -> fast recovery runs of the last ready()
 
     # -- feedback ------------------------------------------------------------------------
     def add_feedback(self, record: dict[str, Any], source: Source) -> None:
@@ -241,14 +248,47 @@ class RetrainerCore:
                    source: Source | None = None) -> None:
         """A RetrainRequest read from the retrain topic; ``ends``: the feedback partitions'
         ends at that moment, which the window must reach before it runs."""
-        self._waiting.append(_Waiting(now, request, dict(ends), source))
+        need = None
+        if request["params"].get("since_ms") is not None:
+            need = self.settings.drift_min_samples
+            fast = self.settings.recovery_samples
+            if fast is not None and fast < need:
+                need = fast
+        self._waiting.append(_Waiting(now, request, dict(ends), source, need))
 
     def _ready(self, waiting: _Waiting, now: float, at_end: Callable[[Offsets], bool]) -> bool:
         waited = now - waiting.received
         since = waiting.request["params"].get("since_ms")
         if since is not None and waited <= self.settings.drift_wait_seconds:
-            return self.after_alarm(waiting.request["model"], float(since)) >= self.settings.drift_min_samples
+            need = waiting.need or self.settings.drift_min_samples
+            return self.after_alarm(waiting.request["model"], float(since)) >= need
         return waited > CATCH_UP_SECONDS or at_end(waiting.ends)
+
+    def _is_fast(self, waiting: _Waiting, now: float) -> bool:
+        return (waiting.need is not None and waiting.need < self.settings.drift_min_samples
+                and now - waiting.received <= self.settings.drift_wait_seconds)
+
+    def recovery_stage(self, request: Mapping[str, Any]) -> int | None:
+        """The post-alarm feedback events a request returned by the last :meth:`ready`
+        waited for when that run is a fast recovery run; None when it is not (no alarm, no
+        ``recovery_samples``, ``drift_min_samples`` reached, or ``drift_wait_seconds``
+        passed): then the retrain of a settled window runs."""
+        waiting = self._fast.get(request["request_id"])
+        return waiting.need if waiting is not None else None
+
+    def again(self, request: Mapping[str, Any], *, settle: bool = False) -> int | None:
+        """Put a fast recovery run back on the waiting list: for twice the post-alarm
+        feedback when it did not promote, for ``drift_min_samples`` (the settled run, judged
+        against the champion it made) with ``settle`` when it did; returns that number, None
+        when the request was not a fast run. It keeps its place in the commit and its first
+        arrival time, so ``drift_wait_seconds`` still bounds it."""
+        waiting = self._fast.pop(request["request_id"], None)
+        if waiting is None or waiting.need is None:
+            return None
+        final = self.settings.drift_min_samples
+        waiting.need = final if settle else min(2 * waiting.need, final)
+        self._waiting.insert(0, waiting)  # ahead of any later request of the model
+        return waiting.need
 
     def ready(self, *, now: float, at_end: Callable[[Offsets], bool]) -> list[dict[str, Any]]:
         """The requests that may run now, in arrival order, taken off the waiting list; a
@@ -257,10 +297,13 @@ class RetrainerCore:
         out: list[dict[str, Any]] = []
         held: set[str] = set()
         still: list[_Waiting] = []
+        self._fast = {}
         for waiting in self._waiting:
             model = waiting.request["model"]
             if model not in held and self._ready(waiting, now, at_end):
                 out.append(waiting.request)
+                if self._is_fast(waiting, now):
+                    self._fast[waiting.request["request_id"]] = waiting
             else:
                 held.add(model)
                 still.append(waiting)
