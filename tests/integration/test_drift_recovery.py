@@ -4,9 +4,13 @@ SINE1 -> SINE2 (River's ``synth.Sine`` 0 -> 1, Gama et al. 2004): the class boun
 ``y = sin(x)`` flips at event ``DRIFT_AT``, so the champion, right on ~98% of events before,
 is wrong on ~98% after. Scorer, joiner, monitor and retrainer run as in production; the
 test then reads the story back from the topics: a concept alarm on the drift topic, a
-drift-triggered retrain request, a candidate (the better of one learned from the whole
-window and one from the feedback after the alarm) promoted over the champion, and the new champion's rolling accuracy back within 2 points
-of the pre-drift level over a full window of its own outcomes.
+drift-triggered retrain request, a fast recovery candidate (learned from the first
+``recovery_samples`` events after the alarm, from a copy of the champion or from scratch,
+judged on the newest 30% of them) promoted over the champion, and the new champion's
+rolling accuracy back within 2 points of the pre-drift level over a full window (1,000) of
+its own outcomes, within RECOVERY_BOUND labelled events of the drift (issue 17; offline,
+``python -m bench.recovery --streams sine``, the median over 5 seeds is 1,450). ``pytest -s``
+prints the figure.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from .conftest import read_topic
 DRIFT_AT = 3_000
 EVENTS = 12_000
 RATE = 1_000.0  # events/s offered: the retrain must land while the stream still runs
+RECOVERY_BOUND = 2_000  # labelled events from the drift to the recovery (issue 17)
 
 
 def _rows(function: int, seed: int, count: int) -> list[tuple[dict[str, float], bool]]:
@@ -109,10 +114,9 @@ def test_abrupt_drift_is_caught_retrained_promoted_and_recovered(
     assert champion is not None and champion.version > 1, retrainer.stats.decisions
     assert champion.changed_by == "retrainer" and "drift" in champion.reason
     assert champion.lineage is not None and champion.lineage.parent == 1
-    # the better of a model learned from the whole window and one learned from the
-    # feedback after the alarm, on the same post-alarm tail; the reason says which
-    assert champion.lineage.samples >= 1_000, champion.lineage
-    assert "events after the alarm" in champion.reason or "the last" in champion.reason
+    # a fast recovery: learned from the feedback after the alarm only, the reason says so
+    assert "fast recovery at" in champion.reason and "events after the alarm" in champion.reason
+    assert 100 <= champion.lineage.samples <= retraining.drift_min_samples, champion.lineage
     assert registry.get("sine", 1).stage == "archived"
 
     measured = recovery(metrics, drift_time, tolerance=0.02)
@@ -124,6 +128,7 @@ def test_abrupt_drift_is_caught_retrained_promoted_and_recovered(
           f"(error before -> after: {[(round(a['threshold'], 3), round(a['statistic'], 3)) for a in concept]}); "
           f"champion outcomes per version {served}")
     print(f"pre-drift accuracy {level:.4f}, recovered {recovered:.4f} "
-          f"{labelled_after} labelled events after the drift; decisions: {retrainer.stats.decisions}")
+          f"{labelled_after} labelled events after the drift (bound {RECOVERY_BOUND}); "
+          f"decisions: {retrainer.stats.decisions}")
     assert level >= 0.9  # the champion was right before the drift
-    assert labelled_after < EVENTS - DRIFT_AT
+    assert labelled_after <= RECOVERY_BOUND
