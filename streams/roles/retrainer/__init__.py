@@ -4,7 +4,8 @@ promotion by policy, rollback of a new champion that fails its probation.
 Pure parts, tested directly: :mod:`.frame` (the training frame), :mod:`.scoring` (holdout
 metrics), :mod:`.seeding` (byte-for-byte artifacts), :mod:`.training` (the candidate and
 its comparison with the champion), :mod:`.policy` (promote, challenger, reject, roll back),
-:mod:`.triggers` (when to ask, when a request may run, probation). The worker-runtime role
+:mod:`.triggers` (when to ask, when a request may run, probation), :mod:`.recovery` (the
+fast retrain after a drift alarm, and the judgement of every request). The worker-runtime role
 is :mod:`.role` (``riverops worker retrainer``).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from riverops.roles.retrainer.frame import FEATURE_PREFIX, feature_rows, feedback_frame
 from riverops.roles.retrainer.policy import Decision, Probation, PromotionPolicy, apply
+from riverops.roles.retrainer.recovery import Judged, gain_bound, judge, recovery_candidate
 from riverops.roles.retrainer.role import (
     RetrainerRole,
     RetrainerStats,
@@ -27,5 +29,6 @@ __all__ = [
     "FEATURE_PREFIX", "feature_rows", "feedback_frame", "binary_metrics", "regression_metrics",
     "RetrainResult", "retrain", "best_candidate", "Decision", "Probation", "PromotionPolicy",
     "apply", "RetrainerCore", "Trigger", "Rollback", "RetrainerRole", "RetrainerStats",
-    "run_retrainer", "request_retrain", "new_request",
+    "run_retrainer", "request_retrain", "new_request", "Judged", "judge", "gain_bound",
+    "recovery_candidate",
 ]
