@@ -4,13 +4,17 @@ commit, feedback refused on arrival, triggers sent as outputs."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from confluent_kafka import TopicPartition
+from river.datasets import synth
 
 from riverops.kafka.topics import TopicCatalogue
+from riverops.modelops import register_trained
+from riverops.models.batch import learn_in_order
 from riverops.models.registry import Registry
+from riverops.models.specs import get_spec
 from riverops.roles.retrainer import RetrainerRole
 from riverops.runtime import Input, Outputs
 from riverops.schemas.errors import InvalidEventError
@@ -124,3 +128,45 @@ def test_a_waiting_request_holds_the_retrain_commit_back() -> None:
     assert spec.offsets({(retrain, 0): 5}) == {(retrain, 0): 4}
     spec.revoke([TopicPartition(retrain, 0)])
     assert spec.core.waiting == [] and spec.offsets({(retrain, 0): 5}) == {(retrain, 0): 5}
+
+
+class RegistryContext(FakeContext):
+    """A FakeContext whose registry changes are applied in place (no topic)."""
+
+    def publish_change(self, build: Any) -> list[Any]:
+        records = build(self.registry)
+        self.registry.apply_all(records)
+        return list(records)
+
+
+def test_a_drift_request_is_recovered_fast_and_then_settled(tmp_path: Any) -> None:
+    """SINE1 -> SINE2 through the role: a fast run at 400 post-alarm events registers and
+    promotes a candidate learned from them; the request then waits for drift_min_samples."""
+    settings = Settings(topic_prefix="t.", signing_key="k" * 32, artifact_dir=tmp_path,
+                        retrainer={"drift_min_samples": 2_500, "cooldown_seconds": 0.0,
+                                   "policy": {"metric": "accuracy", "margin": 0.02,
+                                              "min_samples": 300}})
+    spec, ctx = RetrainerRole(settings), RegistryContext(settings)
+    spec.start(ctx)  # type: ignore[arg-type]
+    champion = get_spec("logreg").build(seed=1)
+    old = [({str(k): float(v) for k, v in x.items()}, bool(y))
+           for x, y in synth.Sine(classification_function=0, seed=1).take(4_000)]
+    learn_in_order(champion, [x for x, _ in old[:2_000]], [y for _, y in old[:2_000]])
+    ctx.registry.apply_all(register_trained(settings, ctx.registry, "fraud", champion,
+                                            spec_name="logreg", stage="champion", by="t", reason="r"))
+    new = [({str(k): float(v) for k, v in x.items()}, bool(y))
+           for x, y in synth.Sine(classification_function=1, seed=2).take(400)]
+    fb = ctx.catalogue.name("feedback")
+    batch = [Input("feedback", Message(fb, 0, i),
+                   feedback(i, event_time=T0 + timedelta(milliseconds=i - 2_000), features=x, label=y))
+             for i, (x, y) in enumerate(old[2_000:] + new)]
+    request = {"request_id": "r", "model": "fraud", "reason": "drift", "requested_by": "monitor",
+               "requested_at": T0, "params": {"since_ms": T0.timestamp() * 1000.0}}
+    batch.append(Input("retrain", Message(ctx.catalogue.name("retrain"), 0, 0), request))
+    spec.handle(batch, Outputs())
+    spec.tick(1.0, Outputs())
+    now = ctx.registry.champion("fraud")
+    assert now is not None and now.version == 2, spec.stats.decisions
+    assert "fast recovery at 400 post-alarm events" in now.reason and "after the alarm" in now.reason
+    assert now.lineage is not None and now.lineage.samples == 280  # 400 less the 30% held out
+    assert spec.core.waiting == [request]  # the settled run comes at drift_min_samples
