@@ -365,6 +365,12 @@ def test_exactly_once_through_worker_and_broker_faults(cluster: KafkaCluster, tm
                   f"\nchecker (read_committed):\n{report.markdown() if report else '(not run)'}\n"
                   f"\nworkers that exited by themselves: {crashes or 'none'}\n" + "\n".join(fatal[:12]) +
                   f"\njoiner restores ({len(restores)}):\n" + "\n".join(restores[-8:]))
+        else:  # it failed before the first fault: what the workers said
+            moved = {kind: sorted({p for _, p, _ in outputs.arrivals[kind]}) for kind in KINDS}
+            print(f"\nbefore the first fault: {sent[0]} events sent, outputs on partitions {moved}, "
+                  f"workers that exited by themselves: {crashes or 'none'}\n"
+                  + "\n".join(line[:300] for line in log.read_text().splitlines()
+                              if " WARNING " in line or " ERROR " in line or " CRITICAL " in line)[-6000:])
 
     assert report is not None
     assert not send_errors, send_errors
