@@ -37,7 +37,7 @@ from .conftest import read_topic
 from .procs import start_worker_process, stop_process
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
-N, RATE = 40_000, 800
+N, RATE = 40_000, 1_200
 ROLES = ("scorer", "joiner", "monitor", "learner")
 # (role, which output's progress triggers the kill, fraction of the labelled events)
 KILLS = (("scorer", "predictions", 0.2), ("joiner", "feedback", 0.45), ("learner", "feedback", 0.7))
@@ -150,10 +150,10 @@ def test_kill_9_of_scorer_joiner_and_learner_loses_nothing(loop_settings: Settin
     assert status.samples == len(labels)
     assert status.metrics["count"]["accuracy"] == pytest.approx(expected.get(), abs=1e-12)
     # the live monitor (never killed) counted each labelled event once
-    live = read_topic(settings, "metrics", "MetricsEvent", expected=10**9, timeout=8, settle=0)
+    live = read_topic(settings, "metrics", "MetricsEvent", expected=10**9, timeout=4, settle=0)
     assert max(m["samples"] for m in live if m["window_kind"] == "count") == len(labels)
     # the registry: the champion untouched, every other version a learner snapshot of it
-    registry = read_topic(settings, "model-registry", "ModelVersion", expected=10**9, timeout=8, settle=0)
+    registry = read_topic(settings, "model-registry", "ModelVersion", expected=10**9, timeout=4, settle=0)
     assert registry[0] == champion_before[0]
     snapshots = registry[1:]
     assert snapshots, "the learner published no snapshot"
