@@ -52,7 +52,7 @@ from riverops.models.labels import positive_score
 __all__ = [
     "expected_accuracy", "expected_roc_auc", "calibration_error", "Estimate", "Trust",
     "ScoreWindow", "judge", "positive_scores", "Backtest", "backtest", "MAX_ECE", "MAX_MISS",
-    "MIN_LABELLED",
+    "MIN_LABELLED", "MIN_CLASS",
 ]
 
 Floats = npt.NDArray[np.float64]
@@ -71,6 +71,9 @@ MAX_MISS = 0.03
 """Default bound on the backtest's miss (beyond two standard errors) above which it is not."""
 MIN_LABELLED = 200
 """Labelled outcomes below which the calibration is not judged (the ECE is mostly noise)."""
+MIN_CLASS = 30
+"""Labelled outcomes of each class below which a backtest that found nothing wrong says
+``unchecked``, not ``calibrated`` (five positives cannot vouch for a ROC AUC)."""
 
 
 def expected_accuracy(p: npt.ArrayLike) -> float:
@@ -172,6 +175,7 @@ class Backtest:
     realised: dict[str, float]
     stderr: dict[str, float]
     """standard error of each realised figure (its noise as a sample)"""
+    positives: int = 0
 
     def miss(self) -> float:
         """The largest gap between expected and realised beyond two standard errors (<= 0:
@@ -201,13 +205,14 @@ def backtest(p: npt.ArrayLike, y: npt.ArrayLike) -> Backtest:
     if 0 < positives < p.size and math.isfinite(expected["roc_auc"]):
         realised["roc_auc"] = auc = _realised_auc(p, y)
         stderr["roc_auc"] = _auc_stderr(auc, positives, p.size - positives)
-    return Backtest(int(p.size), ece, expected, realised, stderr)
+    return Backtest(int(p.size), ece, expected, realised, stderr, int(positives))
 
 
 def judge(samples: int, check: Backtest | None = None, *, min_samples: int,
           max_ece: float = MAX_ECE, max_miss: float = MAX_MISS) -> Trust:
     """How far an estimate over ``samples`` scores can be trusted, given the backtest on
-    labelled outcomes (None: there is none).
+    labelled outcomes (None: there is none). ``calibrated`` needs :data:`MIN_CLASS`
+    outcomes of each class; ``uncalibrated`` only the evidence.
 
     >>> judge(1000, None, min_samples=200), judge(10, None, min_samples=200)
     ('unchecked', 'too_few')
@@ -218,6 +223,8 @@ def judge(samples: int, check: Backtest | None = None, *, min_samples: int,
         return "unchecked"
     if check.ece > max_ece or check.miss() > max_miss:
         return "uncalibrated"
+    if min(check.positives, check.samples - check.positives) < MIN_CLASS:
+        return "unchecked"  # nothing found, but too few of a class to vouch for it
     return "calibrated"
 
 

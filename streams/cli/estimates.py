@@ -171,13 +171,14 @@ def estimate_rows(estimates: Scraped, realised: Iterable[Mapping[str, Any]],
         tail = tails.get(key)
         check = tail.check if tail is not None else None
         recalibrated: dict[str, float] = {}
-        if tail is not None and bins is not None and tail.check.samples >= MIN_LABELLED:
+        if (values and tail is not None and bins is not None  # values: enough scores
+                and tail.check.samples >= MIN_LABELLED):
             accuracy, auc = expected_from_bins(bins, tail.rates)
             recalibrated = {k: v for k, v in (("accuracy", accuracy), ("roc_auc", auc))
                             if np.isfinite(v)}
         # the scorer exports no value below its minimum: too few scores
         trust = judge(samples, check, min_samples=1, max_ece=max_ece) if values else "too_few"
-        known = check is not None and trust in ("calibrated", "uncalibrated")
+        known = check is not None and check.samples >= MIN_LABELLED
         moved = (check is not None and known and "accuracy" in values
                  and abs(values["accuracy"] - check.expected["accuracy"]) > MOVED)
         rows.append({

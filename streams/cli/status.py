@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -34,21 +34,19 @@ __all__ = ["read_to_end", "read_tail", "collect_status", "render_status", "statu
 
 def read_to_end(settings: Settings, role: TopicRole, schema: str, *, timeout: float = 10.0,
                 last: int | None = None) -> list[dict[str, Any]]:
-    """Every decodable record of a topic, from the start (or the ``last`` records of each
-    partition) to the high watermark."""
+    """Every decodable record of a topic, from the start (or about the ``last`` records of
+    each partition: from its watermarks as the broker gives them) to the high watermark."""
     catalogue = TopicCatalogue.from_settings(settings)
     spec = catalogue.spec(role)
     codec = settings.codec()
     consumer = make_consumer(settings, f"riverops-status-reader-{uuid.uuid4().hex[:6]}")
     partitions = [TopicPartition(spec.name, p, OFFSET_BEGINNING) for p in range(spec.partitions)]
-    if last is not None:
-        for tp in partitions:
-            low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
-            tp.offset = max(low, high - last)
-    consumer.assign(partitions)
     out: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     try:
+        if last is not None:
+            partitions = [tp for tp in partitions if _from_last(consumer, tp, last, timeout)]
+        consumer.assign(partitions)
         while time.monotonic() < deadline:
             messages = consumer.consume(5000, 0.2)
             for message in messages:
@@ -59,11 +57,22 @@ def read_to_end(settings: Settings, role: TopicRole, schema: str, *, timeout: fl
                         continue
             if messages:
                 continue
-            if at_end(consumer, [(spec.name, p) for p in range(spec.partitions)]):
+            if at_end(consumer, [(tp.topic, tp.partition) for tp in partitions]):
                 break
     finally:
         consumer.close()
     return out
+
+
+def _from_last(consumer: Consumer, tp: TopicPartition, last: int, timeout: float) -> bool:
+    """Start ``tp`` ``last`` records before its end; False when the broker has no such
+    partition (the topic has fewer than the settings say)."""
+    try:
+        low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+    except KafkaException:
+        return False
+    tp.offset = max(low, high - last)
+    return True
 
 
 def read_tail(settings: Settings, role: TopicRole, schema: str, *, last: int,
@@ -77,6 +86,7 @@ def collect_status(settings: Settings, *, recent_alarms: int = 10,
     """Everything the status view shows, as JSON-ready data. ``scorer_metrics``: the
     /metrics URLs of the scorers whose estimates are shown; ``calibration_tail``: feedback
     records per partition their calibration is checked on (0: not checked)."""
+    scraped, errors = scrape_estimates(scorer_metrics)  # first: the scores of now
     with LagProbe(settings) as probe:
         lag = [row.__dict__ for row in probe.sample()]
     registry = read_registry(settings)
@@ -84,7 +94,6 @@ def collect_status(settings: Settings, *, recent_alarms: int = 10,
     for event in read_to_end(settings, "metrics", "MetricsEvent"):
         latest[(event["model"], event["version"], event["variant"], event["window_kind"])] = event
     alarms = read_to_end(settings, "drift", "DriftEvent")[-recent_alarms:]
-    scraped, errors = scrape_estimates(scorer_metrics)
     checked = calibration(read_tail(settings, "feedback", "FeedbackEvent", last=calibration_tail)
                           ) if calibration_tail and scraped else {}
     return {

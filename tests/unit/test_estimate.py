@@ -153,6 +153,9 @@ def test_an_uncalibrated_model_is_flagged() -> None:
     assert judge(5000, None, min_samples=200) == "unchecked"
     assert judge(100, backtest(p, p > 0.5), min_samples=200) == "too_few"
     assert judge(5000, backtest(p[:100], y[:100]), min_samples=200) == "unchecked"  # 100 labels
+    rare = rng.beta(0.5, 200, size=3000)  # calibrated, but ~8 positives: cannot vouch for it
+    few = backtest(rare, rng.random(rare.size) < rare)
+    assert few.positives < 30 and judge(5000, few, min_samples=200) == "unchecked"
 
 
 def _record(version: int = 1) -> ModelVersion:
