@@ -106,8 +106,9 @@ class DemoOptions:
 STORY_EVENTS = 3 * DAY_EVENTS
 """Transactions after the change of pattern the loop needs to tell its story: a thousand or
 two for the alarm, a simulated day of the new pattern to retrain on, the retrain, then a
-window of outcomes of the new champion. Measured on two loaded cores: recovery 10-14
-thousand labelled events after the change, and 12,000 were sometimes too few; with the
+window of outcomes of the new champion. Measured on two loaded cores before the fast
+recovery after an alarm: recovery 10-14 thousand labelled events after the change, and
+12,000 were sometimes too few; with it, 9,500-10,500 in two runs (2026-12-01). With the
 change at 40%, ``--events 30000`` (the quick start's short run) leaves 18,000."""
 
 
