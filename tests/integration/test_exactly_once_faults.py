@@ -248,8 +248,19 @@ def test_exactly_once_through_worker_and_broker_faults(cluster: KafkaCluster, tm
     def start(role: str) -> Any:
         return start_worker_process(settings, role, group_prefix=prefix, log=log)
 
-    workers = {"scorer": [start("scorer"), start("scorer")], "joiner": [start("joiner"), start("joiner")],
-               "monitor": [start("monitor")]}
+    def started(role: str) -> Any:
+        """A worker, once it is up (its guarantee logged): five Python processes importing
+        at once beside three starting brokers starved the brokers' heartbeats on two cores
+        (sessions timed out, the groups kept rebalancing, nothing moved for 120 s)."""
+        before = log.read_text().count("processing guarantee") if log.exists() else 0
+        process, deadline = start(role), time.monotonic() + 30
+        while (not log.exists() or log.read_text().count("processing guarantee") == before) \
+                and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return process
+
+    workers = {"joiner": [started("joiner"), started("joiner")], "monitor": [started("monitor")],
+               "scorer": [started("scorer"), started("scorer")]}
     crashes: list[str] = []  # workers that exited by themselves (restarted, as a supervisor would)
 
     def supervise() -> None:
