@@ -26,8 +26,15 @@ demo: $(STAMP)  ## run the whole loop on the embedded broker
 # or on KAFKA_BOOTSTRAP_SERVERS; then the tests marked `tansu` run again on the embedded broker.
 TANSU := env -u KAFKA_BOOTSTRAP_SERVERS RIVEROPS_TEST_BROKER=tansu
 
+# The three-node fault test runs in a pytest process of its own, after the rest: beside the
+# suite's session brokers (three more JVMs) its five workers and three brokers starved on two
+# cores (heartbeats missed, sessions lost; it failed in both full runs of 2026-12-01 and
+# passed in all three runs alone).
+ALONE := tests/integration/test_exactly_once_faults.py
+
 test: lint  ## lint, unit + integration + fault tests on Apache Kafka, then the Tansu smoke set
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --ignore=$(ALONE)
+	$(BIN)/python -m pytest $(ALONE)
 	$(TANSU) $(BIN)/python -m pytest -m tansu tests/integration
 
 test-fast: $(STAMP)  ## the tests without the slow fault-injection ones (Apache Kafka only)

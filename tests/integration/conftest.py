@@ -99,6 +99,7 @@ def send_labelled_at_rate(settings: Settings, *, rate: float, count: int, t0: da
             ahead = (i + 1) / rate - (time.monotonic() - started)
             if ahead > 0:
                 time.sleep(ahead)
+        producer.flush(120)  # a fault test's last records may wait out a broker's recovery
 
 
 def read_topic(settings: Settings, role: str, schema: str, *, expected: int, timeout: float = 60,
