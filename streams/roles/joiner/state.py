@@ -297,15 +297,7 @@ def slice_prediction(payload: bytes, *, explained: bool = True) -> tuple[int, in
             pos = _string_end(payload, pos, text=True)
         elif branch != 0:
             raise ValueError(f"union branch {branch}")
-        while True:  # the scores map: blocks of (count, [byte size,] entries) up to count 0
-            count, pos = _long(payload, pos)
-            if count == 0:
-                break
-            if count < 0:
-                count = -count
-                _, pos = _long(payload, pos)
-            for _ in range(count):
-                pos = _string_end(payload, pos, text=True) + 8
+        pos = _skip_named_doubles(payload, pos)  # the scores map
         end = pos
         _, pos = _long(payload, pos + 8)  # latency, event_time
         _, pos = _long(payload, pos)  # predicted_at
@@ -327,17 +319,22 @@ def _skip_explanation(payload: bytes, pos: int) -> int:
         return pos
     if branch != 1:
         raise ValueError(f"explanation union branch {branch}")
-    pos += 8  # intercept
-    while True:  # the contributions array: blocks like the scores map's
+    pos = _skip_named_doubles(payload, pos + 8)  # intercept, then the contributions array
+    return pos + 8  # rest
+
+
+def _skip_named_doubles(payload: bytes, pos: int) -> int:
+    """The position after a map of doubles or an array of (string, double) records: both
+    are blocks of (count, [byte size,] entries of a string and 8 bytes) up to count 0."""
+    while True:
         count, pos = _long(payload, pos)
         if count == 0:
-            break
+            return pos
         if count < 0:
             count = -count
             _, pos = _long(payload, pos)
         for _ in range(count):
             pos = _string_end(payload, pos, text=True) + 8
-    return pos + 8  # rest
 
 
 def compact_prediction(record: dict[str, Any]) -> tuple[int, int, bytes]:
