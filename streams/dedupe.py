@@ -78,32 +78,31 @@ class RecentIds:
         """``(group, key) in ids``: whether the pair is among the last ``capacity`` added."""
         if not (isinstance(item, tuple) and len(item) == 2):
             return False
-        h = _hash(item[0], item[1])
+        return self._probe(_hash(item[0], item[1]))[1]
+
+    def _probe(self, h: int) -> tuple[int, bool]:
+        """Linear probing for ``h``: (its slot, True), or (the empty slot where it would
+        go, False)."""
         table, mask = self._table, self._mask
         i = h & mask
         while (v := table[i]) != 0:
             if v == h:
-                return True
+                return i, True
             i = (i + 1) & mask
-        return False
+        return i, False
 
     def add(self, group: str, key: str) -> bool:
         """Remember (group, key); True when it is new, False when it is a recent repeat
         (which changes nothing: a repeat does not make an id younger)."""
         h = _hash(group, key)
-        table, mask = self._table, self._mask
-        i = h & mask
-        while (v := table[i]) != 0:
-            if v == h:
-                return False
-            i = (i + 1) & mask
+        i, found = self._probe(h)
+        if found:
+            return False
         if self._size == self.capacity:
             self._remove(self._ring[self._head])  # the oldest: moves entries, probe again
             self._size -= 1
-            i = h & mask
-            while table[i] != 0:
-                i = (i + 1) & mask
-        table[i] = h
+            i, _ = self._probe(h)
+        self._table[i] = h
         code = self._groups.get(group)
         if code is None:
             code = self._groups[group] = len(self._groups)
@@ -124,9 +123,7 @@ class RecentIds:
         self._table = array("Q", bytes(8 * len(self._table)))
         self._head = self._size = 0
         for h, c in kept:
-            i = h & self._mask
-            while self._table[i] != 0:
-                i = (i + 1) & self._mask
+            i, _ = self._probe(h)
             self._table[i] = h
             self._ring[self._size], self._codes[self._size] = h, c
             self._size += 1
@@ -149,9 +146,7 @@ class RecentIds:
         """Take ``h`` (present) out of the table, moving back the entries after it that
         would no longer be found (Knuth's algorithm R for linear probing)."""
         table, mask = self._table, self._mask
-        i = h & mask
-        while table[i] != h:
-            i = (i + 1) & mask
+        i, _ = self._probe(h)
         j = i
         while True:
             j = (j + 1) & mask
