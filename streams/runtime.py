@@ -100,6 +100,8 @@ class Runtime:
         """The same, after an abort: to send in the next transaction."""
         self._rewinding: list[TopicPartition] | None = None
         """Partitions whose state was dropped after an abort, to get back (:meth:`_resume`)."""
+        self._rewinding_since = 0.0
+        self._rewind_warning_at = 30.0
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> None:
@@ -118,7 +120,7 @@ class Runtime:
             last_commit = time.monotonic()
             while not self.stop.is_set():
                 if self._rewinding is not None and not self._resume():
-                    self.stop.wait(1.0)  # the broker is away: try again in a moment
+                    self._serve(1.0)  # the broker is away: try again in a moment
                     continue
                 self._follow()
                 out = Outputs()
@@ -310,7 +312,26 @@ class Runtime:
         self.role.revoke(partitions)
         self.consumed.clear()
         self.committed.clear()
+        if partitions:
+            self._consumer.pause(partitions)  # nothing is read until they are back
         self._rewinding = partitions
+        self._rewinding_since = time.monotonic()
+        self._rewind_warning_at = 30.0
+
+    def _serve(self, seconds: float) -> None:
+        """While rewinding: let the consumer serve its rebalance callbacks (a group that
+        moved on during the outage reassigns meanwhile) without losing what it returns."""
+        put_back: set[tuple[str, int]] = set()
+        for message in self._consumer.consume(self.settings.batch_size, seconds):
+            key = (message.topic(), message.partition())
+            if message.error() is None and key not in put_back:  # assigned meanwhile: read later
+                put_back.add(key)
+                self._consumer.seek(TopicPartition(*key, message.offset()))
+        waited = time.monotonic() - self._rewinding_since
+        if waited >= self._rewind_warning_at:
+            self._rewind_warning_at += 30
+            log.warning("%s: still rewinding after %.0f s (its committed offsets cannot be read)",
+                        self.role.name, waited)
 
     def _resume(self) -> bool:
         """Give the role its partitions back at the committed offsets; False while the
@@ -333,6 +354,8 @@ class Runtime:
                 self._consumer.seek(tp)
             except KafkaException as exc:  # no longer ours: the coming rebalance says so
                 log.warning("%s: cannot seek %s[%s] (%s)", self.role.name, tp.topic, tp.partition, exc)
+        if partitions:
+            self._consumer.resume(partitions)
         self._rewinding = None
         log.info("%s: resumed %d partitions at the committed offsets", self.role.name, len(partitions))
         return True
@@ -344,6 +367,11 @@ class Runtime:
         except KafkaException as exc:
             log.warning("%s: could not read committed offsets (%s)", self.role.name, exc)
             return None
+        failed = [tp for tp in found if tp.error is not None]
+        if failed:  # e.g. UNSTABLE_OFFSET_COMMIT: a transaction on them is still open
+            log.warning("%s: could not read the committed offset of %s[%s] (%s)", self.role.name,
+                        failed[0].topic, failed[0].partition, failed[0].error)
+            return None
         committed = {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
         self.committed.update(committed)
         return committed
@@ -353,6 +381,9 @@ class Runtime:
         self.role.assign(partitions, committed)
         consumer.assign(partitions)
         self._owned = {(tp.topic, tp.partition) for tp in partitions}
+        if self._rewinding is not None:  # a rebalance during a rewind: these are done
+            consumer.resume(partitions)
+            self._rewinding = [tp for tp in self._rewinding if (tp.topic, tp.partition) not in self._owned]
         if self.telemetry is not None:
             self.telemetry.set_assigned(len(self._owned))
         if hasattr(self.role.stats, "assigned"):
@@ -367,7 +398,10 @@ class Runtime:
             log.warning("%s lost %d partitions; their open transaction aborted", self.role.name, len(gone))
         elif not self._failed:
             self.commit(only=gone)
-        self.role.revoke(partitions)
+        if self._rewinding is not None:  # their state is already dropped
+            self._rewinding = [tp for tp in self._rewinding if (tp.topic, tp.partition) not in gone]
+        else:
+            self.role.revoke(partitions)
         self._owned -= gone
         if self.telemetry is not None:
             self.telemetry.set_assigned(len(self._owned))
