@@ -44,6 +44,7 @@ __all__ = [
     "FeatureEvent",
     "Contribution",
     "Explanation",
+    "SegmentMetrics",
     "PredictionEvent",
     "LabelEvent",
     "MadePrediction",
@@ -187,6 +188,16 @@ class FeedbackEvent(Event):
     predictions: list[MadePrediction]
 
 
+class SegmentMetrics(BaseModel):
+    """The metrics of one value of a segmented feature (MetricsEvent v2)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    feature: Annotated[str, StringConstraints(min_length=1)]
+    value: str
+    samples: Annotated[int, Field(ge=0)]
+    metrics: dict[str, Finite]
+
+
 class MetricsEvent(Event):
     schema_name: ClassVar[str] = "MetricsEvent"
     model: Name
@@ -197,6 +208,7 @@ class MetricsEvent(Event):
     samples: Annotated[int, Field(ge=0)]
     metrics: dict[str, Finite]
     emitted_at: Timestamp
+    segments: list[SegmentMetrics] = []
 
 
 class DriftEvent(Event):

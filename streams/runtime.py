@@ -43,11 +43,7 @@ from riverops.kafka.clients import (
 from riverops.kafka.deadletter import dead_letter
 from riverops.kafka.identity import WorkerSlot
 from riverops.kafka.limits import check_record
-from riverops.kafka.outbox import (
-    Outbox,
-    TransactionAborted,
-    TransactionalOutbox,
-)
+from riverops.kafka.outbox import Outbox, TransactionAborted, TransactionalOutbox
 from riverops.kafka.registry_topic import RegistryFollower
 from riverops.kafka.topics import TopicCatalogue, TopicRole
 from riverops.models.registry import Registry
@@ -100,8 +96,7 @@ class Runtime:
         """The same, after an abort: to send in the next transaction."""
         self._rewinding: list[TopicPartition] | None = None
         """Partitions whose state was dropped after an abort, to get back (:meth:`_resume`)."""
-        self._rewinding_since = 0.0
-        self._rewind_warning_at = 30.0
+        self._rewind_warning_at = 0.0  # a rewind still under way says so every 30 s
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> None:
@@ -143,13 +138,10 @@ class Runtime:
         except BaseException:
             self._failed = True  # nothing more is committed: the state may be mid-batch
             raise
-        finally:
-            if self._consumer is not None:
-                self._consumer.close()  # revokes the partitions (see _on_revoke)
-            if self._outbox is not None:
-                self._outbox.close()
-            if self.follower is not None:
-                self.follower.close()
+        finally:  # the consumer first: closing it revokes the partitions (see _on_revoke)
+            for part in (self._consumer, self._outbox, self.follower):
+                if part is not None:
+                    part.close()
             if self._slot is not None:
                 self._slot.release()
 
@@ -167,9 +159,7 @@ class Runtime:
         return outbox
 
     def _follow(self) -> None:
-        if self.follower is None:
-            return
-        updates = self.follower.poll(timeout=0)
+        updates = self.follower.poll(timeout=0) if self.follower is not None else None
         if updates:
             self.registry.apply_all(updates)
             self.role.on_registry(updates)
@@ -312,11 +302,9 @@ class Runtime:
         self.role.revoke(partitions)
         self.consumed.clear()
         self.committed.clear()
-        if partitions:
-            self._consumer.pause(partitions)  # nothing is read until they are back
+        self._consumer.pause(partitions)  # nothing is read until they are back
         self._rewinding = partitions
-        self._rewinding_since = time.monotonic()
-        self._rewind_warning_at = 30.0
+        self._rewind_warning_at = time.monotonic()
 
     def _serve(self, seconds: float) -> None:
         """While rewinding: let the consumer serve its rebalance callbacks (a group that
@@ -327,11 +315,9 @@ class Runtime:
             if message.error() is None and key not in put_back:  # assigned meanwhile: read later
                 put_back.add(key)
                 self._consumer.seek(TopicPartition(*key, message.offset()))
-        waited = time.monotonic() - self._rewinding_since
-        if waited >= self._rewind_warning_at:
-            self._rewind_warning_at += 30
-            log.warning("%s: still rewinding after %.0f s (its committed offsets cannot be read)",
-                        self.role.name, waited)
+        if time.monotonic() - self._rewind_warning_at >= 30:
+            self._rewind_warning_at = time.monotonic()
+            log.warning("%s: still rewinding (its committed offsets cannot be read)", self.role.name)
 
     def _resume(self) -> bool:
         """Give the role its partitions back at the committed offsets; False while the
@@ -354,8 +340,7 @@ class Runtime:
                 self._consumer.seek(tp)
             except KafkaException as exc:  # no longer ours: the coming rebalance says so
                 log.warning("%s: cannot seek %s[%s] (%s)", self.role.name, tp.topic, tp.partition, exc)
-        if partitions:
-            self._consumer.resume(partitions)
+        self._consumer.resume(partitions)
         self._rewinding = None
         log.info("%s: resumed %d partitions at the committed offsets", self.role.name, len(partitions))
         return True

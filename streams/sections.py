@@ -95,6 +95,11 @@ class MonitorSettings(_Section):
                           "errors (two-sample z, pooled variance)")
     dedupe_size: int = Field(200_000, ge=1, description="recent event ids remembered to drop "
                              "repeated feedback")
+    segment_by: tuple[str, ...] = Field((), description="features whose values get metrics of "
+                                        "their own (a count window of window_size per value), "
+                                        "e.g. [\"country\"]")
+    segment_max_values: int = Field(50, ge=1, description="values per model and feature with a "
+                                    "segment of their own; later ones share \"(other)\"")
     data_drift: DataDriftSettings = DataDriftSettings()
 
 

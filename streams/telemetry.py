@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -65,6 +65,21 @@ class MonitorRow(Protocol):
     def samples(self) -> int: ...
     @property
     def metrics(self) -> Mapping[WindowKind, Mapping[str, float]]: ...
+    @property
+    def segments(self) -> Sequence[SegmentRow]: ...
+
+
+class SegmentRow(Protocol):
+    """One segment of a :class:`MonitorRow` (``riverops.roles.monitor.SegmentStatus`` fits)."""
+
+    @property
+    def feature(self) -> str: ...
+    @property
+    def value(self) -> str: ...
+    @property
+    def samples(self) -> int: ...
+    @property
+    def metrics(self) -> Mapping[str, float]: ...
 
 
 class Telemetry:
@@ -103,6 +118,15 @@ class Telemetry:
         self.model_samples = gauge(
             "model_samples", "Labelled outcomes seen per model version and variant.",
             "model", "version", "variant",
+        )
+        self.segment_metric = gauge(
+            "segment_metric", "Rolling metric of one value of a segmented feature "
+            "(RIVEROPS_MONITOR__SEGMENT_BY) over its count window.",
+            "model", "version", "variant", "feature", "value", "metric",
+        )
+        self.segment_samples = gauge(
+            "segment_samples", "Labelled outcomes seen per value of a segmented feature.",
+            "model", "version", "variant", "feature", "value",
         )
         self.estimated_metric = gauge(
             "estimated_metric", "Metric a binary model version and variant should have, "
@@ -266,12 +290,19 @@ class Telemetry:
         """
         metric_values: dict[tuple[str, ...], float] = {}
         sample_values: dict[tuple[str, ...], float] = {}
+        segment_values: dict[tuple[str, ...], float] = {}
+        segment_samples: dict[tuple[str, ...], float] = {}
         for row in rows:
             key = (self.role, row.model, str(row.version), row.variant)
             sample_values[key] = row.samples
             for window, values in row.metrics.items():
                 for name, value in values.items():
                     metric_values[(*key, name, window)] = value
+            for segment in row.segments:
+                where = (*key, segment.feature, segment.value)
+                segment_samples[where] = segment.samples
+                for name, value in segment.metrics.items():
+                    segment_values[(*where, name)] = value
         drift_values: dict[tuple[str, ...], float] = {
             (self.role, model, feature, detector): value
             for model, features in (data_drift or {}).items()
@@ -280,6 +311,8 @@ class Telemetry:
         }
         self._replace(self.model_metric, metric_values)
         self._replace(self.model_samples, sample_values)
+        self._replace(self.segment_metric, segment_values)
+        self._replace(self.segment_samples, segment_samples)
         self._replace(self.data_drift_score, drift_values)
 
     def export_estimates(

@@ -139,6 +139,7 @@ def render_status(status: dict[str, Any]) -> Group:
             e["model"], str(e["version"]), e["variant"], f"{e['window_kind']}:{e['window_size']:g}",
             str(e["samples"]), *(f"{values[k]:.4f}" if k in values else "" for k in ("accuracy", "roc_auc", "f1", "mae")),
         )
+    segments = segments_table(status["metrics"])
     drift = Table(title="recent drift alarms", title_justify="left")
     for column in ("when", "model", "version", "variant", "kind", "detector", "feature", "statistic"):
         drift.add_column(column)
@@ -147,7 +148,30 @@ def render_status(status: dict[str, Any]) -> Group:
                       a["detector"], a["feature"] or "", f"{a['statistic']:.4f}")
     estimates = estimates_table(status.get("estimates", []), status.get("estimate_errors", []),
                                 status.get("estimate_sources", []))
-    return Group(lag, models, metrics, estimates, drift)
+    return Group(lag, models, metrics, *([segments] if segments.row_count else []), estimates, drift)
+
+
+def segments_table(metrics_events: Sequence[dict[str, Any]]) -> Table:
+    """The segments of each version's count window (RIVEROPS_MONITOR__SEGMENT_BY), worst
+    ROC AUC (else accuracy, else MAE reversed) first within a feature: where it hurts shows."""
+    table = Table(title="metrics per segment (count windows)", title_justify="left")
+    for column in ("model", "version", "variant", "feature", "value", "samples", "accuracy", "roc_auc", "recall", "mae"):
+        table.add_column(column)
+
+    def badness(segment: dict[str, Any]) -> tuple[str, float]:
+        values = segment["metrics"]
+        for name, sign in (("roc_auc", 1.0), ("accuracy", 1.0), ("mae", -1.0)):
+            if name in values:
+                return segment["feature"], sign * values[name]
+        return segment["feature"], 0.0
+
+    for e in metrics_events:
+        for segment in sorted(e.get("segments") or (), key=badness):
+            values = segment["metrics"]
+            table.add_row(e["model"], str(e["version"]), e["variant"], segment["feature"], segment["value"],
+                          str(segment["samples"]),
+                          *(f"{values[k]:.4f}" if k in values else "" for k in ("accuracy", "roc_auc", "recall", "mae")))
+    return table
 
 
 @click.command("status")

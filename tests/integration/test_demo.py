@@ -10,7 +10,14 @@ from rich.console import Console
 
 from riverops.demo.run import DemoOptions, run_demo, short_run_note
 
-pytestmark = pytest.mark.tansu  # also in the Tansu smoke pass
+from ..conftest import ENGINE
+
+pytestmark = [
+    pytest.mark.tansu,
+    # `make demo` runs on the embedded broker: the Tansu pass runs this test, and the Kafka
+    # pass does not spend a second minute on it (the loop on Apache Kafka: test_worker_all)
+    pytest.mark.skipif(ENGINE == "kafka", reason="make demo runs on the embedded broker: the Tansu pass runs it"),
+]
 
 QUICK_START = DemoOptions(events=30_000, rate=1_000)  # docs/quickstart.md's short run
 

@@ -19,6 +19,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from river.datasets import synth
 
 from riverops.demo.run import recovery
@@ -81,6 +82,7 @@ def _stream(settings: Settings) -> datetime:
     return drift_time
 
 
+@pytest.mark.serial  # labelled events to recovery: a starved loop would take more
 def test_abrupt_drift_is_caught_retrained_promoted_and_recovered(
     loop_settings: Settings, start_worker: Any
 ) -> None:

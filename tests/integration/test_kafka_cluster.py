@@ -24,6 +24,7 @@ from ..conftest import ENGINE
 pytestmark = [
     pytest.mark.timeout(240),
     pytest.mark.skipif(ENGINE != "kafka", reason="starts Apache Kafka itself: the Kafka pass runs it"),
+    pytest.mark.serial,
 ]
 
 

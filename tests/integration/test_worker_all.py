@@ -155,6 +155,7 @@ def _final_samples(settings: Settings) -> int:
     return max((m["samples"] for m in records), default=0)
 
 
+@pytest.mark.serial  # every role in one process: its timings suffer most beside another test
 def test_worker_all_process_matches_the_embedded_run(
     loop_settings: Settings, embedded_settings: Settings,
     worker_process: tuple[subprocess.Popen[bytes], int, Path],
@@ -191,13 +192,13 @@ def test_worker_all_process_matches_the_embedded_run(
         # two more emissions (every 2 s): the last one reflects every feedback event
         _wait_for("the process's final rolling metrics", lambda: _metric(
             scrape(), "riverops_events_out_total", role="monitor", topic=metrics_topic
-        ) > emitted + 1 and _final_samples(settings) > 0, timeout=30, alive=alive, log=log)
+        ) > emitted + 1 and _final_samples(settings) > 0, timeout=90, alive=alive, log=log)
         embedded_feedback = f"{embedded_settings.topic_prefix}feedback"
         _wait_for("the embedded run to score and join the stream", lambda: (registry.get_sample_value(
             "riverops_events_in_total", {"role": "monitor", "topic": embedded_feedback}) or 0
         ) >= len(labelled), timeout=60)
         _wait_for("the embedded run's final rolling metrics",
-                  lambda: _final_samples(embedded_settings) == len(labelled), timeout=30)
+                  lambda: _final_samples(embedded_settings) == len(labelled), timeout=90)
         samples = scrape()
     finally:
         stop.set()

@@ -48,6 +48,7 @@ from riverops.roles.monitor.drift import (
     DetectorName,
     Signal,
 )
+from riverops.roles.monitor.segments import SegmentOptions, Segments, SegmentStatus
 from riverops.roles.monitor.signals import DEFAULT_SIGNALS, ConceptWatch, check_signals
 from riverops.roles.monitor.windows import MetricSet, Outcome, TimeWindow, outcome_of
 from riverops.schemas.errors import ConfigError, InvalidEventError
@@ -93,6 +94,8 @@ class KeyStatus:
     ignored_alarms: int
     """concept alarms that were falls or too small a rise"""
     signals: tuple[Signal, ...] = ()
+    segments: tuple[SegmentStatus, ...] = ()
+    """per value of each ``segment_by`` feature: its metrics over its count window"""
 
 
 class _KeyState:
@@ -144,6 +147,7 @@ class MonitorCore:
         rise_z: float = 3.0,
         data_drift: DataDriftOptions | None = DEFAULT_DATA_DRIFT,
         dedupe_size: int = 200_000,
+        segments: SegmentOptions | None = None,
     ) -> None:
         if window_size < 1 or time_window <= 0 or dedupe_size < 1:
             raise ConfigError("window_size, time_window and dedupe_size must be positive")
@@ -170,6 +174,7 @@ class MonitorCore:
         self._keys: dict[Key, _KeyState] = {}
         self._data: dict[str, DataDriftMonitor] = {}
         self._versions: dict[str, tuple[int, Variant]] = {}
+        self.segments = Segments(segments) if segments is not None and segments.features else None
 
     @classmethod
     def from_settings(cls, section: MonitorSettings, *, tasks: Mapping[str, Task] | None = None) -> MonitorCore:
@@ -191,7 +196,9 @@ class MonitorCore:
         return cls(tasks=tasks, window_size=section.window_size, time_window=section.time_window,
                    detector=section.detector, signals=signals,
                    min_relative_rise=section.min_relative_rise, rise_z=section.rise_z,
-                   data_drift=options, dedupe_size=section.dedupe_size)
+                   data_drift=options, dedupe_size=section.dedupe_size,
+                   segments=SegmentOptions(section.segment_by, section.segment_max_values,
+                                           section.window_size))
 
     def update(
         self,
@@ -240,7 +247,7 @@ class MonitorCore:
         detected_at = _utc(seconds)
         if self.watermark is None or detected_at > self.watermark:
             self.watermark = detected_at
-        drift = [e for p, o in made for e in self._outcome_in(model, p, o, seconds)]
+        drift = [e for p, o in made for e in self._outcome_in(model, p, o, seconds, features)]
         for p, _ in made:  # data drift is reported against the champion, else the latest
             current = self._versions.get(model)
             if p["variant"] == "champion" or current is None or current[1] != "champion":
@@ -261,7 +268,8 @@ class MonitorCore:
         return drift
 
     def _outcome_in(
-        self, model: str, made: Mapping[str, Any], outcome: Outcome | None, seconds: float
+        self, model: str, made: Mapping[str, Any], outcome: Outcome | None, seconds: float,
+        features: Mapping[str, Any],
     ) -> list[dict[str, Any]]:
         key: Key = (model, int(made["version"]), made["variant"])
         state = self._keys.get(key)
@@ -273,6 +281,8 @@ class MonitorCore:
         state.samples += 1
         state.count.update(outcome)
         state.time.update(seconds, outcome)
+        if self.segments is not None:
+            self.segments.update(key, state.task, features, outcome)
         return [
             {
                 "model": model, "version": key[1], "variant": key[2], "kind": "concept",
@@ -293,6 +303,8 @@ class MonitorCore:
             self._data.pop(model, None)
             self._versions.pop(model, None)
         self._seen.forget(models)
+        if self.segments is not None:
+            self.segments.forget(models)
 
     def status(self, now: datetime | None = None) -> list[KeyStatus]:
         """Every key's current values; ``now`` (if given) first expires the time windows."""
@@ -306,14 +318,16 @@ class MonitorCore:
             if state.time.obj.n:
                 windows["time"] = state.time.obj.values()
             watch = state.watch
+            segments = self.segments.rows((model, version, variant)) if self.segments else []
             rows.append(KeyStatus(model, version, variant, state.task, state.samples,
                                   state.unscored, windows, watch.detector, watch.worse,
-                                  watch.alarms - watch.worse, watch.signals))
+                                  watch.alarms - watch.worse, watch.signals, tuple(segments)))
         return rows
 
     def metrics_events(self, now: datetime) -> list[dict[str, Any]]:
         """MetricsEvent dicts, one per key and non-empty window, with time windows ending at
-        ``now``: wall-clock time live, the stream's ``watermark`` in a replay."""
+        ``now``: wall-clock time live, the stream's ``watermark`` in a replay. The count
+        window's carries the key's segments (empty without ``segment_by``)."""
         sizes: dict[WindowKind, float] = {
             "count": float(self.window_size),
             "time": float(self.time_window),
@@ -324,6 +338,8 @@ class MonitorCore:
                 "model": row.model, "version": row.version, "variant": row.variant,
                 "window_kind": kind, "window_size": sizes[kind], "samples": row.samples,
                 "metrics": dict(values), "emitted_at": emitted_at,
+                "segments": [{"feature": s.feature, "value": s.value, "samples": s.samples,
+                              "metrics": dict(s.metrics)} for s in row.segments] if kind == "count" else [],
             }
             for row in self.status(now)
             for kind, values in row.metrics.items()
