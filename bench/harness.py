@@ -113,6 +113,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "RIVEROPS_STATE_DIR": str(settings.state_dir),
         "RIVEROPS_BATCH_SIZE": str(settings.batch_size),
         "RIVEROPS_PROCESSING_GUARANTEE": settings.processing_guarantee,
+        "RIVEROPS_SCORER__EXPLAIN_TOP_K": str(settings.scorer.explain_top_k),
     })
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     return env

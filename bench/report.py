@@ -88,6 +88,10 @@ def markdown(results: dict[str, Any]) -> str:
         ok = scorer >= 30_000 and (faust is None or scorer >= 10 * faust)
         lines.append(row("riverops scorer, 1 worker process", scorer, TARGETS["scorer"], ok,
                          _get(results, "scorer", "cpu_us_per_event")))
+    explained = _get(results, "scorer_explained", "events_per_s")
+    if explained is not None:
+        lines.append(row("riverops scorer, explanations on (top 5 contributions; off is the row "
+                         "above)", explained, "—", None, _get(results, "scorer_explained", "cpu_us_per_event")))
     if loop is not None:
         loop_cpu = _get(results, "full_loop", "cpu_us_per_event") or {}
         lines.append(row("riverops full loop (scorer+joiner+monitor, learner alongside), "

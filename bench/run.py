@@ -30,7 +30,7 @@ from bench.environment import describe
 
 __all__ = ["main", "PARTS"]
 
-PARTS = ("limit", "faust", "scorer", "full_loop", "latency", "join")
+PARTS = ("limit", "faust", "scorer", "explain", "full_loop", "latency", "join")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -142,6 +142,18 @@ def _run_parts(args: argparse.Namespace, part: Callable[..., Any], results: dict
         results["scorer"] = scorer
         workers["scorer"] = ("scorer alone", scorer["peak_rss"])
         console.log(f"scorer: {scorer['events_per_s']:,.0f} events/s")
+
+    def explained_settings() -> Any:  # the same scorer with 5 contributions per prediction
+        fresh = settings()
+        return fresh.model_copy(update={"scorer": fresh.scorer.model_copy(update={"explain_top_k": 5})})
+
+    explained = part("explain", "riverops scorer, explanations on", args.warmup + args.events,
+                     lambda report: measure_scorer(explained_settings(), workdir, events=args.events,
+                                                   warmup=args.warmup, progress=report,
+                                                   broker_pid=broker_pid))
+    if explained:
+        results["scorer_explained"] = explained
+        console.log(f"scorer with explanations: {explained['events_per_s']:,.0f} events/s")
 
     loop = part("full_loop", "riverops full loop", args.warmup + args.loop_events,
                 lambda report: measure_full_loop(settings(), workdir, events=args.loop_events,

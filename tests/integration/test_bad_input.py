@@ -26,7 +26,7 @@ from . import badinput
 from .champion import register_champion
 from .conftest import read_topic
 
-pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.faults, pytest.mark.serial, pytest.mark.timeout(240)]
 
 
 def produce(settings: Settings, records: list[badinput.Record]) -> dict[tuple[str, int], int]:

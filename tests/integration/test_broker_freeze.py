@@ -31,7 +31,7 @@ from ..conftest import ENGINE
 from .champion import register_champion
 from .conftest import read_topic, send_labelled_at_rate
 
-pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.faults, pytest.mark.serial, pytest.mark.timeout(400)]  # its own waits add up to ~300 s
 RATE = 400  # events per second, each with its label
 SECONDS = 45
 FREEZE_AT, FREEZE_FOR = 10.0, 20.0

@@ -38,6 +38,7 @@ from .conftest import read_topic, send_labelled_at_rate
 
 pytestmark = [
     pytest.mark.faults,
+    pytest.mark.serial,
     pytest.mark.timeout(300),
     pytest.mark.skipif(
         ENGINE != "kafka" and not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),

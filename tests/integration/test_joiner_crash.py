@@ -23,7 +23,7 @@ from riverops.settings import Settings
 from .conftest import read_topic
 
 N = 12_000
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.serial]
 
 
 def _joiner(settings: Settings, group_prefix: str, log: str) -> subprocess.Popen[bytes]:

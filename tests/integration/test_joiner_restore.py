@@ -25,7 +25,7 @@ from riverops.kafka.topics import TopicCatalogue, create_topics
 from riverops.roles.joiner import JoinerStats, run_joiner
 from riverops.settings import Settings
 
-pytestmark = [pytest.mark.faults, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.faults, pytest.mark.serial, pytest.mark.timeout(400)]
 N = 100_000
 
 

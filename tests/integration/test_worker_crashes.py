@@ -36,7 +36,7 @@ from .champion import register_champion
 from .conftest import read_topic
 from .procs import start_worker_process, stop_process
 
-pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.faults, pytest.mark.serial, pytest.mark.timeout(300)]
 N, RATE = 40_000, 1_200
 ROLES = ("scorer", "joiner", "monitor", "learner")
 # (role, which output's progress triggers the kill, fraction of the labelled events)

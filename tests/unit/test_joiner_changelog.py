@@ -62,3 +62,25 @@ def test_an_empty_changelog_is_no_state_and_a_foreign_record_is_refused() -> Non
         fold([(b"e1", b"X-not-ours")])
     with pytest.raises(DecodeError):
         fold([(b"e1", b"P\x00")])  # an entry without the header that says what it belongs to
+
+
+def test_a_commit_writes_what_changed_not_the_state() -> None:
+    """The checkpoint of the exactly-once joiner is incremental: after 50,000 pending events,
+    a commit that follows 10 new ones writes 10 event records and one header, whose size
+    does not grow with the pending events."""
+    from .test_joiner import Feed, features_of
+
+    feed, core = Feed(), JoinCore(ttl_ms=10**9)
+    payload = features_of("x")
+    for start in range(0, 50_000, 5_000):
+        core.add_many([feed("features", f"e{i}", payload, 1_000 + i) for i in range(start, start + 5_000)])
+        core.flush()
+    first = encode_changes(0, core.changes()) + [encode_header(0, core.state(whole=False))]
+    assert len(first) == 50_001
+    small_header = len(first[-1][2] or b"")
+    core.add_many([feed("features", f"n{i}", payload, 60_000 + i) for i in range(10)])
+    core.flush()
+    records = encode_changes(0, core.changes()) + [encode_header(0, core.state(whole=False))]
+    assert len(records) == 11
+    assert len(records[-1][2] or b"") <= small_header + 8  # the clock and positions only
+    assert core.stats().pending == 50_010
