@@ -45,8 +45,8 @@ test: lint  ## lint, unit + integration + fault tests on Apache Kafka, then the 
 	$(BIN)/python -m pytest $(ALONE)
 	$(TANSU) $(BIN)/python -m pytest -m tansu tests/integration
 
-test-fast: $(STAMP)  ## the tests without the slow fault-injection ones (Apache Kafka only)
-	$(BIN)/python -m pytest -m "not faults"
+test-fast: $(STAMP)  ## step 1 of make test alone: no fault injection, nothing serial (Apache Kafka only)
+	$(BIN)/python -m pytest -n 2 -m "not faults and not serial" --ignore=$(ALONE)
 
 test-tansu: $(STAMP)  ## only the Tansu smoke set (the demo's broker)
 	$(TANSU) $(BIN)/python -m pytest -m tansu tests/integration
