@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -26,6 +28,30 @@ if ENGINE not in ("kafka", "tansu"):
     raise pytest.UsageError(f"RIVEROPS_TEST_BROKER must be kafka or tansu, not {ENGINE!r}")
 
 
+# Test brokers keep their data on tmpfs when the machine has one. The disk is shared: on
+# 2026-12-01 the controlled shutdown of one test's broker (its logs flushed) stalled the
+# session broker's KRaft controller for 21 s ("Exceptionally slow controller event
+# maybeFenceStaleBroker took 21327 ms"), which fenced it and failed two tests on session
+# timeouts. Nothing a test broker writes needs to survive the machine.
+_TMPFS = Path("/dev/shm")
+_BROKER_DIRS: list[Path] = []
+
+
+def broker_dir(directory: Path) -> Path:
+    """A data directory for a test broker named after ``directory`` (on tmpfs when there is
+    one, removed at the end of the session; else ``directory / "kafka"``)."""
+    if not (_TMPFS.is_dir() and os.access(_TMPFS, os.W_OK)):
+        return directory / "kafka"
+    made = Path(tempfile.mkdtemp(prefix=f"riverops-test-{directory.name[:40]}-", dir=_TMPFS))
+    _BROKER_DIRS.append(made)
+    return made / "kafka"
+
+
+def pytest_sessionfinish() -> None:
+    for made in _BROKER_DIRS:
+        shutil.rmtree(made, ignore_errors=True)
+
+
 def pytest_report_header() -> str:
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if external:
@@ -47,7 +73,7 @@ def start_broker(directory: Path) -> EmbeddedBroker | KafkaCluster:
     """A fresh broker of the suite's engine, its data and log under ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     if ENGINE == "kafka":
-        return KafkaCluster(data_dir=directory / "kafka").start()
+        return KafkaCluster(data_dir=broker_dir(directory)).start()
     return EmbeddedBroker(log_path=directory / "tansu.log").start()
 
 

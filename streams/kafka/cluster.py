@@ -184,7 +184,10 @@ class KafkaCluster:
             "share.coordinator.state.topic.replication.factor": str(count),
             "share.coordinator.state.topic.min.isr": "1" if count == 1 else "2",
             "group.initial.rebalance.delay.ms": "0",
-            "broker.session.timeout.ms": "4000" if count > 1 else "9000",
+            # a cluster fails over from a broker that stops heartbeating; a single node has
+            # no one to fail over to, and fencing it for a stall of its own (a busy disk or
+            # CPU: 21 s once, in a test run) only takes every partition offline meanwhile
+            "broker.session.timeout.ms": "4000" if count > 1 else "60000",
             # the 128 MB default is allocated at start; 2 MB dedupes what tests compact
             "log.cleaner.dedupe.buffer.size": "2097152",
             "auto.create.topics.enable": "false",

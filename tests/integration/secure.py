@@ -21,6 +21,7 @@ from riverops.cli.main import cli
 from riverops.kafka.cluster import BrokerTls, KafkaCluster
 from riverops.settings import Settings
 
+from ..conftest import broker_dir
 from .tlscerts import TlsFiles, make_tls
 
 __all__ = ["SecureKafka", "start_secure_kafka", "USERS"]
@@ -87,7 +88,7 @@ def _acls(admin_bootstrap: str, prefix: str, *args: str) -> None:
 
 def start_secure_kafka(directory: Path) -> SecureKafka:
     tls = make_tls(directory / "tls", clients=USERS)
-    cluster = KafkaCluster(data_dir=directory / "kafka", tls=BrokerTls(tls.ca, tls.cert, tls.key),
+    cluster = KafkaCluster(data_dir=broker_dir(directory), tls=BrokerTls(tls.ca, tls.cert, tls.key),
                            authorizer=True).start()
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
     upserts = [UserScramCredentialUpsertion(user, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096),

@@ -32,7 +32,7 @@ from riverops.roles.scorer import ScorerStats, run_scorer
 from riverops.sections import DataDriftSettings, MonitorSettings
 from riverops.settings import Settings
 
-from ..conftest import ENGINE
+from ..conftest import ENGINE, broker_dir
 from .champion import register_champion
 from .conftest import read_topic, send_labelled_at_rate
 
@@ -72,7 +72,7 @@ def _port_below_ephemeral_range() -> int:
 def cluster(tmp_path: Path) -> Iterator[KafkaCluster]:
     """A broker of this test's own, on a data directory that survives a stop and start
     (requested before start_worker, so it outlives the workers' shutdown)."""
-    kafka = KafkaCluster(data_dir=tmp_path / "kafka", port=_port_below_ephemeral_range())
+    kafka = KafkaCluster(data_dir=broker_dir(tmp_path), port=_port_below_ephemeral_range())
     kafka.start()
     try:
         yield kafka

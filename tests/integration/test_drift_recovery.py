@@ -120,7 +120,14 @@ def test_abrupt_drift_is_caught_retrained_promoted_and_recovered(
     champion = registry.champion("sine")
     assert champion is not None and champion.version > 1, retrainer.stats.decisions
     assert champion.changed_by == "retrainer" and "drift" in champion.reason
-    assert champion.lineage is not None and champion.lineage.parent == 1
+    # retrained from v1, or from a retrained version that was (a fast promotion at one stage
+    # can be bettered at the next: v3 from v2 from v1)
+    ancestors = [champion.version]
+    while ancestors[-1] != 1 and len(ancestors) < 10:
+        parent = registry.get("sine", ancestors[-1]).lineage.parent
+        assert parent is not None and parent < ancestors[-1], (ancestors, parent)
+        ancestors.append(parent)
+    assert ancestors[-1] == 1, ancestors
     # a fast recovery: learned from the feedback after the alarm only, the reason says so
     assert "fast recovery at" in champion.reason and "events after the alarm" in champion.reason
     assert 100 <= champion.lineage.samples <= retraining.drift_min_samples, champion.lineage

@@ -44,7 +44,7 @@ from riverops.kafka.cluster import KafkaCluster
 from riverops.kafka.topics import TopicCatalogue, create_topics
 from riverops.settings import Settings
 
-from ..conftest import ENGINE
+from ..conftest import ENGINE, broker_dir
 from .champion import register_champion
 from .conftest import send_labelled_at_rate
 from .procs import start_worker_process, stop_process
@@ -76,7 +76,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("riverops.kafka.cluster.free_port", port)
-        kafka = KafkaCluster(nodes=3, data_dir=tmp_path_factory.mktemp("eos") / "kafka")
+        kafka = KafkaCluster(nodes=3, data_dir=broker_dir(tmp_path_factory.mktemp("eos")))
     kafka.start(timeout=150)
     try:
         yield kafka

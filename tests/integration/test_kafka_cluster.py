@@ -19,7 +19,7 @@ from riverops.cli.main import cli
 from riverops.kafka.cluster import KafkaCluster
 from riverops.kafka.tansu import free_port
 
-from ..conftest import ENGINE
+from ..conftest import ENGINE, broker_dir
 
 pytestmark = [
     pytest.mark.timeout(240),
@@ -66,7 +66,7 @@ def test_broker_command_on_kafka_keeps_its_data_dir_across_restarts(tmp_path: Pa
 
 
 def test_three_nodes_serve_on_while_one_is_killed(tmp_path: Path) -> None:
-    with KafkaCluster(nodes=3, data_dir=tmp_path / "kafka") as cluster:
+    with KafkaCluster(nodes=3, data_dir=broker_dir(tmp_path)) as cluster:
         topic = f"three-{uuid.uuid4().hex[:6]}"
         admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
         admin.create_topics([NewTopic(topic, 2, 3)])[topic].result(30)
@@ -100,5 +100,5 @@ def test_a_cluster_id_that_starts_with_a_dash_formats(tmp_path: Path, monkeypatc
     from riverops.kafka import cluster as kafka_broker
 
     monkeypatch.setattr(kafka_broker, "new_cluster_id", lambda: "-" + "A" * 21)
-    with KafkaCluster(data_dir=tmp_path / "kafka") as cluster:
+    with KafkaCluster(data_dir=broker_dir(tmp_path)) as cluster:
         assert AdminClient({"bootstrap.servers": cluster.bootstrap_servers}).list_topics(timeout=10).brokers

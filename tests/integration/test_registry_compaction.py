@@ -46,7 +46,7 @@ from riverops.schemas.errors import RegistryError
 from riverops.schemas.events import Artifact, ModelVersion
 from riverops.settings import Settings
 
-from ..conftest import ENGINE
+from ..conftest import ENGINE, broker_dir
 
 pytestmark = [
     pytest.mark.faults,
@@ -178,7 +178,7 @@ class Compacted:
 @pytest.fixture(scope="module")
 def compacted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compacted]:
     directory: Path = tmp_path_factory.mktemp("compaction")
-    cluster = KafkaCluster(data_dir=directory / "kafka", overrides={"log.cleaner.backoff.ms": "500"})
+    cluster = KafkaCluster(data_dir=broker_dir(directory), overrides={"log.cleaner.backoff.ms": "500"})
     cluster.start()
     try:
         settings = Settings(bootstrap_servers=cluster.bootstrap_servers,
