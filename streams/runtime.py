@@ -383,10 +383,10 @@ class Runtime:
             log.warning("%s lost %d partitions; their open transaction aborted", self.role.name, len(gone))
         elif not self._failed:
             self.commit(only=gone)
-        if self._rewinding is not None:  # their state is already dropped
+        dropped = {(tp.topic, tp.partition) for tp in self._rewinding or ()}  # no state left
+        self.role.revoke([tp for tp in partitions if (tp.topic, tp.partition) not in dropped])
+        if self._rewinding is not None:
             self._rewinding = [tp for tp in self._rewinding if (tp.topic, tp.partition) not in gone]
-        else:
-            self.role.revoke(partitions)
         self._owned -= gone
         if self.telemetry is not None:
             self.telemetry.set_assigned(len(self._owned))
