@@ -134,23 +134,22 @@ def _run_parts(args: argparse.Namespace, part: Callable[..., Any], results: dict
         workers["faust worker"] = ("faust baseline", faust["peak_rss"])
         console.log(f"faust: {faust['events_per_s']:,.0f} events/s")
 
-    scorer = part("scorer", "riverops scorer", args.warmup + args.events,
-                  lambda report: measure_scorer(settings(), workdir, events=args.events,
-                                                warmup=args.warmup, progress=report,
-                                                broker_pid=broker_pid))
+    def scorer_part(name: str, title: str, explain_top_k: int = 0) -> Any:
+        def run(report: Callable[[int], None]) -> Any:
+            fresh = settings()
+            fresh = fresh.model_copy(update={"scorer": fresh.scorer.model_copy(update={"explain_top_k": explain_top_k})})
+            return measure_scorer(fresh, workdir, events=args.events, warmup=args.warmup,
+                                  progress=report, broker_pid=broker_pid)
+        return part(name, title, args.warmup + args.events, run)
+
+    scorer = scorer_part("scorer", "riverops scorer")
     if scorer:
         results["scorer"] = scorer
         workers["scorer"] = ("scorer alone", scorer["peak_rss"])
         console.log(f"scorer: {scorer['events_per_s']:,.0f} events/s")
 
-    def explained_settings() -> Any:  # the same scorer with 5 contributions per prediction
-        fresh = settings()
-        return fresh.model_copy(update={"scorer": fresh.scorer.model_copy(update={"explain_top_k": 5})})
-
-    explained = part("explain", "riverops scorer, explanations on", args.warmup + args.events,
-                     lambda report: measure_scorer(explained_settings(), workdir, events=args.events,
-                                                   warmup=args.warmup, progress=report,
-                                                   broker_pid=broker_pid))
+    # the same scorer with 5 contributions per prediction
+    explained = scorer_part("explain", "riverops scorer, explanations on", explain_top_k=5)
     if explained:
         results["scorer_explained"] = explained
         console.log(f"scorer with explanations: {explained['events_per_s']:,.0f} events/s")

@@ -137,7 +137,7 @@ def render_status(status: dict[str, Any]) -> Group:
         values = e["metrics"]
         metrics.add_row(
             e["model"], str(e["version"]), e["variant"], f"{e['window_kind']}:{e['window_size']:g}",
-            str(e["samples"]), *(f"{values[k]:.4f}" if k in values else "" for k in ("accuracy", "roc_auc", "f1", "mae")),
+            str(e["samples"]), *_cells(values, ("accuracy", "roc_auc", "f1", "mae")),
         )
     segments = segments_table(status["metrics"])
     drift = Table(title="recent drift alarms", title_justify="left")
@@ -154,8 +154,9 @@ def render_status(status: dict[str, Any]) -> Group:
 def segments_table(metrics_events: Sequence[dict[str, Any]]) -> Table:
     """The segments of each version's count window (RIVEROPS_MONITOR__SEGMENT_BY), worst
     ROC AUC (else accuracy, else MAE reversed) first within a feature: where it hurts shows."""
+    shown = ("accuracy", "roc_auc", "recall", "mae")
     table = Table(title="metrics per segment (count windows)", title_justify="left")
-    for column in ("model", "version", "variant", "feature", "value", "samples", "accuracy", "roc_auc", "recall", "mae"):
+    for column in ("model", "version", "variant", "feature", "value", "samples", *shown):
         table.add_column(column)
 
     def badness(segment: dict[str, Any]) -> tuple[str, float]:
@@ -167,11 +168,14 @@ def segments_table(metrics_events: Sequence[dict[str, Any]]) -> Table:
 
     for e in metrics_events:
         for segment in sorted(e.get("segments") or (), key=badness):
-            values = segment["metrics"]
             table.add_row(e["model"], str(e["version"]), e["variant"], segment["feature"], segment["value"],
-                          str(segment["samples"]),
-                          *(f"{values[k]:.4f}" if k in values else "" for k in ("accuracy", "roc_auc", "recall", "mae")))
+                          str(segment["samples"]), *_cells(segment["metrics"], shown))
     return table
+
+
+def _cells(values: dict[str, float], names: Sequence[str]) -> list[str]:
+    """The named metrics to four decimals, blank where a task has none."""
+    return [f"{values[k]:.4f}" if k in values else "" for k in names]
 
 
 @click.command("status")
