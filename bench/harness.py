@@ -115,6 +115,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "RIVEROPS_PROCESSING_GUARANTEE": settings.processing_guarantee,
         "RIVEROPS_SCORER__EXPLAIN_TOP_K": str(settings.scorer.explain_top_k),
     })
+    if settings.feature_schemas is not None:
+        env["RIVEROPS_FEATURE_SCHEMAS"] = str(settings.feature_schemas)
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     return env
 

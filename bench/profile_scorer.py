@@ -3,38 +3,42 @@
     .venv/bin/python -m bench.profile_scorer                  # both, 50k events
     .venv/bin/python -m bench.profile_scorer --mode stages    # no broker: per-stage costs
 
-``broker`` runs :func:`riverops.roles.scorer.run_scorer` in this process under pyinstrument on
-preloaded features until every event is scored, and writes the profile as text
-to bench/results/scorer-profile.txt. ``stages`` times the scorer's own steps on 1000-event batches with no
+``broker`` attaches py-spy to a scorer worker process scoring preloaded features on the
+embedded broker and writes where its threads spend their time to
+bench/results/scorer-profile.txt. ``stages`` times the scorer's own steps on 1000-event batches with no
 Kafka at all (decode, check, score, encode, headers), which is the part the code controls.
-Needs the ``bench`` extra (pyinstrument).
+Needs py-spy (the ``bench`` extra).
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
-import threading
 import time
 from collections import Counter as Tally
 from pathlib import Path
 
-from bench.harness import bench_settings, preload, register_champion
-from bench.workload import encode_all, feature_records, rows
+from bench.harness import bench_settings, register_champion
+from bench.workload import FEATURES, MODEL, encode_all, feature_records, rows, typed_features
 from riverops.kafka.limits import check_record
-from riverops.kafka.topics import TopicCatalogue
-from riverops.roles.scorer import ScorerCore, ScorerStats, ServingModel, _run_headers, run_scorer
+from riverops.roles.scorer import ScorerCore, ServingModel, _run_headers
 from riverops.schemas.codec import SingleObjectCodec
+from riverops.schemas.contracts import SchemaStore
+from riverops.schemas.features import feature_schema
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def stages(events: int, batch: int = 1000, repeats: int = 3) -> dict[str, float]:
-    """Microseconds per event of each step of a scorer batch, best of ``repeats``."""
+def stages(events: int, batch: int = 1000, repeats: int = 3, *, typed: bool = False) -> dict[str, float]:
+    """Microseconds per event of each step of a scorer batch, best of ``repeats``; with
+    ``typed``, the features written as the bench model's typed record."""
     from bench.harness import train_champion
     from riverops.schemas.events import Artifact, ModelVersion
 
-    codec = SingleObjectCodec()
+    store = SchemaStore.bundled()
+    if typed:
+        store = store.with_features(MODEL, feature_schema(MODEL, dict.fromkeys(FEATURES, "double")))
+    codec = SingleObjectCodec(store)
     records = feature_records(rows(events, seed=7))
     payloads = [p for _, p, _ in encode_all(codec, "FeatureEvent", records, key="event_id",
                                             time_field="event_time")]
@@ -74,51 +78,68 @@ def stages(events: int, batch: int = 1000, repeats: int = 3) -> dict[str, float]
     return best
 
 
-def broker_profile(events: int) -> Path:
-    """Profile run_scorer on the embedded broker; the path of the text profile."""
-    from pyinstrument import Profiler
-
+def broker_profile(events: int, *, warmup: int = 2_000, rate: int = 200, typed: bool = False) -> Path:
+    """py-spy on a ``riverops worker scorer`` process while it scores ``events`` preloaded
+    features on the embedded broker (the clock of :func:`bench.scorer_rate.measure_scorer`);
+    the path of the text summary: the functions by own time, then by time inside them."""
+    from bench import pyspy
+    from bench.scorer_rate import measure_scorer
     from riverops.kafka.tansu import EmbeddedBroker
 
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         settings = bench_settings(broker.bootstrap_servers, Path(tmp), partitions=2)
         register_champion(settings)
-        items = encode_all(settings.codec(), "FeatureEvent", feature_records(rows(events, seed=7)),
-                           key="event_id", time_field="event_time")
-        preload(settings, TopicCatalogue.from_settings(settings).name("features"), items)
-        stop, stats = threading.Event(), ScorerStats()
-        timing: dict[str, float] = {}
-
-        profiler = Profiler(interval=0.0005)
-
-        def on_batch(current: ScorerStats) -> None:
-            if "first" not in timing:  # steady state only: not the group join, not the load
-                timing["first"] = time.perf_counter()
-                profiler.start()
-            if current.scored >= events:
-                stop.set()
-
-        run_scorer(settings, stop=stop, stats=stats, on_batch=on_batch, group_id="bench-profile")
-        profiler.stop()
-        rate = events / (time.perf_counter() - timing["first"])  # ~1 batch too many: noise
+        if typed:
+            settings = typed_features(settings)
+        measured = measure_scorer(settings, Path(tmp), events=events, warmup=warmup,
+                                  attach=pyspy.attach(Path(tmp) / "pyspy", "profile", rate=rate))
+        raw = Path(tmp) / "pyspy" / "profile-scorer.txt"
+        own, inside, total = _tally(raw)
+    lines = [f"riverops worker scorer, {events:,} {'typed ' if typed else ''}events, {measured['events_per_s']:,.0f} "
+             f"events/s, {measured['cpu_us_per_event']:.1f} us CPU/event (py-spy at {rate} Hz "
+             f"attached, non-blocking; {total} samples of the runtime loop)", "",
+             "own time (the frame at the top of the stack)"]
+    lines += [f"{n / total:6.1%}  {name}" for name, n in own.most_common(25)]
+    lines += ["", "time inside (the frame anywhere in the stack)"]
+    lines += [f"{n / total:6.1%}  {name}" for name, n in inside.most_common(30)]
     RESULTS.mkdir(exist_ok=True)
     text = RESULTS / "scorer-profile.txt"
-    text.write_text(f"run_scorer in-process, {events} events, ~{rate:,.0f} events/s "
-                    f"(profiler on)\n\n" + profiler.output_text(unicode=False, show_all=False))
-
+    text.write_text("\n".join(lines) + "\n")
     return text
+
+
+def _tally(raw: Path) -> tuple[Tally[str], Tally[str], int]:
+    """Samples of the runtime loop's thread (stacks through ``Runtime.run``) by own frame and
+    by frame anywhere in the stack, from py-spy's raw stacks (waits included)."""
+    own: Tally[str] = Tally()
+    inside: Tally[str] = Tally()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit() or "Runtime.run " not in stack:
+            continue
+        frames = [f.split(" (")[0] + " (" + f.split(" (")[-1].rsplit("/", 1)[-1]
+                  for f in stack.split(";")]
+        n = int(count)
+        total += n
+        own[frames[-1]] += n
+        for frame in set(frames):
+            inside[frame] += n
+    return own, inside, total
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--mode", choices=("stages", "broker", "both"), default="both")
+    parser.add_argument("--typed", action="store_true",
+                        help="features as the bench model's typed record, not the generic map")
     args = parser.parse_args(argv)
     if args.mode in ("stages", "both"):
-        for name, micros in stages(args.events).items():
+        for name, micros in stages(args.events, typed=args.typed).items():
             print(f"{name:<13} {micros:7.2f} us/event")
     if args.mode in ("broker", "both"):
-        print(f"profile written to {broker_profile(args.events)}")
+        print(f"profile written to {broker_profile(args.events, typed=args.typed)}")
 
 
 if __name__ == "__main__":

@@ -7,18 +7,31 @@ without a second lookup, and the full loop can emit each event's label on its ow
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from riverops.schemas.codec import Codec
+from riverops.schemas.features import feature_schema
+from riverops.settings import Settings
 
-__all__ = ["FEATURES", "MODEL", "T0", "rows", "label_of", "feature_records", "label_records",
+__all__ = ["FEATURES", "MODEL", "T0", "typed_features", "rows", "label_of", "feature_records", "label_records",
            "encode_all"]
 
 FEATURES = tuple(f"f{i:02d}" for i in range(20))
 MODEL = "bench"
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def typed_features(settings: Settings) -> Settings:
+    """``settings`` with the bench model's features written as a typed record (20 doubles,
+    :mod:`riverops.schemas.features`), its schema in ``settings.state_dir``/features."""
+    folder = settings.state_dir / "features"
+    folder.mkdir(parents=True, exist_ok=True)
+    schema = feature_schema(MODEL, dict.fromkeys(FEATURES, "double"))
+    (folder / f"{MODEL}.avsc").write_text(json.dumps(schema))
+    return settings.model_copy(update={"feature_schemas": folder})
 
 
 def rows(n: int, *, seed: int = 0) -> list[dict[str, float]]:

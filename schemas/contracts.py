@@ -20,6 +20,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 import fastavro
@@ -27,6 +28,7 @@ from fastavro.schema import fingerprint as _fastavro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
 from riverops.schemas.errors import ConfigError
+from riverops.schemas.features import load_feature_schemas, typed_features
 
 __all__ = ["SchemaName", "SCHEMA_NAMES", "Contract", "SchemaStore", "parse_contract"]
 
@@ -53,6 +55,9 @@ class Contract:
     canonical: str
     fingerprint: bytes  # 8 bytes, little-endian CRC-64-AVRO, as in single-object encoding
     source: str  # the schema as JSON text, for schema registries
+    # a typed FeatureEvent (riverops.schemas.features): read with itself, never resolved to
+    # the generic reader (a record of features cannot resolve to a map); same record shape
+    reads_itself: bool = False
 
     @property
     def field_names(self) -> tuple[str, ...]:
@@ -70,6 +75,7 @@ def parse_contract(schema: Mapping[str, Any]) -> Contract:
         canonical=canonical,
         fingerprint=fingerprint,
         source=json.dumps(schema, sort_keys=True),
+        reads_itself=typed_features(schema),
     )
 
 
@@ -94,16 +100,54 @@ def _previous_contracts() -> tuple[Contract, ...]:
 
 
 class SchemaStore:
-    """Reader schemas by event name and every known writer schema by fingerprint."""
+    """Reader schemas by event name, every known writer schema by fingerprint, and the typed
+    feature schema of each model that has one (:mod:`riverops.schemas.features`)."""
 
-    def __init__(self, readers: Iterable[Contract], writers: Iterable[Contract] = ()) -> None:
+    def __init__(self, readers: Iterable[Contract], writers: Iterable[Contract] = (),
+                 features: Mapping[str, Contract] | None = None) -> None:
         self._readers = {contract.name: contract for contract in readers}
-        self._writers = {c.fingerprint: c for c in (*self._readers.values(), *writers)}
+        self._features = dict(features or {})  # model -> the typed FeatureEvent it is written in
+        self._writers = {c.fingerprint: c for c in (*self._readers.values(), *writers,
+                                                    *self._features.values())}
 
     @classmethod
     def bundled(cls) -> SchemaStore:
         """The store of the ``.avsc`` files shipped in this package, earlier versions included."""
         return cls(_bundled_contracts(), _previous_contracts())
+
+    def with_feature_folder(self, folder: Path) -> SchemaStore:
+        """This store plus the typed feature schemas of ``folder`` (``MODEL.avsc`` written
+        from now on, ``previous/*.avsc`` still read)."""
+        current, previous = load_feature_schemas(folder)
+        store = self
+        for model, schema in current.items():
+            store = store.with_features(model, schema)
+        return SchemaStore(store._readers.values(),
+                           (*store._writers.values(), *map(parse_contract, previous)),
+                           store._features)
+
+    def with_features(self, model: str, schema: Mapping[str, Any]) -> SchemaStore:
+        """A store that writes ``model``'s FeatureEvents with the typed ``schema``."""
+        contract = parse_contract(schema)
+        if not contract.reads_itself:
+            raise ConfigError(f"the feature schema of {model} is not a typed FeatureEvent")
+        return SchemaStore(self._readers.values(), self._writers.values(),
+                           {**self._features, model: contract})
+
+    def writer_for(self, name: str, record: Mapping[str, Any]) -> Contract:
+        """The schema ``record`` is written with: its model's typed feature schema for a
+        FeatureEvent of a model that has one, else the reader schema of ``name``."""
+        if self._features and name == "FeatureEvent":
+            typed = self._features.get(record.get("model"))  # type: ignore[arg-type]
+            if typed is not None:
+                return typed
+        return self.reader(name)
+
+    def self_read(self, name: str) -> tuple[Contract, ...]:
+        """The writers of ``name`` decoded without resolution: its reader, and its typed
+        feature schemas (the decoders' fast path)."""
+        reader = self.reader(name)
+        return (reader, *(c for c in self._writers.values() if c.reads_itself and c.name == name))
 
     def reader(self, name: str) -> Contract:
         """The schema records of ``name`` are encoded with and decoded into."""
@@ -123,11 +167,12 @@ class SchemaStore:
 
     def with_writer(self, schema: Mapping[str, Any]) -> SchemaStore:
         """A store that can also decode records written with ``schema``."""
-        return SchemaStore(self._readers.values(), (*self._writers.values(), parse_contract(schema)))
+        return SchemaStore(self._readers.values(), (*self._writers.values(), parse_contract(schema)),
+                           self._features)
 
     def with_reader(self, schema: Mapping[str, Any]) -> SchemaStore:
         """A store that encodes and decodes ``schema``'s event type with this new version."""
         contract = parse_contract(schema)
         readers = {**self._readers, contract.name: contract}
-        return SchemaStore(readers.values(), self._writers.values())
+        return SchemaStore(readers.values(), self._writers.values(), self._features)
 
