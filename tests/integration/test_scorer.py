@@ -28,6 +28,7 @@ from riverops.models.registry import Registry
 from riverops.models.specs import get_spec
 from riverops.roles.scorer import ScorerStats, run_scorer
 from riverops.schemas.events import Artifact, ModelVersion
+from riverops.schemas.features import feature_schema
 from riverops.settings import Settings
 
 
@@ -71,12 +72,12 @@ class RunningScorer:
 def scorer(scoring: Settings) -> Iterator[Any]:
     started: list[RunningScorer] = []
 
-    def start() -> RunningScorer:
+    def start(settings: Settings | None = None) -> RunningScorer:
         stop, stats, errors = threading.Event(), ScorerStats(), []
 
         def target() -> None:
             try:
-                run_scorer(scoring, stop=stop, stats=stats, group_id=f"scorer-{uuid.uuid4().hex[:6]}")
+                run_scorer(settings or scoring, stop=stop, stats=stats, group_id=f"scorer-{uuid.uuid4().hex[:6]}")
             except BaseException as exc:  # surfaced by the test
                 errors.append(exc)
 
@@ -96,10 +97,11 @@ def scorer(scoring: Settings) -> Iterator[Any]:
         running.thread.join(30)
 
 
-def _send(settings: Settings, start: int, count: int, *, rate: float | None = None) -> None:
+def _send(settings: Settings, start: int, count: int, *, rate: float | None = None,
+          seed: int | None = None) -> None:
     with EventProducer(settings) as producer:
         t0 = time.monotonic()
-        for i, (x, _) in enumerate(_rows(count, seed=start + 7)):
+        for i, (x, _) in enumerate(_rows(count, seed=start + 7 if seed is None else seed)):
             producer.send_features(event_id=f"e{start + i}", model="fraud", entity_id="c", features=x)
             if rate:
                 ahead = (i + 1) / rate - (time.monotonic() - t0)
@@ -155,13 +157,25 @@ def test_hot_swap_without_loss_or_duplicates(scoring: Settings, scorer: Any) -> 
     assert running.stats.swaps >= 1
 
 
-def test_challenger_split_and_shadows(scoring: Settings, scorer: Any) -> None:
+def _typed(settings: Settings, folder: Path) -> Settings:
+    """``settings`` writing fraud's features as a typed record (Agrawal's nine, as doubles)."""
+    folder.mkdir()
+    features = dict.fromkeys(next(iter(_rows(1, 0)))[0], "double")
+    (folder / "fraud.avsc").write_text(json.dumps(feature_schema("fraud", features)))
+    return settings.model_copy(update={"feature_schemas": folder})
+
+
+def test_challenger_split_and_shadows(scoring: Settings, scorer: Any, tmp_path: Path) -> None:
+    """... and features written as the generic map and as fraud's typed record, on one topic:
+    a scorer given the typed schema reads both, and gives the same features the same scores."""
     registry = Registry()
     _register(scoring, registry, stage="champion", seed=1, reason="champion")
     _register(scoring, registry, stage="challenger", seed=2, reason="challenger", share=0.3)
     _register(scoring, registry, stage="shadow", seed=3, reason="shadow")
-    scorer()
-    _send(scoring, 0, 10_000)
+    typed = _typed(scoring, tmp_path / "features")
+    scorer(typed)
+    _send(scoring, 0, 5_000, seed=7)
+    _send(typed, 5_000, 5_000, seed=7)  # the same rows again, typed
     predictions = _predictions(scoring, 20_000)
     by_variant = Counter(p["variant"] for p in predictions)
     assert by_variant["champion"] + by_variant["challenger"] == 10_000
@@ -170,6 +184,25 @@ def test_challenger_split_and_shadows(scoring: Settings, scorer: Any) -> None:
     assert abs(share - 0.3) <= 0.02, share
     shadowed = {p["event_id"] for p in predictions if p["variant"] == "shadow"}
     assert len(shadowed) == 10_000
+    shadow = {int(p["event_id"][1:]): p["scores"] for p in predictions if p["variant"] == "shadow"}
+    assert all(shadow[i] == shadow[i + 5_000] for i in range(5_000))
+    assert _writer_schemas(scoring, 10_000) == {
+        typed.codec().store.writer_for("FeatureEvent", {"model": "fraud"}).fingerprint: 5_000,
+        scoring.codec().store.reader("FeatureEvent").fingerprint: 5_000}
+
+
+def _writer_schemas(settings: Settings, expected: int) -> Counter[bytes]:
+    """How many records of the features topic each writer schema (fingerprint) wrote."""
+    consumer = make_consumer(settings, f"read-{uuid.uuid4().hex[:6]}")
+    consumer.subscribe([TopicCatalogue.from_settings(settings).name("features")])
+    found: Counter[bytes] = Counter()
+    deadline = time.monotonic() + 60
+    try:
+        while found.total() < expected and time.monotonic() < deadline:
+            found.update(m.value()[2:10] for m in consumer.consume(1000, 0.5) if m.error() is None)
+    finally:
+        consumer.close()
+    return found
 
 
 def test_tampered_and_unsigned_versions_are_refused(scoring: Settings, scorer: Any) -> None:
