@@ -23,6 +23,7 @@ from riverops.cli.common import (
     for_broker,
     settings_from,
 )
+from riverops.cli.features import feature_schema_command
 from riverops.cli.models import models_group
 from riverops.cli.settings_cmd import settings_command
 from riverops.cli.status import status_command
@@ -377,7 +378,8 @@ def retrain(ctx: click.Context, model: str, reason: str, window_events: int | No
     click.echo(f"retrain request {request.request_id} for {model} sent ({reason})")
 
 
-for command in (models_group, status_command, tail_command, settings_command):
+for command in (models_group, status_command, tail_command, settings_command,
+                feature_schema_command):
     cli.add_command(command)
 
 

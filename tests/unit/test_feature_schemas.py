@@ -121,3 +121,23 @@ def test_a_schema_that_is_not_a_typed_feature_event_is_refused_with_the_reason(
         SchemaStore.bundled().with_feature_folder(tmp_path)
     with pytest.raises(ConfigError, match="not a folder"):
         SchemaStore.bundled().with_feature_folder(tmp_path / "missing")
+
+
+def test_the_cli_infers_a_schema_from_a_feature_file_that_producers_can_use(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from riverops.cli.main import cli
+
+    table = tmp_path / "features.csv"
+    table.write_text("event_id,entity_id,amount,mcc,foreign\ne1,c1,4.5,grocery,true\ne2,c2,3,,false\n")
+    folder = tmp_path / "schemas"
+    folder.mkdir()
+    result = CliRunner().invoke(cli, ["feature-schema", "card-fraud", "--infer", str(table),
+                                      "-o", str(folder / "card-fraud.avsc")])
+    assert result.exit_code == 0, result.output
+    codec = Settings(feature_schemas=folder).codec()
+    payload = codec.encode("FeatureEvent", _event(amount=3.0, mcc=None, foreign=False))
+    assert payload[2:10] == codec.store.writer_for("FeatureEvent", {"model": "card-fraud"}).fingerprint
+    assert codec.decode("FeatureEvent", payload)["features"] == {"amount": 3.0, "mcc": None, "foreign": False}
+    refused = CliRunner().invoke(cli, ["feature-schema", "card-fraud", "amount:decimal"])
+    assert refused.exit_code == 1 and "feature 'amount' has type \"decimal\"" in refused.output
