@@ -42,6 +42,7 @@ class ModelState:
 
     versions: dict[int, ModelVersion] = field(default_factory=dict)
     terms: dict[int, list[int]] = field(default_factory=dict)  # version -> champion terms held
+    inline: set[int] = field(default_factory=set)  # versions whose record holds its artifact bytes
 
     @property
     def champion_history(self) -> list[int]:
@@ -67,12 +68,24 @@ class ServingPlan:
         return (*lead, *self.challengers, *self.shadows)
 
 
-class Registry:
-    """The registry state: fold ModelVersion records in topic order with :meth:`apply`."""
+SERVED: frozenset[Stage] = frozenset({"champion", "challenger", "shadow"})
 
-    def __init__(self) -> None:
+
+class Registry:
+    """The registry state: fold ModelVersion records in topic order with :meth:`apply`.
+
+    ``keep_artifacts=None`` holds every version's artifact bytes (the CLI, tests). A
+    worker's registry is given a number N: it holds the bytes of the versions served and of
+    the last N candidates of each writer and the last N former champions of each model
+    (what the roles load: a learner's own snapshot, a rollback's target), and keeps only
+    the metadata of the others (:meth:`held`), so its artifacts stay bounded however long it
+    runs. Changes that would publish a version it holds no bytes of raise RegistryError.
+    """
+
+    def __init__(self, *, keep_artifacts: int | None = None) -> None:
         self._models: dict[str, ModelState] = {}
         self.records_applied = 0
+        self.keep_artifacts = keep_artifacts
 
     # --- the fold -------------------------------------------------------------------
     def apply(self, record: ModelVersion) -> None:
@@ -86,6 +99,38 @@ class Registry:
             # written before records carried their terms: count the term as the fold meets it
             state.terms[record.version] = [*state.terms.get(record.version, []), state.last_term + 1]
         self.records_applied += 1
+        if record.artifact.inline is None:
+            state.inline.discard(record.version)
+            return
+        state.inline.add(record.version)
+        # released in passes, once twice the bound is inline: a fold from the start of the
+        # topic stays linear in its records
+        if self.keep_artifacts is not None and len(state.inline) > 2 * (self.keep_artifacts + 2):
+            self._release(state)
+
+    def _release(self, state: ModelState) -> None:
+        """Drop the artifact bytes of the inline versions :meth:`held` does not keep."""
+        assert self.keep_artifacts is not None
+        keep = self.keep_artifacts
+        records = [state.versions[v] for v in sorted(state.inline, reverse=True)]
+        kept = {r.version for r in records if r.stage in SERVED}
+        newest: dict[str, int] = {}  # writer -> its candidates kept so far
+        for record in records:
+            if record.stage == "candidate" and newest.get(record.changed_by, 0) < keep:
+                newest[record.changed_by] = newest.get(record.changed_by, 0) + 1
+                kept.add(record.version)
+        kept.update(state.champion_history[-keep - 1:] if keep else ())
+        for version in state.inline - kept:
+            record = state.versions[version]
+            state.versions[version] = record.model_copy(
+                update={"artifact": record.artifact.model_copy(update={"inline": None})})
+        state.inline &= kept
+
+    def held(self, model: str, version: int) -> bool:
+        """Whether this registry can give the model of ``model:version`` (its bytes inline,
+        or a uri of the artifact store); False for one whose bytes it released."""
+        artifact = self.get(model, version).artifact
+        return artifact.inline is not None or artifact.uri is not None
 
     def apply_all(self, records: Iterable[ModelVersion]) -> Registry:
         for record in records:
@@ -170,6 +215,11 @@ class Registry:
     def _restage(
         self, record: ModelVersion, stage: Stage, *, by: str, reason: str, share: float | None = None
     ) -> ModelVersion:
+        if not self.held(record.model, record.version):  # the new record must carry it
+            raise RegistryError(
+                f"{record.model}:{record.version}: this process keeps only its metadata (not "
+                f"served, nor among the last {self.keep_artifacts} candidates or former "
+                "champions); change its stage with `riverops models`, which reads the whole topic")
         # validate (not model_copy) so the change is checked and timestamps are truncated
         # to milliseconds exactly as they will be after a trip through the topic
         return ModelVersion.model_validate(

@@ -13,7 +13,7 @@ from riverops.models.artifacts import ArtifactStore, load, pack
 from riverops.models.batch import learn_in_order
 from riverops.models.registry import Registry
 from riverops.models.specs import get_spec
-from riverops.schemas.errors import ConfigError
+from riverops.schemas.errors import ConfigError, RegistryError
 from riverops.schemas.events import Lineage, ModelVersion, OffsetRange, Stage
 from riverops.settings import Settings
 
@@ -126,6 +126,9 @@ def model_loader(settings: Settings) -> Any:
     store = ArtifactStore(settings.artifact_dir)
 
     def load_version(record: ModelVersion) -> Any:
+        if record.artifact.inline is None and record.artifact.uri is None:
+            raise RegistryError(f"{record.model}:{record.version}: its artifact bytes were released "
+                                "by this process's registry (RIVEROPS_REGISTRY_KEEP_ARTIFACTS)")
         return load(record.artifact, key=key, store=store)
 
     return load_version

@@ -76,7 +76,7 @@ class Runtime:
         self.telemetry = telemetry
         self.codec = settings.codec()
         self.catalogue = TopicCatalogue.from_settings(settings)
-        self.registry = Registry()
+        self.registry = Registry(keep_artifacts=settings.registry_keep_artifacts)
         self.follower: RegistryFollower | None = None
         self._topics = {self.catalogue.name(t): t for t in role.inputs}
         self._consumer: Any = None

@@ -93,6 +93,10 @@ class Settings(BaseSettings):
                                "to travel inline in the registry are stored")
     signing_key: SecretStr | None = Field(None, description="HMAC key that signs and checks model "
                                           "artifacts")
+    registry_keep_artifacts: int = Field(3, ge=1, description="a worker's registry holds the "
+                                         "artifact bytes of served versions and of the last N "
+                                         "candidates of each writer and former champions of each "
+                                         "model; of the others only their metadata")
 
     # --- processing --------------------------------------------------------------------
     state_dir: Path = Field(Path("state"), description="local checkpoints of stateful workers")

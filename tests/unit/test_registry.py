@@ -161,3 +161,52 @@ def test_records_without_terms_still_build_the_history_in_topic_order() -> None:
     # the next change writes the terms the fold counted into the record
     (restaged,) = registry.set_stage("fraud", 1, "archived", by="ops", reason="retire")
     assert restaged.reigns == [1, 3]
+
+
+# --- a worker's registry holds a bounded set of artifacts --------------------------------
+
+def _version(registry: Registry, stage: str, by: str) -> ModelVersion:
+    records = registry.new_version("fraud", spec="logreg", task="binary", artifact=ART,
+                                   stage=stage, changed_by=by, reason="r")  # type: ignore[arg-type]
+    registry.apply_all(records)
+    return records[-1]
+
+
+def test_a_bounded_registry_keeps_served_recent_candidates_and_former_champions() -> None:
+    bounded, whole = Registry(keep_artifacts=2), Registry()
+    log: list[ModelVersion] = []
+    for step in range(200):  # a learner snapshot every step, a retrainer champion every 20
+        stage, by = ("champion", "retrainer") if step % 20 == 0 else ("candidate", "learner")
+        records = whole.new_version("fraud", spec="logreg", task="binary", artifact=ART,
+                                    stage=stage, changed_by=by, reason="r")  # type: ignore[arg-type]
+        whole.apply_all(records)
+        log.extend(records)
+    whole.apply_all(whole.set_stage("fraud", 199, "shadow", by="ops", reason="watch it"))
+    log.extend(whole.set_stage("fraud", 199, "shadow", by="ops", reason="watch it"))
+    bounded.apply_all(log)
+    held = {r.version for r in bounded.versions("fraud") if bounded.held("fraud", r.version)}
+    champions = [v for v in range(1, 200, 20)]
+    # the champion and two former ones, the shadow, the learner's two newest candidates
+    assert {champions[-1], champions[-2], champions[-3], 199, 198, 197} <= held
+    assert len(held) <= 2 * (2 + 2)  # the release runs in passes: never more than twice the bound
+    assert not bounded.held("fraud", 2) and whole.held("fraud", 2)
+    # metadata stays: every version is known, with its stage and lineage
+    assert [r.model_dump(exclude={"artifact"}) for r in bounded.versions("fraud")] == [
+        r.model_dump(exclude={"artifact"}) for r in whole.versions("fraud")]
+    # what a worker may publish: a rollback (its target is held); not a released version's change
+    bounded.apply_all(bounded.rollback("fraud", by="retrainer", reason="worse"))
+    assert bounded.champion("fraud").version == champions[-2]  # type: ignore[union-attr]
+    with pytest.raises(RegistryError, match="keeps only its metadata"):
+        bounded.promote("fraud", 2, by="retrainer", reason="old one")
+    assert whole.promote("fraud", 2, by="ops", reason="old one")[-1].artifact == ART
+
+
+def test_a_released_version_comes_back_when_a_record_carries_its_bytes_again() -> None:
+    bounded, whole = Registry(keep_artifacts=1), Registry()
+    for _ in range(12):
+        for registry in (bounded, whole):
+            _version(registry, "candidate", "learner")
+    assert not bounded.held("fraud", 1)
+    change = whole.promote("fraud", 1, by="ops", reason="the CLI reads the whole topic")
+    bounded.apply_all(change)
+    assert bounded.held("fraud", 1) and bounded.champion("fraud").version == 1  # type: ignore[union-attr]

@@ -66,6 +66,10 @@ def _resumable(registry: Registry, model: str, version: int | None,
         record = registry.get(model, version) if version is not None else None
     except RegistryError:
         return None
+    if record is not None and not registry.held(model, record.version):
+        log.warning("%s: learner snapshot v%s is no longer held (only its metadata): "
+                    "learning again from the champion", model, record.version)
+        return None
     step: ModelVersion | None = record
     while step is not None and step.lineage.parent is not None:
         if step.lineage.parent == champion:
