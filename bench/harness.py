@@ -203,6 +203,16 @@ class Counter:
         self.consumer = make_consumer(self.settings, f"bench-read-{uuid.uuid4().hex[:8]}")
         self.consumer.subscribe([self.topic])
 
+    def wait_assigned(self, *, timeout: float = 60.0) -> None:
+        """Poll until the group gave this reader its partitions: started before a worker,
+        it then sees each output when it becomes readable, not in a burst after its own
+        group join (which on Apache Kafka can outlast a small run)."""
+        deadline = time.monotonic() + timeout
+        while not self.consumer.assignment():
+            self.poll(0.1)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.topic}: no partitions assigned after {timeout:.0f} s")
+
     def poll(self, timeout: float = 0.05) -> int:
         self.count += sum(1 for m in self.consumer.consume(10_000, timeout) if m.error() is None)
         return self.count

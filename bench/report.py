@@ -88,6 +88,16 @@ def markdown(results: dict[str, Any]) -> str:
         ok = scorer >= 30_000 and (faust is None or scorer >= 10 * faust)
         lines.append(row("riverops scorer, 1 worker process", scorer, TARGETS["scorer"], ok,
                          _get(results, "scorer", "cpu_us_per_event")))
+    quix = results.get("quix") or {}
+    quix_name = f"Quix Streams {_get(quix, 'packages', 'quixstreams') or ''}".rstrip()
+    for variant, title in QUIX_VARIANTS.items():
+        measured = quix.get(variant) or {}
+        if "events_per_s" in measured:
+            lines.append(row(f"{quix_name}, {title}, 1 app process", measured["events_per_s"],
+                             "—", None, measured.get("cpu_us_per_event")))
+        elif "error" in measured:
+            lines.append(f"| {quix_name}, {title} | not measured: {measured['error']} "
+                         "| — | — | — | — | — | — |")
     explained = _get(results, "scorer_explained", "events_per_s")
     if explained is not None:
         lines.append(row("riverops scorer, explanations on (top 5 contributions; off is the row "
@@ -104,6 +114,7 @@ def markdown(results: dict[str, Any]) -> str:
                       "|" + "---|" * (len(loop_cpu) + 1),
                       "| " + " | ".join(f"{v:.0f} µs" for v in loop_cpu.values())
                       + f" | {sum(loop_cpu.values()):.0f} µs |"]
+    lines += _quix_comparison(results)
     latency = results.get("latency")
     if latency:
         lines += [
@@ -142,18 +153,48 @@ def markdown(results: dict[str, Any]) -> str:
         for name, (run, rss) in workers.items():
             lines.append(f"| {name} | {run} | {rss / 2**20:,.0f} MiB |")
     lines += ["", "## Runs", "", "| run | events | seconds | notes |", "|---|---|---|---|"]
-    for key in ("limit", "faust", "scorer", "full_loop"):
-        part = results.get(key)
+    runs = [(key, results.get(key)) for key in ("limit", "faust", "scorer")]
+    runs += [(f"quix {variant}", quix.get(variant)) for variant in QUIX_VARIANTS]
+    for key, part in [*runs, ("full_loop", results.get("full_loop"))]:
         if part and "events" in part:
             note = part.get("note", "")
+            if "startup_s" in part:
+                note = f"started in {part['startup_s']:.1f} s (to the warm-up outputs) {note}".strip()
             seconds = f"{part['seconds']:.2f}" if "seconds" in part else "—"
             lines.append(f"| {key} | {part['events']:,} | {seconds} | {note} |")
     if "guarantees" in results:
         lines += ["", *guarantees_markdown(results["guarantees"])]
     lines += ["", "## Versions", "", "| package | version |", "|---|---|"]
     lines += [f"| {name} | {version} |" for name, version in machine["packages"].items()]
+    if isinstance(quix.get("packages"), dict):
+        lines += [f"| {name} (Quix venv) | {version} |" for name, version in quix["packages"].items()]
     lines += ["", f"Options: `{json.dumps(results['options'])}`", ""]
     return "\n".join(lines)
+
+
+QUIX_VARIANTS = {"default": "defaults", "tuned": "tuned (30 s commits, lz4, linger 20 ms, larger fetches)"}
+
+
+def _quix_comparison(results: dict[str, Any]) -> list[str]:
+    """riverops' scorer against each Quix variant of the same job, measured in the same run."""
+    scorer = results.get("scorer") or {}
+    quix = results.get("quix") or {}
+    measured = {v: quix[v] for v in QUIX_VARIANTS if "events_per_s" in (quix.get(v) or {})}
+    if "events_per_s" not in scorer or not measured:
+        return []
+    lines = ["", "riverops scorer against Quix Streams, the same job (same preloaded FeatureEvents, "
+             "same River model, one process each, this run); riverops / Quix: above 1 in "
+             "events/s and below 1 in CPU per event favour riverops.", "",
+             "| Quix variant | Quix events/s | Quix CPU per event | riverops events/s | "
+             "riverops CPU per event | riverops / Quix, events/s | riverops / Quix, CPU per event |",
+             "|---|---|---|---|---|---|---|"]
+    for variant, q in measured.items():
+        lines.append(f"| {QUIX_VARIANTS[variant]} | {_rate(q['events_per_s'])} | "
+                     f"{q['cpu_us_per_event']:.1f} µs | {_rate(scorer['events_per_s'])} | "
+                     f"{scorer['cpu_us_per_event']:.1f} µs | "
+                     f"{_ratio(scorer['events_per_s'], q['events_per_s'])} | "
+                     f"{_ratio(scorer['cpu_us_per_event'], q['cpu_us_per_event'])} |")
+    return lines
 
 
 _SEPARATE = ("guarantees",)

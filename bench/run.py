@@ -1,12 +1,16 @@
-"""``make bench``: every benchmark in one process tree on a fresh embedded broker.
+"""``make bench``: every benchmark in one process tree on a fresh broker.
 
     .venv/bin/python -m bench                       # defaults: a few minutes
     .venv/bin/python -m bench --events 300000 --loop-events 200000 --join-events 100000 1000000
     .venv/bin/python -m bench --only limit scorer   # a subset
+    .venv/bin/python -m bench --only scorer quix --broker tansu
 
-Each part gets fresh topics (a uuid prefix) on the same broker. The workers run
-at-least-once (the embedded broker cannot do transactions); ``python -m bench.guarantees``
-(``make bench-kafka``) measures exactly-once against it on Apache Kafka. A part that fails is
+The broker is one Apache Kafka node (KRaft, jars from Maven Central, as the integration
+tests use) or, with ``--broker tansu``, the embedded Tansu broker; KAFKA_BOOTSTRAP_SERVERS
+names a running one instead. Each part gets fresh topics (a uuid prefix) on the same broker.
+The workers run at-least-once; ``python -m bench.guarantees`` (``make bench-kafka``) measures
+exactly-once against it. The ``quix`` part runs the scorer's job as a Quix Streams app,
+defaults and tuned (:mod:`bench.quix_baseline`, in a venv of its own). A part that fails is
 recorded with its error and the others still run: a missing figure is reported, never
 replaced by a guess. Results go to bench/results/results.{md,json}.
 """
@@ -30,7 +34,8 @@ from bench.environment import describe
 
 __all__ = ["main", "PARTS"]
 
-PARTS = ("limit", "faust", "scorer", "explain", "full_loop", "latency", "join")
+PARTS = ("limit", "faust", "scorer", "quix", "explain", "full_loop", "latency", "join")
+BROKERS = ("kafka", "tansu")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -48,6 +53,8 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--join-method", choices=("rss", "tracemalloc"), default="rss",
                         help="tracemalloc is exact but ~10x slower")
     parser.add_argument("--partitions", type=int, default=2, help="partitions of the event topics")
+    parser.add_argument("--broker", choices=BROKERS, default="kafka",
+                        help="the broker started for the run (KAFKA_BOOTSTRAP_SERVERS overrides)")
     parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--output", type=Path, default=RESULTS)
     return parser.parse_args(argv)
@@ -56,11 +63,9 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = _options(argv)
     console = Console()
-    from riverops.kafka.tansu import EmbeddedBroker, resolve_binary
-
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     results: dict[str, Any] = {
-        "machine": describe(None if external else resolve_binary()),
+        "machine": describe(broker=None if external else args.broker),
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "memory": {"workers": {}, "join": []},
     }
@@ -70,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         TimeElapsedColumn(), console=console,
     ) as progress:
         workdir = Path(tmp)
-        broker = None if external else EmbeddedBroker().start()
+        broker = None if external else _start_broker(args.broker, workdir)
         bootstrap = external or (broker.bootstrap_servers if broker else "")
         console.log(f"broker {results['machine']['broker']} on {bootstrap}")
 
@@ -103,6 +108,17 @@ def main(argv: list[str] | None = None) -> None:
     console.log(f"wrote {as_md} and {as_json}")
 
 
+def _start_broker(engine: str, workdir: Path) -> Any:
+    """A fresh broker of ``engine`` for the run, its data under ``workdir``."""
+    if engine == "kafka":
+        from riverops.kafka.cluster import KafkaCluster
+
+        return KafkaCluster(data_dir=workdir / "kafka").start()
+    from riverops.kafka.tansu import EmbeddedBroker
+
+    return EmbeddedBroker().start()
+
+
 def _run_parts(args: argparse.Namespace, part: Callable[..., Any], results: dict[str, Any],
                workers: dict[str, tuple[str, int]], bootstrap: str, workdir: Path,
                console: Console, broker_pid: int | None) -> None:
@@ -112,6 +128,7 @@ def _run_parts(args: argparse.Namespace, part: Callable[..., Any], results: dict
     from bench.join_state import measure_join_state
     from bench.latency import measure_broker_floor, measure_latency
     from bench.limit import measure_limit
+    from bench.quix_baseline import VARIANTS
     from bench.scorer_rate import measure_scorer
 
     def settings() -> Any:
@@ -146,7 +163,18 @@ def _run_parts(args: argparse.Namespace, part: Callable[..., Any], results: dict
     if scorer:
         results["scorer"] = scorer
         workers["scorer"] = ("scorer alone", scorer["peak_rss"])
-        console.log(f"scorer: {scorer['events_per_s']:,.0f} events/s")
+        console.log(f"scorer: {scorer['events_per_s']:,.0f} events/s, "
+                    f"{scorer['cpu_us_per_event']:.1f} µs CPU per event")
+
+    quix = part("quix", "Quix Streams, defaults then tuned", 2 * (args.warmup + args.events),
+                lambda report: _quix(args, lambda: bench_settings(bootstrap, workdir,
+                                                                  partitions=args.partitions),
+                                     workdir, console, report, broker_pid))
+    if quix:
+        results["quix"] = quix
+        for variant in VARIANTS:
+            if "peak_rss" in quix[variant]:
+                workers[f"quix app ({variant})"] = ("Quix baseline", quix[variant]["peak_rss"])
 
     # the same scorer with 5 contributions per prediction
     explained = scorer_part("explain", "riverops scorer, explanations on", explain_top_k=5)
@@ -186,3 +214,30 @@ def _run_parts(args: argparse.Namespace, part: Callable[..., Any], results: dict
         if join:
             results["memory"]["join"].append(join)
             console.log(f"join state at {events:,} pending: {join['bytes_per_event']:.0f} B/event")
+
+
+def _quix(args: argparse.Namespace, settings: Callable[[], Any], workdir: Path, console: Console,
+          report: Callable[[int], None], broker_pid: int | None) -> dict[str, Any]:
+    """Both Quix variants, one after the other on fresh topics (``settings()``: no champion
+    registered, the app loads its own pickle); a variant that fails is recorded with its
+    error and the other still runs."""
+    from bench.quix_baseline import VARIANTS, ensure_venv, measure_quix, venv_versions
+
+    python = ensure_venv(log=console.log)
+    results: dict[str, Any] = {"packages": venv_versions(python)}
+    per_variant = args.warmup + args.events
+    for i, variant in enumerate(VARIANTS):
+        try:
+            measured = measure_quix(settings(), workdir, python=python, variant=variant,
+                                    events=args.events, warmup=args.warmup, broker_pid=broker_pid,
+                                    progress=lambda n, base=i * per_variant: report(base + n))
+        except Exception as exc:  # the other variant still runs
+            console.log(f"[red]quix {variant} failed: {type(exc).__name__}: {exc}")
+            results[variant] = {"error": f"{type(exc).__name__}: {exc}",
+                                "traceback": traceback.format_exc(limit=5)}
+            continue
+        results[variant] = measured
+        console.log(f"quix {variant}: {measured['events_per_s']:,.0f} events/s, "
+                    f"{measured['cpu_us_per_event']:.1f} µs CPU per event, "
+                    f"started in {measured['startup_s']:.1f} s")
+    return results

@@ -31,8 +31,9 @@ def measure_scorer(settings: Settings, workdir: Path, *, events: int, warmup: in
     items = encode_all(settings.codec(), "FeatureEvent", feature_records(rows(total, seed=7)),
                        key="event_id", time_field="event_time")
     preload(settings, catalogue.name("features"), items)
-    worker = start_worker(settings, "scorer", group_prefix=f"{settings.topic_prefix}g")
     counter = Counter(settings, catalogue.name("predictions"))
+    counter.wait_assigned()  # reading before the worker starts: no burst at the clock's start
+    worker = start_worker(settings, "scorer", group_prefix=f"{settings.topic_prefix}g")
     try:
         started = counter.wait_for(warmup, timeout=timeout, check=worker.check, progress=progress)
         cpu_at_start = worker.cpu()
