@@ -21,7 +21,8 @@ from pathlib import Path
 from bench.harness import bench_settings, register_champion
 from bench.workload import FEATURES, MODEL, encode_all, feature_records, rows, typed_features
 from riverops.kafka.limits import check_record
-from riverops.roles.scorer import ScorerCore, ServingModel, _run_headers
+from riverops.roles.scorer import ScorerCore, ServingModel
+from riverops.roles.scorer.role import _run_headers
 from riverops.schemas.codec import SingleObjectCodec
 from riverops.schemas.contracts import SchemaStore
 from riverops.schemas.features import feature_schema

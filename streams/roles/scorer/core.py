@@ -1,32 +1,25 @@
-"""The scorer: feature events in, predictions out, following the registry live.
+"""The scorer's core (no Kafka): serving plans, routing, batched predictions.
 
-Core (:class:`ScorerCore`, no Kafka): routes each event to the champion or, on a stable
-hash split of its event_id, to a challenger; scores every shadow on all traffic; batches
-each version's rows into one ``predict_proba_many`` call where the model has it; with
-``explain_top_k`` > 0, a linear model's predictions carry their largest contributions
+:class:`ScorerCore` routes each event to the champion or, on a stable hash split of its
+event_id, to a challenger; scores every shadow on all traffic; batches each version's rows
+into one ``predict_proba_many`` call where the model has it; with ``explain_top_k`` > 0, a
+linear model's predictions carry their largest contributions
 (:mod:`riverops.models.explain`, computed from the same encoded batch); binary scores feed
 the estimates of performance before labels (:mod:`riverops.roles.estimates`).
-Shell (:func:`run_scorer`): consumes features in batches, polls the registry topic
-between batches (a swap never splits a batch, so no event is dropped or scored twice),
-produces predictions and dead letters, and commits offsets only after delivery.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 import zlib
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
-from riverops.kafka.topics import PREDICTIONS_HEADER
-from riverops.modelops import model_loader
 from riverops.models.batch import labels_and_scores, predict_batch
 from riverops.models.explain import (
     Explanation,
@@ -34,22 +27,14 @@ from riverops.models.explain import (
     predict_explained,
     predict_proba_explained,
 )
-from riverops.models.registry import Registry
 from riverops.roles.estimates import ScoreTap
-from riverops.runtime import Context, Input, Outputs, RoleSpec, run
 from riverops.schemas.errors import InvalidEventError, RiveropsError
 from riverops.schemas.events import ModelVersion, Variant
 from riverops.schemas.validation import validate_features
-from riverops.settings import Settings
-from riverops.telemetry import Telemetry
 
-__all__ = [
-    "ServingModel", "ScorerCore", "ScoreResult", "ScorerStats", "bucket_of",
-    "apply_registry", "ScorerRole", "run_scorer",
-]
+__all__ = ["ServingModel", "ScorerCore", "ScoreResult", "bucket_of"]
 
 log = logging.getLogger(__name__)
-
 
 
 def bucket_of(event_id: str) -> float:
@@ -135,34 +120,28 @@ class ScorerCore:
         none of its predictions."""
         started = self._clock()
         result = ScoreResult()
-        # (model name, version, variant) -> indexes of the records it scores
-        jobs: dict[tuple[str, int, str], tuple[ServingModel, list[int]]] = {}
+        by_model: dict[str, list[int]] = {}  # model name -> indexes of its valid records
         for index, record in enumerate(records):
             try:
                 validate_features(record)
             except InvalidEventError as exc:
                 result.invalid.append((index, exc))
                 continue
-            plan = self._plans.get(record["model"])
+            by_model.setdefault(record["model"], []).append(index)
+        jobs: list[tuple[ServingModel, list[int]]] = []  # a version and the records it scores
+        for model, indexes in by_model.items():
+            plan = self._plans.get(model)
             if plan is None:
-                result.invalid.append(
-                    (index, InvalidEventError(f"unknown model {record['model']!r} (no champion)"))
-                )
+                refusal = InvalidEventError(f"unknown model {model!r} (no champion)")
+                result.invalid.extend((index, refusal) for index in indexes)
                 continue
-            served = plan.champion
-            if plan.challengers:
-                bucket = bucket_of(record["event_id"])
-                for upper, challenger in plan.challengers:
-                    if bucket < upper:
-                        served = challenger
-                        break
-            for serving in (served, *plan.shadows):
-                key = (record["model"], serving.version, serving.variant)
-                jobs.setdefault(key, (serving, []))[1].append(index)
+            jobs.extend(_route(plan, records, indexes))
+            jobs.extend((shadow, indexes) for shadow in plan.shadows)
+        result.invalid.sort(key=itemgetter(0))  # unknown models come after the loop
 
         outputs: list[_Output] = []
         failed: dict[int, InvalidEventError] = {}  # index -> why a model could not score it
-        for serving, indexes in jobs.values():
+        for serving, indexes in jobs:
             rows = [records[i]["features"] for i in indexes]
             top_k = self._top_k(serving)
             try:
@@ -177,16 +156,17 @@ class ScorerCore:
         made: list[tuple[int, dict[str, Any]]] = []
         for serving, indexes, labels, scores, explanations in outputs:
             first = len(made)
+            version, variant = serving.version, serving.variant
             for index, label, score in zip(indexes, labels, scores, strict=True):
-                if index in failed:  # an event leaves with all its predictions, or none
+                if failed and index in failed:  # an event leaves with all its predictions, or none
                     continue
                 record = records[index]
                 made.append((index,
                     {
                         "event_id": record["event_id"],
                         "model": record["model"],
-                        "version": serving.version,
-                        "variant": serving.variant,
+                        "version": version,
+                        "variant": variant,
                         "prediction": _avro_scalar(label),
                         "scores": score,
                         "latency": latency,
@@ -222,6 +202,21 @@ class ScorerCore:
                         serving.record.model, serving.version, serving.record.spec,
                         type(serving.model).__name__)
         return 0
+
+
+def _route(plan: _Plan, records: Sequence[dict[str, Any]], indexes: list[int]
+           ) -> list[tuple[ServingModel, list[int]]]:
+    """The champion's and each challenger's share of ``indexes`` (by :func:`bucket_of` of
+    the event id); every version with at least one record."""
+    if not plan.challengers:
+        return [(plan.champion, indexes)]
+    shares: dict[int, list[int]] = {}  # position in the plan (-1: the champion) -> indexes
+    for index in indexes:
+        bucket = bucket_of(records[index]["event_id"])
+        chosen = next((i for i, (upper, _) in enumerate(plan.challengers) if bucket < upper), -1)
+        shares.setdefault(chosen, []).append(index)
+    return [(plan.champion if i < 0 else plan.challengers[i][1], share)
+            for i, share in sorted(shares.items())]
 
 
 # (serving, indexes of the records, predicted values, scores, explanations or None when off)
@@ -284,136 +279,3 @@ def _avro_scalar(value: Any) -> bool | float | str | None:
     if isinstance(value, (int, float)):
         return float(value) if math.isfinite(value) else None
     return str(value)
-
-
-ModelLoader = Callable[[ModelVersion], Any]
-
-
-def _cached_loader(current: dict[tuple[int, str], Any], load: ModelLoader) -> ModelLoader:
-    """Reuse a model object already serving the same version and artifact."""
-
-    def loaded(record: ModelVersion) -> Any:
-        cached = current.get((record.version, record.artifact.sha256))
-        return cached if cached is not None else load(record)
-
-    return loaded
-
-
-def apply_registry(core: ScorerCore, registry: Registry, models: Sequence[str], load: ModelLoader,
-                   on_refusal: Callable[[ModelVersion, Exception], None]) -> None:
-    """Rebuild the plans of ``models`` from ``registry``; a version that fails to load is
-    refused and the model keeps serving what it served before."""
-    for name in models:
-        plan = registry.plan(name)
-        if plan.champion is None:
-            if core.serving(name):
-                log.warning("model %s has no champion any more; still serving the last plan", name)
-            continue
-        current = {(s.version, s.record.artifact.sha256): s.model for s in core.serving(name)}
-        loaded = _cached_loader(current, load)
-
-        try:
-            champion = ServingModel(plan.champion, loaded(plan.champion), "champion")
-        except Exception as exc:  # refusals must never stop the scorer
-            on_refusal(plan.champion, exc)
-            continue
-        challengers, shadows = [], []
-        for record in plan.challengers:
-            try:
-                challengers.append((ServingModel(record, loaded(record), "challenger"), record.share or 0.0))
-            except Exception as exc:
-                on_refusal(record, exc)
-        for record in plan.shadows:
-            try:
-                shadows.append(ServingModel(record, loaded(record), "shadow"))
-            except Exception as exc:
-                on_refusal(record, exc)
-        core.set_plan(name, champion=champion, challengers=challengers, shadows=shadows)
-        log.info(
-            "serving %s: champion v%s, challengers %s, shadows %s", name, champion.version,
-            [c.version for c, _ in challengers], [s.version for s in shadows],
-        )
-
-
-def _run_headers(per_event: Counter[str]) -> Callable[[dict[str, Any]], list[tuple[str, bytes]]]:
-    """The header telling how many predictions the event of a prediction has."""
-
-    def headers(prediction: dict[str, Any]) -> list[tuple[str, bytes]]:
-        return [(PREDICTIONS_HEADER, str(per_event[prediction["event_id"]]).encode())]
-
-    return headers
-
-
-@dataclass
-class ScorerStats:
-    """Counts of the scorer, for tests, the status view and logs."""
-
-    batches: int = 0
-    scored: int = 0
-    predictions: int = 0
-    dead_letters: int = 0
-    refusals: int = 0
-    swaps: int = 0
-    assigned: bool = False  # the consumer group gave this worker its partitions
-
-
-class ScorerRole(RoleSpec):
-    """Features in, predictions out; the serving plans follow the registry between batches
-    (a swap never splits a batch, so no event is dropped or scored twice)."""
-
-    name = "scorer"
-    inputs = ("features",)
-    follows_registry = True
-    poll_seconds = 0.1
-    latency_stage = "scorer"
-
-    def __init__(self, settings: Settings, *, stats: ScorerStats | None = None) -> None:
-        self.stats: ScorerStats = stats or ScorerStats()
-        self.core = ScorerCore(explain_top_k=settings.scorer.explain_top_k,
-                               estimates=ScoreTap.from_settings(settings.scorer))
-        self.consumer_config = {"fetch.wait.max.ms": settings.scorer.fetch_wait_ms}
-        self._load = model_loader(settings)
-
-    def start(self, ctx: Context) -> None:
-        super().start(ctx)
-        self._serve(ctx.registry.models)
-
-    def on_registry(self, updates: list[ModelVersion]) -> None:
-        self._serve(sorted({u.model for u in updates}))
-        self.stats.swaps += 1
-
-    def _serve(self, models: Sequence[str]) -> None:
-        apply_registry(self.core, self.ctx.registry, models, self._load, self._refuse)
-        if self.ctx.telemetry is not None:
-            for model, aliases in self.ctx.registry.aliases().items():
-                for alias, versions in aliases.items():
-                    if versions:
-                        self.ctx.telemetry.set_alias(model, alias, versions[-1])
-
-    def _refuse(self, record: ModelVersion, exc: Exception) -> None:
-        self.stats.refusals += 1
-        if self.ctx.telemetry is not None:
-            self.ctx.telemetry.count_refusal(record.model, type(exc).__name__)
-        log.error("refused %s v%s: %s: %s", record.model, record.version, type(exc).__name__, exc)
-
-    def handle(self, batch: list[Input], out: Outputs) -> None:
-        result = self.core.score([item.value for item in batch])
-        for index, error in result.invalid:
-            out.reject(batch[index].message, error)
-        per_event = Counter(p["event_id"] for p in result.predictions)
-        out.add("predictions", result.predictions, headers=_run_headers(per_event))
-        self.stats.batches += 1
-        self.stats.scored += len(batch) - len(result.invalid)
-        self.stats.predictions += len(result.predictions)
-
-    def tick(self, now: float, out: Outputs) -> None:
-        if self.ctx.telemetry is not None:  # every estimate_seconds
-            self.core.estimates.export(self.ctx.telemetry, now)
-
-
-def run_scorer(settings: Settings, *, stop: threading.Event, group_id: str = "riverops-scorer",
-               stats: ScorerStats | None = None, telemetry: Telemetry | None = None) -> ScorerStats:
-    """Consume features, score, produce predictions until ``stop`` is set."""
-    role = ScorerRole(settings, stats=stats)
-    run(role, settings, stop=stop, group_id=group_id, telemetry=telemetry)
-    return role.stats
