@@ -125,6 +125,10 @@ class RoleSpec:
     consumer_config: Mapping[str, Any] = {}
     commit_seconds: float = 0.0
     """Least time between commits; 0 commits after every batch."""
+    stateless: bool = False
+    """The role has no state for :meth:`offsets` to make durable: at least once, its
+    commits do not wait for its outputs' delivery (each batch's offsets are committed at a
+    later batch, once its outputs are acknowledged)."""
     poll_seconds: float = 0.2
     """Longest wait for the first record of a batch (the tick runs at least this often)."""
     read_on_seconds: float = 2.0

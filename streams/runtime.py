@@ -34,6 +34,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPart
 
 from riverops.kafka.clients import (
     commit,
+    committed_offsets,
     consume_batch,
     high_watermarks,
     make_consumer,
@@ -131,7 +132,7 @@ class Runtime:
                 except TransactionAborted as exc:
                     self._aborted(exc, rewind=True)
                 if time.monotonic() - last_commit >= role.commit_seconds:
-                    self.commit()
+                    self.commit(wait=not role.stateless)
                     last_commit = time.monotonic()
             self.commit()
             role.stopped()
@@ -234,20 +235,26 @@ class Runtime:
                 self.telemetry.count_out(spec.name, len(records))
 
     # -- the commit sequence -------------------------------------------------------------
-    def commit(self, only: set[tuple[str, int]] | None = None) -> None:
+    def commit(self, only: set[tuple[str, int]] | None = None, *, wait: bool = True) -> None:
         """Flush the outputs, let the role make its state durable, commit the offsets it
-        covers (of the partitions in ``only``, when given). Exactly once: commit the
-        interval's transaction (all partitions: their outputs are in it)."""
+        covers (of the partitions in ``only``, when given); ``wait=False`` (a stateless
+        role): commit the offsets of earlier calls whose outputs are delivered by now, the
+        newest ones once theirs are. Exactly once: commit the interval's transaction (all
+        partitions: their outputs are in it)."""
         assert self._outbox is not None
         self._past_markers()
         if isinstance(self._outbox, TransactionalOutbox):
             self._commit_transaction(self._outbox, rewind=only is None)
             return
-        self._outbox.flush(f"{self.role.name} output")
+        if wait:
+            self._outbox.flush(f"{self.role.name} output")
         consumed = self.consumed if only is None else {k: v for k, v in self.consumed.items() if k in only}
         offsets = self.role.offsets(dict(consumed))
         if only is not None:
             offsets = {k: v for k, v in offsets.items() if k in only}
+        if not wait:  # the newest offsets whose outputs are all delivered
+            offsets = {k: v for ready in self._outbox.after_delivery(offsets, f"{self.role.name} output")
+                       for k, v in ready.items()}
         fresh = {k: v for k, v in offsets.items() if self.committed.get(k) != v}
         if fresh and self._consumer is not None:
             if commit(self._consumer, [TopicPartition(t, p, o) for (t, p), o in fresh.items()]):
@@ -347,18 +354,8 @@ class Runtime:
 
     # -- rebalances ----------------------------------------------------------------------
     def _committed(self, consumer: Any, partitions: list[TopicPartition]) -> Offsets | None:
-        try:
-            found = consumer.committed(partitions, timeout=10)
-        except KafkaException as exc:
-            log.warning("%s: could not read committed offsets (%s)", self.role.name, exc)
-            return None
-        failed = [tp for tp in found if tp.error is not None]
-        if failed:  # e.g. UNSTABLE_OFFSET_COMMIT: a transaction on them is still open
-            log.warning("%s: could not read the committed offset of %s[%s] (%s)", self.role.name,
-                        failed[0].topic, failed[0].partition, failed[0].error)
-            return None
-        committed = {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
-        self.committed.update(committed)
+        committed = committed_offsets(consumer, partitions, self.role.name)
+        self.committed.update(committed or {})
         return committed
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:

@@ -26,7 +26,7 @@ writing raw ``%3|...|FAIL|`` lines to stderr. They reach it when the client is p
 
 __all__ = ["make_producer", "make_consumer", "make_admin", "consume_batch", "next_offsets", "ok",
            "high_watermarks", "reached", "at_end",
-           "commit", "raise_if_refused", "on_client_error", "KAFKA_LOG"]
+           "commit", "committed_offsets", "raise_if_refused", "on_client_error", "KAFKA_LOG"]
 
 # Commit failures that mean "the group moved on or the coordinator is away": the member
 # was dropped (a session that timed out while the broker was frozen, a long pause), a
@@ -201,6 +201,25 @@ def ok(message: Message) -> bool:
     raise_if_refused(error, f"reading {message.topic()}")
     log.warning("consumer error on %s[%s]: %s", message.topic(), message.partition(), error)
     return False
+
+
+def committed_offsets(consumer: Consumer, partitions: list[TopicPartition], who: str
+                      ) -> dict[tuple[str, int], int] | None:
+    """The group's committed offsets of ``partitions`` (those with one); None, with a
+    warning naming ``who``, when the broker cannot say yet: unreachable, or a partition's
+    own error (UNSTABLE_OFFSET_COMMIT while a transaction on it is still open), which must
+    never read as "no committed offset" (that would start the partition over)."""
+    try:
+        found = consumer.committed(partitions, timeout=10)
+    except KafkaException as exc:
+        log.warning("%s: could not read committed offsets (%s)", who, exc)
+        return None
+    failed = [tp for tp in found if tp.error is not None]
+    if failed:
+        log.warning("%s: could not read the committed offset of %s[%s] (%s)", who,
+                    failed[0].topic, failed[0].partition, failed[0].error)
+        return None
+    return {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
 
 
 def commit(consumer: Consumer, offsets: list[TopicPartition]) -> bool:

@@ -3,7 +3,9 @@
 At least once (:class:`Outbox`): a processor sends a batch's outputs, then calls
 :meth:`Outbox.flush` before it commits the offsets (or checkpoints the state) that the
 outputs reflect; flush raises when a record was not acknowledged, so the worker stops
-instead of committing past lost output.
+instead of committing past lost output. A processor with no state to make durable may
+instead hand the offsets to :meth:`Outbox.after_delivery` and go on with its next batch:
+it gets them back to commit once everything sent before them was acknowledged.
 
 Exactly once (:class:`TransactionalOutbox`): the outputs, the state changes (raw records
 of a changelog) and the consumed offsets of one commit interval are one Kafka
@@ -19,8 +21,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
@@ -37,6 +40,7 @@ RawRecord = tuple[int, bytes, bytes | None]
 """A record already encoded: (partition, key, value; None is a tombstone)."""
 
 Headers = list[tuple[str, bytes]]
+T = TypeVar("T")
 
 
 class Outbox:
@@ -47,10 +51,22 @@ class Outbox:
         self.producer = make_producer(settings, **producer_config)
         self.failures: list[Any] = []  # KafkaError of each record not delivered
         self.sent = 0
+        # delivery by segment: the records sent between two after_delivery() calls
+        self._segment = 0  # the open one, that send() adds to
+        self._oldest = 0  # every segment before it is delivered
+        self._unacked: dict[int, int] = {}  # segment -> records not yet acknowledged
+        self._waiting: deque[tuple[int, Any]] = deque()  # (segment, offsets) for after_delivery
 
     def _on_delivery(self, error: Any, _message: Any) -> None:
         if error is not None:
             self.failures.append(error)
+
+    def _counted(self, segment: int) -> Callable[[Any, Any], None]:
+        def delivered(error: Any, _message: Any) -> None:
+            if error is not None:
+                self.failures.append(error)
+            self._unacked[segment] -= 1
+        return delivered
 
     def send(
         self,
@@ -64,20 +80,44 @@ class Outbox:
     ) -> None:
         """Produce ``records`` keyed by their ``key`` field; ``time_field`` (a datetime)
         becomes the Kafka timestamp, so downstream stream time is event time."""
-        for record, payload in zip(records, self.codec.encode_many(schema, records), strict=True):
+        payloads = self.codec.encode_many(schema, records)
+        segment = self._segment
+        self._unacked[segment] = self._unacked.get(segment, 0) + len(records)
+        on_delivery = self._counted(segment)
+        for record, payload in zip(records, payloads, strict=True):
             extra: dict[str, Any] = {}
             if time_field is not None:
                 extra["timestamp"] = int(record[time_field].timestamp() * 1000)
             if headers is not None:
                 extra["headers"] = headers(record)
-            self.producer.produce(topic, key=record[key], value=payload, on_delivery=self._on_delivery, **extra)
+            self.producer.produce(topic, key=record[key], value=payload, on_delivery=on_delivery, **extra)
         self.sent += len(records)
         self.producer.poll(0)
 
+    def after_delivery(self, offsets: T, what: str) -> list[T]:
+        """Hold ``offsets`` until every record sent so far is acknowledged; the held ones
+        whose records all are, oldest first (to commit: nothing waits for the broker). A
+        record that failed raises as :meth:`flush` does."""
+        self._waiting.append((self._segment, offsets))
+        self._segment += 1
+        self.producer.poll(0)  # serve the delivery callbacks
+        self._check(0, what)
+        while self._oldest < self._segment and not self._unacked.get(self._oldest):
+            self._unacked.pop(self._oldest, None)
+            self._oldest += 1
+        ready = []
+        while self._waiting and self._waiting[0][0] < self._oldest:
+            ready.append(self._waiting.popleft()[1])
+        return ready
+
     def flush(self, what: str, *, timeout: float = 30.0) -> None:
         """Wait for every record; RiveropsError naming ``what`` if any was not delivered
-        (AuthorizationError when the broker refused the write)."""
-        remaining = self.producer.flush(timeout)
+        (AuthorizationError when the broker refused the write). Offsets held by
+        :meth:`after_delivery` are dropped: the caller commits newer ones now."""
+        self._check(self.producer.flush(timeout), what)
+        self._waiting.clear()
+
+    def _check(self, remaining: int, what: str) -> None:
         if remaining or self.failures:
             failures, self.failures = self.failures, []
             for error in failures:  # the first refusal, if any, says most

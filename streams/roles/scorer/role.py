@@ -108,6 +108,7 @@ class ScorerRole(RoleSpec):
     name = "scorer"
     inputs = ("features",)
     follows_registry = True
+    stateless = True
     poll_seconds = 0.1
     latency_stage = "scorer"
 
