@@ -79,24 +79,29 @@ def stages(events: int, batch: int = 1000, repeats: int = 3, *, typed: bool = Fa
     return best
 
 
-def broker_profile(events: int, *, warmup: int = 2_000, rate: int = 200, typed: bool = False) -> Path:
+def broker_profile(events: int, *, warmup: int = 2_000, rate: int = 200, typed: bool = False,
+                   engine: str = "kafka", native: bool = False) -> Path:
     """py-spy on a ``riverops worker scorer`` process while it scores ``events`` preloaded
     features on the embedded broker (the clock of :func:`bench.scorer_rate.measure_scorer`);
     the path of the text summary: the functions by own time, then by time inside them."""
     from bench import pyspy
+    from bench.run import _start_broker
     from bench.scorer_rate import measure_scorer
-    from riverops.kafka.tansu import EmbeddedBroker
 
-    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
-        settings = bench_settings(broker.bootstrap_servers, Path(tmp), partitions=2)
-        register_champion(settings)
-        if typed:
-            settings = typed_features(settings)
-        measured = measure_scorer(settings, Path(tmp), events=events, warmup=warmup,
-                                  attach=pyspy.attach(Path(tmp) / "pyspy", "profile", rate=rate))
-        raw = Path(tmp) / "pyspy" / "profile-scorer.txt"
-        own, inside, total = _tally(raw)
-    lines = [f"riverops worker scorer, {events:,} {'typed ' if typed else ''}events, {measured['events_per_s']:,.0f} "
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = _start_broker(engine, Path(tmp))
+        try:
+            settings = bench_settings(broker.bootstrap_servers, Path(tmp), partitions=2)
+            register_champion(settings)
+            if typed:
+                settings = typed_features(settings)
+            measured = measure_scorer(settings, Path(tmp), events=events, warmup=warmup,
+                                      attach=pyspy.attach(Path(tmp) / "pyspy", "profile", rate=rate,
+                                                          native=native))
+        finally:
+            broker.stop()
+        own, inside, total = _tally(Path(tmp) / "pyspy" / "profile-scorer.txt", native=native)
+    lines = [f"riverops worker scorer on {engine}, {events:,} {'typed ' if typed else ''}events, {measured['events_per_s']:,.0f} "
              f"events/s, {measured['cpu_us_per_event']:.1f} us CPU/event (py-spy at {rate} Hz "
              f"attached, non-blocking; {total} samples of the runtime loop)", "",
              "own time (the frame at the top of the stack)"]
@@ -109,15 +114,16 @@ def broker_profile(events: int, *, warmup: int = 2_000, rate: int = 200, typed: 
     return text
 
 
-def _tally(raw: Path) -> tuple[Tally[str], Tally[str], int]:
-    """Samples of the runtime loop's thread (stacks through ``Runtime.run``) by own frame and
-    by frame anywhere in the stack, from py-spy's raw stacks (waits included)."""
+def _tally(raw: Path, *, native: bool = False) -> tuple[Tally[str], Tally[str], int]:
+    """Samples of the runtime loop's thread (stacks through ``Runtime.run``; every thread,
+    librdkafka's too, with ``native``) by own frame and by frame anywhere in the stack, from
+    py-spy's raw stacks (waits included)."""
     own: Tally[str] = Tally()
     inside: Tally[str] = Tally()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if not count.isdigit() or "Runtime.run " not in stack:
+        if not count.isdigit() or not (native or "Runtime.run " in stack):
             continue
         frames = [f.split(" (")[0] + " (" + f.split(" (")[-1].rsplit("/", 1)[-1]
                   for f in stack.split(";")]
@@ -133,6 +139,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--mode", choices=("stages", "broker", "both"), default="both")
+    parser.add_argument("--broker", choices=("kafka", "tansu"), default="kafka")
+    parser.add_argument("--native", action="store_true",
+                        help="every thread with its C frames (librdkafka's), not only the loop")
     parser.add_argument("--typed", action="store_true",
                         help="features as the bench model's typed record, not the generic map")
     args = parser.parse_args(argv)
@@ -140,7 +149,8 @@ def main(argv: list[str] | None = None) -> None:
         for name, micros in stages(args.events, typed=args.typed).items():
             print(f"{name:<13} {micros:7.2f} us/event")
     if args.mode in ("broker", "both"):
-        print(f"profile written to {broker_profile(args.events, typed=args.typed)}")
+        written = broker_profile(args.events, typed=args.typed, engine=args.broker, native=args.native)
+        print(f"profile written to {written}")
 
 
 if __name__ == "__main__":

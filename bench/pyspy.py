@@ -54,9 +54,11 @@ def available() -> str | None:
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
-def attach(directory: Path, label: str, *, rate: int = 100) -> Callable[[list[Worker]], Callable[[], None]]:
+def attach(directory: Path, label: str, *, rate: int = 100,
+           native: bool = False) -> Callable[[list[Worker]], Callable[[], None]]:
     """A hook for the benches' ``attach``: py-spy on every worker while the clock runs;
-    raw stacks to ``directory/label-ROLE.txt``."""
+    raw stacks to ``directory/label-ROLE.txt`` (with ``native``, C frames too: librdkafka's
+    own threads; py-spy then pauses the worker at each sample)."""
     binary = available()
     if binary is None:
         raise RuntimeError("py-spy is not installed (pip install py-spy)")
@@ -65,7 +67,8 @@ def attach(directory: Path, label: str, *, rate: int = 100) -> Callable[[list[Wo
     def start(workers: list[Worker]) -> Callable[[], None]:
         spies = [subprocess.Popen(
             [binary, "record", "--pid", str(w.process.pid), "--rate", str(rate), "--idle",
-             "--nonblocking", "--format", "raw", "-o", str(directory / f"{label}-{w.role}.txt")],
+             *(["--native"] if native else ["--nonblocking"]), "--format", "raw",
+             "-o", str(directory / f"{label}-{w.role}.txt")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for w in workers]
 
         def stop() -> None:

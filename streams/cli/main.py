@@ -338,9 +338,10 @@ def worker(ctx: click.Context, roles: tuple[str, ...], group_prefix: str, log_le
     """
     import logging
 
-    from riverops.worker import ALL_ROLES, run_roles
+    from riverops.worker import ALL_ROLES, run_roles, tune_gc
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tune_gc()
     settings = settings_from(ctx)
     settings = for_broker(settings, cluster_id_of(settings))  # a broker away: the roles say so
     stop = threading.Event()

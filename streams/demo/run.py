@@ -56,7 +56,7 @@ from riverops.models.specs import get_spec
 from riverops.schemas.errors import ConfigError
 from riverops.sections import DataDriftSettings, MonitorSettings, RetrainerSettings
 from riverops.settings import Settings
-from riverops.worker import ALL_ROLES, run_roles
+from riverops.worker import ALL_ROLES, run_roles, tune_gc
 
 __all__ = ["DemoOptions", "DemoResult", "StreamClock", "run_demo", "demo_settings", "short_run_note",
            "recovery", "DAY_EVENTS", "STORY_EVENTS"]
@@ -282,6 +282,7 @@ def run_demo(options: DemoOptions, *, console: Console | None = None) -> DemoRes
         notes.append("registered fraud v1 (champion, warm-up trained)")
         registry = CollectorRegistry()
         exit_code: list[int] = []
+        tune_gc()  # the workers run in this process
         workers = threading.Thread(
             target=lambda: exit_code.append(run_roles(settings, list(ALL_ROLES), stop=stop, registry=registry)),
             daemon=True,
