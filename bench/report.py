@@ -98,6 +98,11 @@ def markdown(results: dict[str, Any]) -> str:
         elif "error" in measured:
             lines.append(f"| {quix_name}, {title} | not measured: {measured['error']} "
                          "| — | — | — | — | — | — |")
+    typed = _get(results, "scorer_typed", "events_per_s")
+    if typed is not None:
+        lines.append(row("riverops scorer, the same events as typed feature records (20 doubles; "
+                         "RIVEROPS_FEATURE_SCHEMAS)", typed, "—", None,
+                         _get(results, "scorer_typed", "cpu_us_per_event")))
     explained = _get(results, "scorer_explained", "events_per_s")
     if explained is not None:
         lines.append(row("riverops scorer, explanations on (top 5 contributions; off is the row "
@@ -153,7 +158,7 @@ def markdown(results: dict[str, Any]) -> str:
         for name, (run, rss) in workers.items():
             lines.append(f"| {name} | {run} | {rss / 2**20:,.0f} MiB |")
     lines += ["", "## Runs", "", "| run | events | seconds | notes |", "|---|---|---|---|"]
-    runs = [(key, results.get(key)) for key in ("limit", "faust", "scorer")]
+    runs = [(key, results.get(key)) for key in ("limit", "faust", "scorer", "scorer_typed")]
     runs += [(f"quix {variant}", quix.get(variant)) for variant in QUIX_VARIANTS]
     for key, part in [*runs, ("full_loop", results.get("full_loop"))]:
         if part and "events" in part:

@@ -34,7 +34,7 @@ from bench.environment import describe
 
 __all__ = ["main", "PARTS"]
 
-PARTS = ("limit", "faust", "scorer", "quix", "explain", "full_loop", "latency", "join")
+PARTS = ("limit", "faust", "scorer", "typed", "quix", "explain", "full_loop", "latency", "join")
 BROKERS = ("kafka", "tansu")
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -130,6 +130,7 @@ def _run_parts(args: argparse.Namespace, part: Callable[..., Any], results: dict
     from bench.limit import measure_limit
     from bench.quix_baseline import VARIANTS
     from bench.scorer_rate import measure_scorer
+    from bench.workload import typed_features
 
     def settings() -> Any:
         fresh = bench_settings(bootstrap, workdir, partitions=args.partitions)
@@ -151,10 +152,12 @@ def _run_parts(args: argparse.Namespace, part: Callable[..., Any], results: dict
         workers["faust worker"] = ("faust baseline", faust["peak_rss"])
         console.log(f"faust: {faust['events_per_s']:,.0f} events/s")
 
-    def scorer_part(name: str, title: str, explain_top_k: int = 0) -> Any:
+    def scorer_part(name: str, title: str, explain_top_k: int = 0, typed: bool = False) -> Any:
         def run(report: Callable[[int], None]) -> Any:
             fresh = settings()
             fresh = fresh.model_copy(update={"scorer": fresh.scorer.model_copy(update={"explain_top_k": explain_top_k})})
+            if typed:
+                fresh = typed_features(fresh)
             return measure_scorer(fresh, workdir, events=args.events, warmup=args.warmup,
                                   progress=report, broker_pid=broker_pid)
         return part(name, title, args.warmup + args.events, run)
@@ -165,6 +168,13 @@ def _run_parts(args: argparse.Namespace, part: Callable[..., Any], results: dict
         workers["scorer"] = ("scorer alone", scorer["peak_rss"])
         console.log(f"scorer: {scorer['events_per_s']:,.0f} events/s, "
                     f"{scorer['cpu_us_per_event']:.1f} µs CPU per event")
+
+    # the same scorer on the same events written as the bench model's typed feature record
+    typed = scorer_part("typed", "riverops scorer, typed feature records", typed=True)
+    if typed:
+        results["scorer_typed"] = typed
+        console.log(f"scorer on typed features: {typed['events_per_s']:,.0f} events/s, "
+                    f"{typed['cpu_us_per_event']:.1f} µs CPU per event")
 
     quix = part("quix", "Quix Streams, defaults then tuned", 2 * (args.warmup + args.events),
                 lambda report: _quix(args, lambda: bench_settings(bootstrap, workdir,

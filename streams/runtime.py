@@ -39,6 +39,7 @@ from riverops.kafka.clients import (
     high_watermarks,
     make_consumer,
     ok,
+    past_markers,
     reached,
 )
 from riverops.kafka.deadletter import dead_letter
@@ -109,7 +110,8 @@ class Runtime:
             self._outbox = self._make_outbox()
             role.start(Context(self))
             if self._topics:
-                self._consumer = make_consumer(self.settings, self.group_id, **role.consumer_config)
+                self._consumer = make_consumer(self.settings, self.group_id, on_commit=self._on_commit,
+                                               **role.consumer_config)
                 lost = {"on_lost": self._on_lost} if self.exactly_once else {}
                 self._consumer.subscribe(list(self._topics), on_assign=self._on_assign,
                                          on_revoke=self._on_revoke, **lost)
@@ -242,7 +244,8 @@ class Runtime:
         newest ones once theirs are. Exactly once: commit the interval's transaction (all
         partitions: their outputs are in it)."""
         assert self._outbox is not None
-        self._past_markers()
+        if self._consumer is not None:
+            past_markers(self._consumer, self.consumed)
         if isinstance(self._outbox, TransactionalOutbox):
             self._commit_transaction(self._outbox, rewind=only is None)
             return
@@ -256,21 +259,15 @@ class Runtime:
             offsets = {k: v for ready in self._outbox.after_delivery(offsets, f"{self.role.name} output")
                        for k, v in ready.items()}
         fresh = {k: v for k, v in offsets.items() if self.committed.get(k) != v}
-        if fresh and self._consumer is not None:
-            if commit(self._consumer, [TopicPartition(t, p, o) for (t, p), o in fresh.items()]):
+        if fresh and self._consumer is not None:  # not waiting: nor for the commit (_on_commit)
+            if commit(self._consumer, [TopicPartition(t, p, o) for (t, p), o in fresh.items()],
+                      asynchronous=not wait):
                 self.committed.update(fresh)
 
-    def _past_markers(self) -> None:
-        """Move each consumed offset over the transaction markers after its last record:
-        the consumer's position skips them, a record's offset + 1 does not, and a group
-        committed short of them shows a lag of 1 for good. The position never passes a
-        record not yet handled: nothing is consumed between handling and committing."""
-        if self._consumer is None or not self.consumed:
-            return
-        for tp in self._consumer.position([TopicPartition(t, p) for t, p in self.consumed]):
-            key = (tp.topic, tp.partition)
-            if tp.error is None and tp.offset > self.consumed.get(key, tp.offset):
-                self.consumed[key] = tp.offset
+    def _on_commit(self, error: Any, partitions: list[TopicPartition]) -> None:
+        """An asynchronous commit's result: a failed one is made again at the next commit."""
+        for tp in partitions if error is not None else []:
+            self.committed.pop((tp.topic, tp.partition), None)
 
     def _commit_transaction(self, outbox: TransactionalOutbox, *, rewind: bool) -> None:
         offsets = self.role.offsets(dict(self.consumed))

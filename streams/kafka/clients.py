@@ -26,7 +26,7 @@ writing raw ``%3|...|FAIL|`` lines to stderr. They reach it when the client is p
 
 __all__ = ["make_producer", "make_consumer", "make_admin", "consume_batch", "next_offsets", "ok",
            "high_watermarks", "reached", "at_end",
-           "commit", "committed_offsets", "raise_if_refused", "on_client_error", "KAFKA_LOG"]
+           "commit", "committed_offsets", "past_markers", "raise_if_refused", "on_client_error", "KAFKA_LOG"]
 
 # Commit failures that mean "the group moved on or the coordinator is away": the member
 # was dropped (a session that timed out while the broker was frozen, a long pause), a
@@ -222,8 +222,22 @@ def committed_offsets(consumer: Consumer, partitions: list[TopicPartition], who:
     return {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
 
 
-def commit(consumer: Consumer, offsets: list[TopicPartition]) -> bool:
-    """Commit ``offsets`` synchronously; False (with a warning) when the group moved on.
+def past_markers(consumer: Consumer, consumed: dict[tuple[str, int], int]) -> None:
+    """Move each consumed offset over the transaction markers after its last record: the
+    consumer's position skips them, a record's offset + 1 does not, and a group committed
+    short of them shows a lag of 1 for good. The position never passes a record not yet
+    handled if nothing is consumed between handling and committing."""
+    if not consumed:
+        return
+    for tp in consumer.position([TopicPartition(t, p) for t, p in consumed]):
+        key = (tp.topic, tp.partition)
+        if tp.error is None and tp.offset > consumed.get(key, tp.offset):
+            consumed[key] = tp.offset
+
+
+def commit(consumer: Consumer, offsets: list[TopicPartition], *, asynchronous: bool = False) -> bool:
+    """Commit ``offsets`` (``asynchronous``: sent, its result to the consumer's
+    ``on_commit``); False (with a warning) when the group moved on.
 
     Offsets are committed after the outputs they reflect were delivered, so a commit that
     fails only means those inputs are read again, by this worker or the partition's new
@@ -234,7 +248,10 @@ def commit(consumer: Consumer, offsets: list[TopicPartition]) -> bool:
     if not offsets:
         return True
     try:
-        consumer.commit(offsets=offsets, asynchronous=False)
+        if asynchronous:
+            consumer.commit(offsets=offsets, asynchronous=True)
+        else:
+            consumer.commit(offsets=offsets, asynchronous=False)
     except KafkaException as exc:
         error = exc.args[0]
         if not isinstance(error, KafkaError) or not (
