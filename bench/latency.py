@@ -24,7 +24,7 @@ from typing import Any
 
 from bench.harness import create_plain_topics, start_worker
 from bench.workload import feature_records, rows
-from riverops.kafka.clients import make_consumer, make_producer
+from riverops.kafka.clients import consume_batch, make_consumer, make_producer
 from riverops.kafka.topics import TopicCatalogue
 from riverops.settings import Settings
 
@@ -74,7 +74,10 @@ READER_CONFIG = {"fetch.wait.max.ms": 10}
 
 def measure_latency(settings: Settings, *, rate: float, seconds: float, timeout: float = 120.0,
                     progress: Callable[[int], None] | None = None,
-                    reader_config: dict[str, Any] | None = None) -> dict[str, Any]:
+                    reader_config: dict[str, Any] | None = None,
+                    producer_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Feature produced (by a producer with riverops' client defaults plus
+    ``producer_config``: the service's) -> prediction readable, at ``rate`` offered."""
     catalogue = TopicCatalogue.from_settings(settings)
     features, predictions = catalogue.name("features"), catalogue.name("predictions")
     worker = start_worker(settings, "scorer", group_prefix=f"{settings.topic_prefix}g")
@@ -82,7 +85,7 @@ def measure_latency(settings: Settings, *, rate: float, seconds: float, timeout:
     reader = make_consumer(settings, f"bench-latency-{uuid.uuid4().hex[:6]}", **reader_config)
     reader.subscribe([predictions])
     latencies: list[float] = []
-    producer = make_producer(settings)
+    producer = make_producer(settings, **(producer_config or {}))
     try:
         # warm up: the scorer joined its group, the reader has its partitions, the
         # producer has its id and connections
@@ -102,7 +105,7 @@ def measure_latency(settings: Settings, *, rate: float, seconds: float, timeout:
         sender.start()
         deadline = time.monotonic() + seconds + timeout
         while len(latencies) < expected and time.monotonic() < deadline:
-            for message in reader.consume(1000, 0.01):
+            for message in consume_batch(reader, 1000, 0.1):  # back as soon as one is readable
                 if message.error() is None:
                     readable_ms = time.time() * 1000.0
                     latencies.append(readable_ms - message.timestamp()[1])
@@ -119,6 +122,7 @@ def measure_latency(settings: Settings, *, rate: float, seconds: float, timeout:
         "p50_ms": percentile(latencies, 0.50), "p90_ms": percentile(latencies, 0.90),
         "p99_ms": percentile(latencies, 0.99), "max_ms": max(latencies, default=float("nan")),
         "peak_rss": worker.peak_rss, "reader_config": reader_config,
+        "producer_config": producer_config or {},
     }
 
 
@@ -156,7 +160,7 @@ def measure_broker_floor(settings: Settings, *, rate: float, seconds: float,
     deadline = time.monotonic() + seconds + 30
     try:
         while len(latencies) < total and time.monotonic() < deadline:
-            for message in reader.consume(1000, 0.01):
+            for message in consume_batch(reader, 1000, 0.1):
                 if message.error() is None:
                     latencies.append(time.time() * 1000.0 - message.timestamp()[1])
     finally:

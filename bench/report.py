@@ -13,7 +13,7 @@ __all__ = ["TARGETS", "write", "markdown", "merge_section", "guarantees_markdown
 TARGETS = {
     "scorer": "≥ 30,000 events/s per worker process and ≥ 10x faust",
     "full_loop": "≥ 10,000 labelled events/s",
-    "latency": "p99 ≤ 20 ms at 5,000 events/s offered",
+    "latency": "p99 ≤ 10 ms at 5,000 events/s offered",
     "join": "≤ 500 bytes per pending event",
 }
 
@@ -120,19 +120,22 @@ def markdown(results: dict[str, Any]) -> str:
                       "| " + " | ".join(f"{v:.0f} µs" for v in loop_cpu.values())
                       + f" | {sum(loop_cpu.values()):.0f} µs |"]
     lines += _quix_comparison(results)
-    latency = results.get("latency")
-    if latency:
+    measured = [m for m in (results.get("latency"),) if m]
+    if measured:
         lines += [
             "",
             "## Scoring latency (feature produced → prediction readable)",
             "",
-            "| offered | achieved | events | p50 | p90 | p99 | max | target | met |",
-            "|---|---|---|---|---|---|---|---|---|",
-            f"| {latency['offered_per_s']:,.0f} /s | {latency['achieved_per_s']:,.0f} /s | "
-            f"{latency['events']:,} | {latency['p50_ms']:.1f} ms | {latency['p90_ms']:.1f} ms | "
-            f"{latency['p99_ms']:.1f} ms | {latency['max_ms']:.1f} ms | {TARGETS['latency']} | "
-            f"{_met(latency['p99_ms'] <= 20.0)} |",
+            "| service's producer | offered | achieved | events | p50 | p90 | p99 | max | target | met |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
+        for latency in measured:
+            lines.append(
+                f"| `{latency.get('producer_config') or 'riverops default'}` | "
+                f"{latency['offered_per_s']:,.0f} /s | {latency['achieved_per_s']:,.0f} /s | "
+                f"{latency['events']:,} | {latency['p50_ms']:.1f} ms | {latency['p90_ms']:.1f} ms | "
+                f"{latency['p99_ms']:.1f} ms | {latency['max_ms']:.1f} ms | {TARGETS['latency']} | "
+                f"{_met(latency['p99_ms'] <= 10.0)} |")
     floors = results.get("broker_floor") or []
     if floors:
         lines += ["", "Broker floor (one produce → consume hop, no scorer, same offered load):", "",

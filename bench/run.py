@@ -203,12 +203,13 @@ def _run_parts(args: argparse.Namespace, part: Callable[..., Any], results: dict
         console.log(f"full loop: {loop['events_per_s']:,.0f} labelled events/s")
 
     def latency_and_floor(report: Callable[[int], None]) -> tuple[Any, list[Any]]:
-        fresh = settings()
-        measured = measure_latency(fresh, rate=args.latency_rate, seconds=args.latency_seconds,
+        # the service's producer with riverops' defaults (linger.ms 5); the floor also with
+        # linger.ms 1, as a latency-sensitive service would set it (the scorer's own is 1)
+        measured = measure_latency(settings(), rate=args.latency_rate, seconds=args.latency_seconds,
                                    progress=report)
-        floors = [measure_broker_floor(fresh, rate=args.latency_rate, seconds=3,
-                                       consumer_config=consumer)
-                  for consumer in (None, {"fetch.wait.max.ms": 10})]
+        floors = [measure_broker_floor(settings(), rate=args.latency_rate, seconds=3,
+                                       producer_config=producer, consumer_config={"fetch.wait.max.ms": 10})
+                  for producer in (None, {"linger.ms": 1})]
         return measured, floors
 
     both = part("latency", f"latency at {args.latency_rate:,.0f}/s offered",

@@ -123,6 +123,8 @@ class RoleSpec:
     keeps them encoded)."""
     follows_registry: bool = False
     consumer_config: Mapping[str, Any] = {}
+    producer_config: Mapping[str, Any] = {}
+    """librdkafka settings of the role's output producer over riverops' defaults."""
     commit_seconds: float = 0.0
     """Least time between commits; 0 commits after every batch."""
     stateless: bool = False

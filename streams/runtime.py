@@ -153,9 +153,9 @@ class Runtime:
             if self._topics:
                 log.info("%s: processing guarantee at_least_once (outputs flushed, then offsets "
                          "committed; repeats possible after a crash)", self.role.name)
-            return Outbox(self.settings, codec=self.codec)
+            return Outbox(self.settings, codec=self.codec, **self.role.producer_config)
         self._slot = WorkerSlot.claim(self.settings.state_dir, self.group_id)
-        outbox = TransactionalOutbox(self.settings, codec=self.codec,
+        outbox = TransactionalOutbox(self.settings, codec=self.codec, **self.role.producer_config,
                                      transactional_id=self._slot.transactional_id)
         log.info("%s: processing guarantee exactly_once (transactional id %s)", self.role.name,
                  outbox.transactional_id)

@@ -37,6 +37,9 @@ class ScorerSettings(_Section):
     fetch_wait_ms: int = Field(
         10, ge=0, description="the consumer's fetch.wait.max.ms: how long a fetch may wait for "
         "data (librdkafka's default, 500, adds that much latency on brokers that hold fetches)")
+    linger_ms: float = Field(
+        1.0, ge=0, description="the output producer's linger.ms: how long predictions wait to "
+        "be sent in a larger request (riverops' other producers: 5)")
     explain_top_k: int = Field(
         0, ge=0, description="the largest contributions (weight times scaled value) of a linear "
         "model's prediction carried in its PredictionEvent's explanation field, with the "

@@ -160,8 +160,9 @@ class TransactionalOutbox(Outbox):
     """
 
     def __init__(self, settings: Settings, *, transactional_id: str, codec: Codec | None = None,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, **producer_config: Any) -> None:
         self._config: dict[str, Any] = {
+            **producer_config,
             "transactional.id": transactional_id,
             "transaction.timeout.ms": settings.transaction_timeout_ms,
         }

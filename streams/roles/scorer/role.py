@@ -117,6 +117,7 @@ class ScorerRole(RoleSpec):
         self.core = ScorerCore(explain_top_k=settings.scorer.explain_top_k,
                                estimates=ScoreTap.from_settings(settings.scorer))
         self.consumer_config = {"fetch.wait.max.ms": settings.scorer.fetch_wait_ms}
+        self.producer_config = {"linger.ms": settings.scorer.linger_ms}
         self._load = model_loader(settings)
 
     def start(self, ctx: Context) -> None:
