@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from bench.harness import Worker, cpu_seconds, preload, start_worker
 from bench.workload import encode_all, feature_records, label_records, rows
@@ -30,6 +30,10 @@ __all__ = ["ROLES", "measure_full_loop"]
 ROLES = ("scorer", "joiner", "monitor", "learner")
 
 
+_COORDINATOR_AWAY = (KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                     KafkaError.COORDINATOR_NOT_AVAILABLE)
+
+
 class _Committed:
     """Committed offsets of consumer groups on one topic (OffsetFetch only: no group join)."""
 
@@ -38,11 +42,17 @@ class _Committed:
         self._partitions = [TopicPartition(topic, p) for p in range(settings.partitions)]
 
     def least(self) -> int:
-        """Records committed by the group that is furthest behind."""
-        return min(
-            sum(max(tp.offset, 0) for tp in consumer.committed(self._partitions, timeout=10))
-            for consumer in self._consumers.values()
-        )
+        """Records committed by the group that is furthest behind (0 while a new group's
+        coordinator is still loading: asked again at the next call)."""
+        try:
+            return min(
+                sum(max(tp.offset, 0) for tp in consumer.committed(self._partitions, timeout=10))
+                for consumer in self._consumers.values()
+            )
+        except KafkaException as exc:
+            if exc.args[0].code() not in _COORDINATOR_AWAY and not exc.args[0].retriable():
+                raise
+            return 0
 
     def close(self) -> None:
         for consumer in self._consumers.values():
