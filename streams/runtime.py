@@ -266,8 +266,9 @@ class Runtime:
 
     def _on_commit(self, error: Any, partitions: list[TopicPartition]) -> None:
         """An asynchronous commit's result: a failed one is made again at the next commit."""
-        for tp in partitions if error is not None else []:
-            self.committed.pop((tp.topic, tp.partition), None)
+        for tp in partitions:
+            if error is not None or tp.error is not None:
+                self.committed.pop((tp.topic, tp.partition), None)
 
     def _commit_transaction(self, outbox: TransactionalOutbox, *, rewind: bool) -> None:
         offsets = self.role.offsets(dict(self.consumed))
