@@ -90,9 +90,24 @@ class Outbox:
                 extra["timestamp"] = int(record[time_field].timestamp() * 1000)
             if headers is not None:
                 extra["headers"] = headers(record)
-            self.producer.produce(topic, key=record[key], value=payload, on_delivery=on_delivery, **extra)
+            try:
+                self.producer.produce(topic, key=record[key], value=payload, on_delivery=on_delivery, **extra)
+            except BufferError:
+                self._produce_when_room(topic, key=record[key], value=payload, on_delivery=on_delivery, **extra)
         self.sent += len(records)
         self.producer.poll(0)
+
+    def _produce_when_room(self, topic: str, **record: Any) -> None:
+        """Produce once librdkafka's local queue has room (a burst larger than
+        ``queue.buffering.max.messages``, or a broker slower than the role): the delivery
+        callbacks are served meanwhile; a BufferError never reaches the role."""
+        while True:
+            self.producer.poll(0.1)
+            try:
+                self.producer.produce(topic, **record)
+                return
+            except BufferError:
+                continue
 
     def after_delivery(self, offsets: T, what: str) -> list[T]:
         """Hold ``offsets`` until every record sent so far is acknowledged; the held ones
@@ -255,7 +270,11 @@ class TransactionalOutbox(Outbox):
             self._begin()
             produce = self.producer.produce
             for partition, key, value in records:
-                produce(topic, key=key, value=value, partition=partition, on_delivery=self._on_delivery)
+                try:
+                    produce(topic, key=key, value=value, partition=partition, on_delivery=self._on_delivery)
+                except BufferError:  # the producer may have been replaced: look it up again
+                    self._produce_when_room(topic, key=key, value=value, partition=partition,
+                                            on_delivery=self._on_delivery)
         except KafkaException as exc:
             raise self._fail(exc, f"writing {topic}") from exc
         self.sent += len(records)

@@ -62,3 +62,16 @@ def test_a_refused_record_stops_the_role_before_anything_after_it_is_committed(s
         outbox.failures.clear()
         outbox.producer.purge()
         outbox.close()
+
+
+def test_a_burst_larger_than_the_local_queue_waits_for_room_instead_of_failing(settings: Settings) -> None:
+    """librdkafka raises BufferError when its local queue is full (100,000 records by
+    default: a joiner's transaction with more changelog records than that hit it)."""
+    outbox = Outbox(settings, **{"queue.buffering.max.messages": 50})
+    topic = _topic(settings)
+    try:
+        outbox.send(topic, "LabelEvent", [{**LABEL, "event_id": f"e{i}"} for i in range(2_000)], key="event_id")
+        outbox.flush("labels")
+        assert outbox.sent == 2_000 and len(outbox.producer) == 0
+    finally:
+        outbox.close()

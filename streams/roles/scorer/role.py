@@ -118,6 +118,7 @@ class ScorerRole(RoleSpec):
                                estimates=ScoreTap.from_settings(settings.scorer))
         self.consumer_config = {"fetch.wait.max.ms": settings.scorer.fetch_wait_ms}
         self.producer_config = {"linger.ms": settings.scorer.linger_ms}
+        self.commit_seconds = settings.scorer.commit_ms / 1000
         self._load = model_loader(settings)
 
     def start(self, ctx: Context) -> None:
