@@ -22,6 +22,7 @@ label) for about two minutes, about four minutes in all on two cores.
 from __future__ import annotations
 
 import bisect
+import collections
 import os
 import signal
 import threading
@@ -376,6 +377,14 @@ def test_exactly_once_through_worker_and_broker_faults(cluster: KafkaCluster, tm
                   f"\nchecker (read_committed):\n{report.markdown() if report else '(not run)'}\n"
                   f"\nworkers that exited by themselves: {crashes or 'none'}\n" + "\n".join(fatal[:12]) +
                   f"\njoiner restores ({len(restores)}):\n" + "\n".join(restores[-8:]))
+            missing = [i for i in range(total) if f"e{i}" not in outputs.ids["feedback"]]
+            if missing or report is None or not (report.predictions.exact and report.feedback.exact):
+                partitions = collections.Counter(outputs.partition_of.get(f"e{i}", -1) for i in missing)
+                print(f"\nevents without feedback in the live view: {len(missing)}"
+                      + (f" (e{missing[0]}..e{missing[-1]}, by features partition {dict(partitions)})"
+                         if missing else "") + "\nwhat the workers warned of:\n"
+                      + "\n".join(line[:300] for line in text.splitlines()
+                                  if " WARNING " in line or " ERROR " in line)[-8000:])
         else:  # it failed before the first fault: what the workers said
             moved = {kind: sorted({p for _, p, _ in outputs.arrivals[kind]}) for kind in KINDS}
             print(f"\nbefore the first fault: {sent[0]} events sent, outputs on partitions {moved}, "
