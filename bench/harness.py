@@ -32,7 +32,7 @@ from riverops.models.specs import get_spec
 from riverops.settings import ProcessingGuarantee, Settings
 
 __all__ = ["bench_settings", "cpu_seconds", "register_champion", "preload", "Worker", "start_worker",
-           "Counter", "create_plain_topics", "SIGNING_KEY", "train_champion"]
+           "Counter", "create_plain_topics", "SIGNING_KEY", "train_champion", "time_outputs"]
 
 SIGNING_KEY = "bench-signing-key"
 ROOT = Path(__file__).resolve().parents[1]
@@ -234,3 +234,30 @@ class Counter:
     def close(self) -> None:
         self.consumer.close()
 
+
+
+def time_outputs(worker: Worker, counter: Counter, *, warmup: int, events: int, timeout: float,
+                 progress: Any = None, broker_pid: int | None = None,
+                 attach: Callable[[list[Worker]], Callable[[], None]] | None = None
+                 ) -> tuple[dict[str, Any], float]:
+    """The clock of a one-worker bench: from ``warmup`` outputs readable to ``warmup +
+    events``. The figures (events/s, the worker's and the broker's CPU per event, peak RSS)
+    and the moment the clock started; the worker is stopped and the counter closed.
+    ``attach`` (a profiler) is called with the worker when the clock starts; what it
+    returns, when the clock stops."""
+    try:
+        started = counter.wait_for(warmup, timeout=timeout, check=worker.check, progress=progress)
+        cpu_at_start = worker.cpu()
+        broker_at_start = cpu_seconds(broker_pid) if broker_pid else 0.0
+        detach = attach([worker]) if attach else None
+        done = counter.wait_for(warmup + events, timeout=timeout, check=worker.check, progress=progress)
+        if detach is not None:
+            detach()
+        cpu = (worker.cpu() - cpu_at_start) / events * 1e6
+        broker_cpu = (cpu_seconds(broker_pid) - broker_at_start) / events * 1e6 if broker_pid else None
+    finally:
+        worker.stop()
+        counter.close()
+    return {"events_per_s": events / (done - started), "events": events,
+            "seconds": done - started, "peak_rss": worker.peak_rss, "cpu_us_per_event": cpu,
+            "broker_cpu_us_per_event": broker_cpu}, started

@@ -31,10 +31,10 @@ from bench.harness import (
     ROOT,
     SIGNING_KEY,
     Counter,
-    cpu_seconds,
     create_plain_topics,
     preload,
     start_worker,
+    time_outputs,
     train_champion,
 )
 from bench.workload import encode_all, feature_records, rows
@@ -126,17 +126,6 @@ def measure_quix(settings: Settings, workdir: Path, *, python: Path, variant: Va
     launched = time.perf_counter()
     worker = start_worker(settings, f"quix-{variant}", group_prefix="", env=env,
                           command=[str(python), "-m", "bench.quix_app"])
-    try:
-        started = counter.wait_for(warmup, timeout=timeout, check=worker.check, progress=progress)
-        cpu_at_start = worker.cpu()
-        broker_at_start = cpu_seconds(broker_pid) if broker_pid else 0.0
-        done = counter.wait_for(total, timeout=timeout, check=worker.check, progress=progress)
-        cpu = (worker.cpu() - cpu_at_start) / events * 1e6
-        broker_cpu = (cpu_seconds(broker_pid) - broker_at_start) / events * 1e6 if broker_pid else None
-    finally:
-        worker.stop()
-        counter.close()
-    return {"events_per_s": events / (done - started), "events": events,
-            "seconds": done - started, "startup_s": started - launched,
-            "peak_rss": worker.peak_rss, "cpu_us_per_event": cpu,
-            "broker_cpu_us_per_event": broker_cpu, "variant": variant}
+    measured, started = time_outputs(worker, counter, warmup=warmup, events=events, timeout=timeout,
+                                     progress=progress, broker_pid=broker_pid)
+    return {**measured, "startup_s": started - launched, "variant": variant}

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Counter, Worker, cpu_seconds, preload, start_worker
+from bench.harness import Counter, Worker, preload, start_worker, time_outputs
 from bench.workload import encode_all, feature_records, rows
 from riverops.kafka.topics import TopicCatalogue
 from riverops.settings import Settings
@@ -34,19 +34,6 @@ def measure_scorer(settings: Settings, workdir: Path, *, events: int, warmup: in
     counter = Counter(settings, catalogue.name("predictions"))
     counter.wait_assigned()  # reading before the worker starts: no burst at the clock's start
     worker = start_worker(settings, "scorer", group_prefix=f"{settings.topic_prefix}g")
-    try:
-        started = counter.wait_for(warmup, timeout=timeout, check=worker.check, progress=progress)
-        cpu_at_start = worker.cpu()
-        broker_at_start = cpu_seconds(broker_pid) if broker_pid else 0.0
-        detach = attach([worker]) if attach else None
-        done = counter.wait_for(total, timeout=timeout, check=worker.check, progress=progress)
-        if detach is not None:
-            detach()
-        cpu = (worker.cpu() - cpu_at_start) / events * 1e6
-        broker_cpu = (cpu_seconds(broker_pid) - broker_at_start) / events * 1e6 if broker_pid else None
-    finally:
-        worker.stop()
-        counter.close()
-    return {"events_per_s": events / (done - started), "events": events,
-            "seconds": done - started, "peak_rss": worker.peak_rss, "cpu_us_per_event": cpu,
-            "broker_cpu_us_per_event": broker_cpu}
+    measured, _ = time_outputs(worker, counter, warmup=warmup, events=events, timeout=timeout,
+                               progress=progress, broker_pid=broker_pid, attach=attach)
+    return measured
