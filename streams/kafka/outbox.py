@@ -62,9 +62,9 @@ class Outbox:
             self.failures.append(error)
 
     def _counted(self, segment: int) -> Callable[[Any, Any], None]:
-        def delivered(error: Any, _message: Any) -> None:
-            if error is not None:
-                self.failures.append(error)
+        """:meth:`_on_delivery`, and the record counted as acknowledged in ``segment``."""
+        def delivered(error: Any, message: Any) -> None:
+            self._on_delivery(error, message)
             self._unacked[segment] -= 1
         return delivered
 
