@@ -134,13 +134,18 @@ def test_abrupt_drift_is_caught_retrained_promoted_and_recovered(
         assert parent is not None and parent < ancestors[-1], (ancestors, parent)
         ancestors.append(parent)
     assert ancestors[-1] == 1, ancestors
-    # a fast recovery: learned from the feedback after the alarm only, the reason says so
-    assert "fast recovery at" in champion.reason and "events after the alarm" in champion.reason
-    assert 100 <= champion.lineage.samples <= retraining.drift_min_samples, champion.lineage
+    # v1's first successor was a fast recovery: learned from the feedback after the alarm
+    # only, the reason says so (the full-window retrain of the same request may since have
+    # bettered it: then it is the champion, and the fast one its parent)
+    history = read_topic(settings, "model-registry", "ModelVersion", expected=1, timeout=5)
+    promoted = {v["version"]: v["reason"] for v in history if v["stage"] == "champion"}
+    fast = promoted.get(ancestors[-2], "")
+    assert "fast recovery at" in fast and "events after the alarm" in fast, (ancestors, promoted)
+    samples = registry.get("sine", ancestors[-2]).lineage.samples
+    assert 100 <= samples <= retraining.drift_min_samples, samples
     assert registry.get("sine", 1).stage == "archived"
 
-    v2 = [v for v in read_topic(settings, "model-registry", "ModelVersion", expected=1, timeout=5)
-          if v["version"] == 2]
+    v2 = [v for v in history if v["version"] == 2]
     first_v2 = min((e["emitted_at"] for e in metrics if e["version"] == 2), default=None)
 
     def after(moment: datetime | None) -> str:
