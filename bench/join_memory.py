@@ -10,6 +10,13 @@ joins (labels added, feedback decoded at flush).
 
     .venv/bin/python bench/join_memory.py                 # 100k and 1M, features + champion
     .venv/bin/python bench/join_memory.py --events 100000 --shape features features+3
+    .venv/bin/python bench/join_memory.py --events 10000000 --method rss --spill 50000
+
+With ``--spill N`` the core keeps N pending events in memory and spills the rest to its
+SQLite file (``JoinCore(spill_to=..., memory_events=N)``): the figures are then RSS (the
+dicts, SQLite's page cache) and the file's bytes per event, and the joins are of the
+OLDEST events (their features on disk, as a label days late finds them); the whole
+snapshot and restore are skipped (they copy the state: at least once only).
 """
 
 from __future__ import annotations
@@ -17,12 +24,15 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import resource
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 from riverops.roles.joiner import JoinCore
@@ -90,25 +100,37 @@ def _rss() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def child(events: int, shape: Shape, method: str) -> dict[str, Any]:
+def child(events: int, shape: Shape, method: str, spill: int = 0) -> dict[str, Any]:
     """One measurement in this (fresh) process."""
     SingleObjectCodec()  # schemas parsed and imports done before the baseline
     gc.collect()
     if method == "tracemalloc":
         tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0] if method == "tracemalloc" else _rss()
-    core = JoinCore()
+    folder = Path(tempfile.mkdtemp(prefix="join-spill-"))
+    core = JoinCore(spill_to=folder / "p0.sqlite", memory_events=spill) if spill else JoinCore()
     seconds = _fill(core, events, shape)
     gc.collect()
     after = tracemalloc.get_traced_memory()[0] if method == "tracemalloc" else _rss()
     stats = core.stats()
     out: dict[str, Any] = {
-        "events": events, "shape": shape, "method": method,
+        "events": events, "shape": shape, "method": method, "spill": spill,
         "bytes_per_event": (after - before) / events,
         "estimate_per_event": stats.pending_bytes / events,
         "adds_per_s": events * (1 + 3 * (shape == "features+3") + (shape == "features+1"))
         / seconds,
     }
+    if spill:
+        out["rss_mb"] = after / 1e6
+        out["on_disk"] = stats.pending_on_disk
+        out["file_bytes_per_event"] = (folder / "p0.sqlite").stat().st_size / events
+        if shape == "features+1":
+            out["joins_per_s"] = _join(core, min(events, 100_000), at=T0 + events)
+        out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+        core.close()
+        folder.rmdir()
+        return out
+    folder.rmdir()
     if method != "rss":
         return out
     started = time.perf_counter()
@@ -123,16 +145,22 @@ def child(events: int, shape: Shape, method: str) -> dict[str, Any]:
     out["replay_from_s"] = time.perf_counter() - started
     assert restored.stats() == stats
     del restored, snapshot
-    if shape == "features+1":  # join the first 100k: labels in, feedback decoded at flush
-        make, joined = _makers()["label"], min(events, 100_000)
-        started = time.perf_counter()
-        for start in range(0, joined, 1000):
-            for index in range(start, min(start + 1000, joined)):
-                event_id = str(uuid.UUID(int=index))
-                core.add("label", event_id, make(event_id), T0 + events, ("labels", 0, index))
-            core.flush()
-        out["joins_per_s"] = joined / (time.perf_counter() - started)
+    if shape == "features+1":
+        out["joins_per_s"] = _join(core, min(events, 100_000), at=T0 + events)
     return out
+
+
+def _join(core: JoinCore, joined: int, *, at: int) -> float:
+    """Joins per second of the first (oldest) ``joined`` events: labels in, feedback
+    decoded at flush."""
+    make = _makers()["label"]
+    started = time.perf_counter()
+    for start in range(0, joined, 1000):
+        for index in range(start, min(start + 1000, joined)):
+            event_id = str(uuid.UUID(int=index))
+            core.add("label", event_id, make(event_id), at, ("labels", 0, index))
+        core.flush()
+    return joined / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -141,17 +169,19 @@ def main() -> None:
     parser.add_argument("--shape", nargs="+", choices=SHAPES, default=["features+1"])
     parser.add_argument("--method", nargs="+", choices=("rss", "tracemalloc"),
                         default=["tracemalloc", "rss"])
-    parser.add_argument("--child", nargs=3, metavar=("EVENTS", "SHAPE", "METHOD"),
+    parser.add_argument("--spill", type=int, default=0, metavar="N",
+                        help="keep N pending events in memory, spill the rest to SQLite (0: no file)")
+    parser.add_argument("--child", nargs=4, metavar=("EVENTS", "SHAPE", "METHOD", "SPILL"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(int(args.child[0]), args.child[1], args.child[2])))
+        print(json.dumps(child(int(args.child[0]), args.child[1], args.child[2], int(args.child[3]))))
         return
     for events in args.events:
         for shape in args.shape:
             for method in args.method:
                 run = subprocess.run(
-                    [sys.executable, __file__, "--child", str(events), shape, method],
+                    [sys.executable, __file__, "--child", str(events), shape, method, str(args.spill)],
                     check=True, capture_output=True, text=True,
                 )
                 result = json.loads(run.stdout)
@@ -159,6 +189,10 @@ def main() -> None:
                         f"{result['bytes_per_event']:6.0f} B/event "
                         f"(estimate {result['estimate_per_event']:.0f})  "
                         f"adds {result['adds_per_s']:,.0f}/s")
+                if args.spill:
+                    line += (f"\n{'':10} spill {args.spill:,}: RSS {result['rss_mb']:.0f} MB (peak "
+                             f"{result['peak_rss_mb']:.0f}), {result['on_disk']:,} on disk, file "
+                             f"{result['file_bytes_per_event']:.0f} B/event")
                 if "snapshot_mb" in result:
                     line += (f"\n{'':10} snapshot {result['snapshot_mb']:.1f} MB in "
                              f"{result['snapshot_s']:.2f} s, restore {result['restore_s']:.2f} s, "

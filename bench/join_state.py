@@ -17,7 +17,7 @@ def measure_join_state(events: int, *, method: str = "rss", shape: str = "featur
                        timeout: float = 600.0) -> dict[str, Any]:
     """One join_memory child: ``events`` pending events of ``shape`` (features + champion
     prediction by default, i.e. what waits for a label in the loop above)."""
-    run = subprocess.run([sys.executable, str(SCRIPT), "--child", str(events), shape, method],
+    run = subprocess.run([sys.executable, str(SCRIPT), "--child", str(events), shape, method, "0"],
                          check=True, capture_output=True, text=True, timeout=timeout,
                          cwd=SCRIPT.parents[1])
     result: dict[str, Any] = json.loads(run.stdout)

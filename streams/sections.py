@@ -67,6 +67,9 @@ class JoinerSettings(_Section):
                                      "accepted (stream time); older pending events expire")
     complete_runs_seconds: float = Field(2.0, ge=0, description="how long a batch may wait for "
                                          "the rest of an event's predictions")
+    memory_events: int = Field(50_000, ge=0, description="pending events (and, apart, emitted "
+                               "event ids) kept in memory per partition; older ones spill to a "
+                               "scratch SQLite file in the state dir (0: all in memory)")
 
 
 class DataDriftSettings(_Section):

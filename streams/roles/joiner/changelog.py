@@ -38,13 +38,14 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 from riverops.kafka.clients import make_admin, make_consumer, ok
 from riverops.kafka.outbox import RawRecord
 from riverops.kafka.topics import TopicCatalogue
+from riverops.roles.joiner.core import JoinCore
 from riverops.roles.joiner.snapshot import SnapshotState, decode_snapshot, encode_snapshot
-from riverops.roles.joiner.state import check_item
+from riverops.roles.joiner.state import check_item, first_seen_of, refs_of
 from riverops.schemas.errors import ConfigError, DecodeError, RiveropsError
 from riverops.settings import Settings
 
-__all__ = ["changelog_topic", "ensure_changelog", "encode_changes", "encode_header", "fold", "restore",
-           "Restored"]
+__all__ = ["changelog_topic", "ensure_changelog", "encode_changes", "encode_header", "fold", "Folding",
+           "restore", "Restored"]
 
 log = logging.getLogger(__name__)
 
@@ -118,12 +119,18 @@ def encode_header(partition: int, header: SnapshotState) -> RawRecord:
     return (partition, HEADER_KEY, _HEADER + encode_snapshot(header))
 
 
-def fold(records: Iterable[tuple[bytes | None, bytes | None]]) -> SnapshotState | None:
-    """The state a changelog partition's records describe (None: no header, no state);
-    DecodeError on a record this module did not write."""
+Entries = tuple[list[tuple[str, bytes | None]], list[tuple[str, int | None]]]
+"""A chunk of changelog records as (pending entries, done entries) in log order, None
+where an event's record says it is not (or no longer) there."""
+
+
+def _decode(records: Iterable[tuple[bytes | None, bytes | None]]) -> tuple[SnapshotState | None, Entries, int]:
+    """A chunk's last header, its entries and the highest topic-partition index a pending
+    event names (-1: none); DecodeError on a record this module did not write."""
     header: SnapshotState | None = None
-    pending: dict[str, bytes] = {}
-    done: dict[str, int] = {}
+    pending: list[tuple[str, bytes | None]] = []
+    done: list[tuple[str, int | None]] = []
+    top = -1
     for key, value in records:
         if key is None:
             raise DecodeError("a changelog record without a key", raw=value or b"")
@@ -133,59 +140,118 @@ def fold(records: Iterable[tuple[bytes | None, bytes | None]]) -> SnapshotState 
             header = decode_snapshot(value[1:])
             continue
         event_id = key.decode()
-        pending.pop(event_id, None)
-        done.pop(event_id, None)
+        kind = value[:1] if value is not None else None
         if value is None:
-            continue
-        kind = value[:1]
-        if kind == _PENDING:
-            pending[event_id] = value[1:]
+            pending.append((event_id, None))
+            done.append((event_id, None))
+        elif kind == _PENDING:
+            blob = value[1:]
+            try:
+                check_item(blob, 1 << 16)
+            except (ValueError, struct.error) as exc:
+                raise DecodeError(f"a corrupt pending event in the changelog: {exc}", raw=value) from exc
+            top = max(top, max((tp for tp, _ in refs_of(blob)), default=-1))
+            pending.append((event_id, blob))
+            done.append((event_id, None))
         elif kind == _DONE and len(value) == 1 + _TIME.size:
-            done[event_id] = _TIME.unpack_from(value, 1)[0]
+            pending.append((event_id, None))
+            done.append((event_id, _TIME.unpack_from(value, 1)[0]))
         else:
             raise DecodeError(f"unknown changelog record for {event_id!r}", raw=value)
+    return header, (pending, done), top
+
+
+def _check(header: SnapshotState | None, entries: int, top: int) -> SnapshotState | None:
     if header is None:
-        if pending or done:
+        if entries:
             raise DecodeError("changelog entries without a header", raw=b"")
         return None
-    try:
-        first_seen = {event_id: check_item(blob, len(header.partitions)) for event_id, blob in pending.items()}
-    except (ValueError, struct.error) as exc:
-        raise DecodeError(f"a corrupt pending event in the changelog: {exc}", raw=b"") from exc
-    header.pending = {event_id: pending[event_id] for event_id in sorted(pending, key=first_seen.__getitem__)}
-    header.done = dict(sorted(done.items(), key=lambda item: item[1]))
+    if top >= len(header.partitions):
+        raise DecodeError(f"a corrupt pending event in the changelog: topic-partition index {top} "
+                          f"of {len(header.partitions)}", raw=b"")
+    return header
+
+
+def fold(records: Iterable[tuple[bytes | None, bytes | None]]) -> SnapshotState | None:
+    """The state a changelog partition's records describe, in memory (None: no header, no
+    state); DecodeError on a record this module did not write."""
+    header, (pending, done), top = _decode(records)
+    header = _check(header, len(pending), top)
+    if header is None:
+        return None
+    found: dict[str, bytes] = {}
+    emitted: dict[str, int] = {}
+    for (event_id, blob), (_, done_at) in zip(pending, done, strict=True):
+        found.pop(event_id, None)
+        emitted.pop(event_id, None)
+        if blob is not None:
+            found[event_id] = blob
+        elif done_at is not None:
+            emitted[event_id] = done_at
+    header.pending = dict(sorted(found.items(), key=lambda item: first_seen_of(item[1])))
+    header.done = dict(sorted(emitted.items(), key=lambda item: item[1]))
     return header
 
 
 @dataclass
 class Restored:
-    """What :func:`restore` read: the state (None: empty), records read, seconds taken."""
+    """What :func:`restore` read: whether there was a state, records read, seconds taken."""
 
-    state: SnapshotState | None
+    found: bool
     records: int
     seconds: float
 
 
-def restore(settings: Settings, topic: str, partition: int, *, timeout: float = 120.0) -> Restored:
-    """Read changelog partition ``partition`` to its end (read_committed: an open
-    transaction of a dead owner is waited out, up to the transaction timeout)."""
+class Folding:
+    """A changelog partition's records, a chunk at a time, into the new core ``into`` (a
+    spilling core writes each chunk to its file: a state larger than memory restores in
+    bounded memory); :meth:`finish` gives it the header."""
+
+    def __init__(self, into: JoinCore) -> None:
+        self.core = into
+        self.records = 0
+        self._header: SnapshotState | None = None
+        self._entries = 0
+        self._top = -1
+
+    def add(self, chunk: list[tuple[bytes | None, bytes | None]]) -> None:
+        header, (pending, done), top = _decode(chunk)
+        self.core.absorb(pending, done)
+        self._header, self._top = header or self._header, max(self._top, top)
+        self.records += len(chunk)
+        self._entries += len(pending)
+
+    def finish(self) -> bool:
+        """Resume the core at the last header; False: the changelog held no state."""
+        header = _check(self._header, self._entries, self._top)
+        if header is not None:
+            self.core.resume(header)
+        return header is not None
+
+
+def restore(settings: Settings, topic: str, partition: int, into: JoinCore, *,
+            timeout: float = 120.0) -> Restored:
+    """Read changelog partition ``partition`` to its end into the new core ``into``
+    (:class:`Folding`); read_committed, so an open transaction of a dead owner is waited
+    out, up to the transaction timeout."""
     started = time.monotonic()
     consumer = make_consumer(settings, f"restore-{uuid.uuid4().hex[:8]}", **{"fetch.max.bytes": 52428800})
     tp = TopicPartition(topic, partition, OFFSET_BEGINNING)
+    folding = Folding(into)
     try:
         low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
-        records: list[tuple[bytes | None, bytes | None]] = []
         if high > low:
             consumer.assign([tp])
             deadline = started + timeout
             while True:
-                records += [(m.key(), m.value()) for m in consumer.consume(10_000, 0.5) if ok(m)]
+                folding.add([(m.key(), m.value()) for m in consumer.consume(10_000, 0.5) if ok(m)])
                 position = consumer.position([tp])[0].offset
                 if position >= high:
                     break
                 if time.monotonic() > deadline:
                     raise RiveropsError(f"could not read {topic}[{partition}] to offset {high} within "
                                         f"{timeout}s (at {position})")
-        return Restored(fold(records), len(records), time.monotonic() - started)
     finally:
         consumer.close()
+    found = folding.finish()
+    return Restored(found, folding.records, time.monotonic() - started)

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, NamedTuple, get_args
 
 from riverops.kafka.deadletter import Origin
@@ -67,12 +68,12 @@ from riverops.kafka.limits import check_record
 from riverops.kafka.topics import Source
 from riverops.roles.joiner.feedback import Rejected, feedback_record
 from riverops.roles.joiner.snapshot import NO_TIME, SnapshotState, decode_snapshot, encode_snapshot
+from riverops.roles.joiner.spill import BLOBS, TIMES, SpillFile, SpillMap
 from riverops.roles.joiner.state import (
     Item,
     Kind,
     Stored,
     admit,
-    first_seen_of,
     pack_item,
     refs_of,
     unpack_item,
@@ -92,6 +93,7 @@ __all__ = [
     "JoinStats",
     "JoinCore",
     "DEFAULT_TTL_MS",
+    "DEFAULT_MEMORY_EVENTS",
     "ITEM_OVERHEAD",
 ]
 
@@ -111,6 +113,8 @@ Rejection = tuple[Origin, RiveropsError]
 (source, key, raw payload) and why."""
 
 DEFAULT_TTL_MS = 7 * 24 * 3600 * 1000
+DEFAULT_MEMORY_EVENTS = 50_000
+"""Pending events (and, apart, emitted ids) a spilling core keeps in memory per partition."""
 ITEM_OVERHEAD = 150
 """Bytes per pending event beyond its blob and key: the bytes and str object headers and
 the dict slot (measured by bench/join_memory.py); used by the pending_bytes estimate."""
@@ -152,6 +156,8 @@ class JoinStats:
     pending: int
     pending_bytes: int  # blobs and keys plus ITEM_OVERHEAD per event: an estimate
     done: int
+    pending_on_disk: int  # of ``pending``, those spilled to the core's file
+    done_on_disk: int
     stream_time_ms: int | None
     joined: int
     duplicates: int
@@ -167,28 +173,38 @@ class JoinCore:
 
     ``ttl_ms`` is the longest label delay accepted, in stream time; ``codec`` decodes the
     completed events (a SingleObjectCodec also lets the core check every payload's writer
-    schema on arrival and slice predictions without decoding them).
+    schema on arrival and slice predictions without decoding them). With ``spill_to`` (a
+    file path) the pending events and emitted ids beyond the newest ``memory_events`` of
+    each live in that scratch SQLite file (:mod:`riverops.roles.joiner.spill`), made anew
+    here and deleted by :meth:`close`; without it everything stays in memory.
     """
 
-    def __init__(self, *, ttl_ms: int = DEFAULT_TTL_MS, codec: Codec | None = None) -> None:
+    def __init__(self, *, ttl_ms: int = DEFAULT_TTL_MS, codec: Codec | None = None,
+                 spill_to: Path | None = None, memory_events: int = DEFAULT_MEMORY_EVENTS) -> None:
         if ttl_ms <= 0:
             raise ConfigError(f"the joiner TTL must be positive, got {ttl_ms} ms")
+        if spill_to is not None and memory_events < 1:
+            raise ConfigError(f"a spilling joiner keeps at least 1 event in memory, got {memory_events}")
         self._ttl = ttl_ms
         self._codec: Codec = codec if codec is not None else SingleObjectCodec()
         self._tp_index: dict[tuple[str, int], int] = {}
         self._tps: list[tuple[str, int]] = []
         self._positions: list[int] = []
         self._now = NO_TIME
-        self._pending: dict[str, bytes] = {}  # in first_seen order: expiry pops a prefix
+        self._file = None if spill_to is None else SpillFile(spill_to)
+        # in first_seen order: expiry pops a prefix
+        self._pending = SpillMap(BLOBS, file=self._file, table="pending", memory_items=memory_events)
         self._pending_bytes = 0
         self._ready: dict[str, int] = {}  # complete events -> stream time they completed
-        self._done: dict[str, int] = {}  # emitted events -> that time, in time order
+        # emitted events -> that time, in time order
+        self._done = SpillMap(TIMES, file=self._file, table="done", memory_items=memory_events)
         self._dead: list[Rejection] = []
         self._expired: dict[Kind, int] = dict.fromkeys(KINDS, 0)
         self._counts: dict[Outcome, int] = dict.fromkeys(OUTCOMES, 0)
         self._flushed = dict(self._counts)
         self._dirty = False
         self._changed: set[str] = set()  # event ids whose state changed since changes()
+        self._absorbed = False
 
     # -- input ---------------------------------------------------------------------------
 
@@ -225,7 +241,7 @@ class JoinCore:
             if done_at >= deadline:
                 self._counts["late_predictions" if kind == "prediction" else "duplicates"] += 1
                 return
-            del self._done[event_id]  # expired, as the next flush would have found
+            self._done.discard(event_id)  # expired, as the next flush would have found
             self._changed.add(event_id)
         blob = self._pending.get(event_id)
         item = Item(now) if blob is None else unpack_item(blob)
@@ -238,7 +254,7 @@ class JoinCore:
             self._counts["duplicates"] += 1
             return
         new = pack_item(item)
-        self._pending[event_id] = new
+        self._pending.put(event_id, new)
         self._changed.add(event_id)
         self._pending_bytes += len(new) - (len(blob) if blob is not None else -len(event_id))
         if item.complete and event_id not in self._ready:
@@ -271,7 +287,8 @@ class JoinCore:
         """Emit every completed event, expire what outlived the TTL; call after each batch."""
         feedback = []
         for event_id, done_at in self._ready.items():
-            blob = self._pending[event_id]
+            blob = self._pending.get(event_id)
+            assert blob is not None  # a ready event is pending until this flush
             self._remove(event_id, blob)
             try:
                 feedback.append(feedback_record(event_id, unpack_item(blob), self._codec))
@@ -279,26 +296,17 @@ class JoinCore:
             except Rejected as rejected:
                 self._counts["invalid"] += 1
                 self._dead.append((self._origin(rejected.stored, event_id), rejected.error))
-            self._done[event_id] = done_at
+            self._done.put(event_id, done_at)
             self._changed.add(event_id)
         self._ready.clear()
         deadline = self._now - self._ttl
-        expired = []
-        for event_id, blob in self._pending.items():
-            if first_seen_of(blob) >= deadline:
-                break
-            expired.append((event_id, blob))
-        for event_id, blob in expired:
-            self._remove(event_id, blob)
+        for event_id, blob in self._pending.pop_older(deadline):
+            self._pending_bytes -= len(blob) + len(event_id)
+            self._changed.add(event_id)
             self._expire(event_id, unpack_item(blob))
-        stale = []
-        for event_id, done_at in self._done.items():
-            if done_at >= deadline:
-                break
-            stale.append(event_id)
-        for event_id in stale:
-            del self._done[event_id]
-        self._changed.update(stale)
+        self._changed.update(event_id for event_id, _ in self._done.pop_older(deadline))
+        if self._pending.spill() + self._done.spill() and self._file is not None:
+            self._file.checkpoint()
         dead, self._dead = self._dead, []
         kinds, self._expired = self._expired, dict.fromkeys(KINDS, 0)
         outcomes = {name: self._counts[name] - self._flushed[name] for name in OUTCOMES}
@@ -330,7 +338,7 @@ class JoinCore:
         return Origin((topic, partition, offset), event_id.encode(), payload or None)
 
     def _remove(self, event_id: str, blob: bytes) -> None:
-        del self._pending[event_id]
+        self._pending.discard(event_id)
         self._changed.add(event_id)
         self._pending_bytes -= len(blob) + len(event_id)
 
@@ -343,6 +351,8 @@ class JoinCore:
             pending=pending,
             pending_bytes=self._pending_bytes + pending * ITEM_OVERHEAD,
             done=len(self._done),
+            pending_on_disk=self._pending.on_disk,
+            done_on_disk=self._done.on_disk,
             stream_time_ms=None if self._now == NO_TIME else self._now,
             **self._counts,
         )
@@ -355,7 +365,7 @@ class JoinCore:
         """Per (topic, partition), the smallest offset a pending event still holds (else the
         next offset): replaying from there rebuilds the pending state. O(pending)."""
         lowest = list(self._positions)
-        for blob in self._pending.values():
+        for blob in self._pending.values():  # with a spill file: reads it all
             for tp, offset in refs_of(blob):
                 if offset < lowest[tp]:
                     lowest[tp] = offset
@@ -374,7 +384,7 @@ class JoinCore:
             raise RiveropsError("the state of a JoinCore is only taken flushed: call flush() first")
         return SnapshotState(
             self._now, list(self._tps), list(self._positions), {str(k): v for k, v in self._counts.items()},
-            self._pending if whole else {}, self._done if whole else {},
+            self._pending.as_dict() if whole else {}, self._done.as_dict() if whole else {},
         )
 
     def changes(self) -> list[tuple[str, bytes | None, int | None]]:
@@ -388,24 +398,47 @@ class JoinCore:
         return changed
 
     @classmethod
-    def restore(cls, data: bytes, *, ttl_ms: int = DEFAULT_TTL_MS, codec: Codec | None = None
-                ) -> JoinCore:
+    def restore(cls, data: bytes, *, ttl_ms: int = DEFAULT_TTL_MS, codec: Codec | None = None,
+                spill_to: Path | None = None, memory_events: int = DEFAULT_MEMORY_EVENTS) -> JoinCore:
         """A core in the state of a snapshot; DecodeError if ``data`` is not a valid one."""
-        return cls.from_state(decode_snapshot(data), ttl_ms=ttl_ms, codec=codec)
+        return cls.from_state(decode_snapshot(data), ttl_ms=ttl_ms, codec=codec, spill_to=spill_to,
+                              memory_events=memory_events)
 
     @classmethod
-    def from_state(cls, state: SnapshotState, *, ttl_ms: int = DEFAULT_TTL_MS, codec: Codec | None = None
-                   ) -> JoinCore:
+    def from_state(cls, state: SnapshotState, *, ttl_ms: int = DEFAULT_TTL_MS, codec: Codec | None = None,
+                   spill_to: Path | None = None, memory_events: int = DEFAULT_MEMORY_EVENTS) -> JoinCore:
         """A core in ``state`` (pending entries in first-seen order, done ones in time order)."""
-        core = cls(ttl_ms=ttl_ms, codec=codec)
-        core._tps = state.partitions
-        core._tp_index = {tp: index for index, tp in enumerate(state.partitions)}
-        core._positions = state.positions
-        core._now = state.stream_time
-        core._pending = state.pending
-        core._pending_bytes = sum(len(blob) + len(key) for key, blob in state.pending.items())
-        core._done = state.done
-        for name in OUTCOMES:
-            core._counts[name] = state.counts.get(name, 0)
-        core._flushed = dict(core._counts)
+        core = cls(ttl_ms=ttl_ms, codec=codec, spill_to=spill_to, memory_events=memory_events)
+        core._pending.load(state.pending)
+        core._done.load(state.done)
+        core.resume(state)
         return core
+
+    def absorb(self, pending: Iterable[tuple[str, bytes | None]], done: Iterable[tuple[str, int | None]]) -> None:
+        """Restore, a chunk of a changelog at a time, into a new core: entries in log order
+        (None: the event is no longer there), the last of each event wins; then
+        :meth:`resume` with the changelog's header. Spilling cores write them to disk."""
+        self._pending.absorb(pending)
+        self._done.absorb(done)
+        self._absorbed = True
+
+    def resume(self, header: SnapshotState) -> None:
+        """Take the clock, positions and counts of ``header`` (after the entries, by
+        :meth:`absorb` or :meth:`from_state`)."""
+        if self._absorbed:
+            self._pending.sort()
+            self._done.sort()
+        self._tps = list(header.partitions)
+        self._tp_index = {tp: index for index, tp in enumerate(self._tps)}
+        self._positions = list(header.positions)
+        self._now = header.stream_time
+        self._pending_bytes = self._pending.stored_bytes()
+        for name in OUTCOMES:
+            self._counts[name] = header.counts.get(name, 0)
+        self._flushed = dict(self._counts)
+
+    def close(self) -> None:
+        """Delete the spill file (the state is gone with it: a revoke, a stop)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -157,43 +157,60 @@ class JoinerRole(RoleSpec):
     def _load(self, partition: int, *, committed: bool) -> JoinCore:
         path = checkpoint_path(self._settings, self._group_id, partition)
         if not path.exists():
-            return self._new_core()
+            return self._new_core(partition)
         if not committed:
             # a checkpoint without any committed offset belongs to another cluster or to
             # deleted topics: seeking to its positions would skip real data silently
             log.warning("ignoring checkpoint %s: the group has no committed offsets for "
                         "partition %s (new cluster or recreated topics?)", path, partition)
             self.stats.ignored_checkpoints += 1
-            return self._new_core()
+            return self._new_core(partition)
         try:
-            core = JoinCore.restore(path.read_bytes(), ttl_ms=self._ttl_ms, codec=self._codec)
+            core = JoinCore.restore(path.read_bytes(), ttl_ms=self._ttl_ms, codec=self._codec,
+                                    **self._spill(partition))
         except DecodeError as exc:
             log.error("unusable checkpoint %s (%s): replaying from the committed offsets", path, exc)
-            return self._new_core()
+            return self._new_core(partition)
         self.stats.restored += 1
         log.info("partition %s restored from %s at %s", partition, path, core.positions())
         return core
 
     def _restore(self, topic: str, partition: int) -> JoinCore:
-        restored = restore(self._settings, topic, partition)
+        core = self._new_core(partition)
+        try:
+            restored = restore(self._settings, topic, partition, core)
+        except BaseException:
+            core.close()
+            raise
         self.stats.restored_records += restored.records
         self.stats.restore_seconds += restored.seconds
-        if restored.state is None:
-            return self._new_core()
+        if not restored.found:
+            return core
         self.stats.restored += 1
-        core = JoinCore.from_state(restored.state, ttl_ms=self._ttl_ms, codec=self._codec)
-        log.info("partition %s restored from %s in %.2fs (%d records, %d pending) at %s", partition, topic,
-                 restored.seconds, restored.records, core.stats().pending, core.positions())
+        stats = core.stats()
+        log.info("partition %s restored from %s in %.2fs (%d records, %d pending, %d of them on disk) at %s",
+                 partition, topic, restored.seconds, restored.records, stats.pending, stats.pending_on_disk,
+                 core.positions())
         return core
 
-    def _new_core(self) -> JoinCore:
-        return JoinCore(ttl_ms=self._ttl_ms, codec=self._codec)
+    def _new_core(self, partition: int) -> JoinCore:
+        return JoinCore(ttl_ms=self._ttl_ms, codec=self._codec, **self._spill(partition))
+
+    def _spill(self, partition: int) -> dict[str, Any]:
+        """Where partition's core spills beyond ``joiner.memory_events`` (0: never)."""
+        events = self._settings.joiner.memory_events
+        if not events:
+            return {}
+        path = self._settings.state_dir / self._group_id / f"partition-{partition}.spill.sqlite"
+        return {"spill_to": path, "memory_events": events}
 
     def revoke(self, partitions: list[TopicPartition]) -> None:
         """Drop the cores of revoked partitions: the runtime committed them just before
         (:meth:`offsets` wrote their snapshots), and the new owner starts from there."""
         for partition in {tp.partition for tp in partitions}:
-            self._cores.pop(partition, None)
+            core = self._cores.pop(partition, None)
+            if core is not None:
+                core.close()
             self._unsaved.discard(partition)
         self._report()
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from riverops.roles.joiner.state import check_item
@@ -58,8 +59,8 @@ class SnapshotState:
     partitions: list[tuple[str, int]]
     positions: list[int]
     counts: dict[str, int]
-    pending: dict[str, bytes]
-    done: dict[str, int]
+    pending: Mapping[str, bytes]
+    done: Mapping[str, int]
 
 
 def encode_snapshot(state: SnapshotState) -> bytes:
