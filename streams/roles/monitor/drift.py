@@ -187,9 +187,11 @@ class DataDriftMonitor:
         self.samples = 0
         self._pending: list[Mapping[str, Any]] = []
         self._reference: dict[str, _FeatureReference] | None = None
-        self._window: collections.deque[Mapping[str, Any]] = collections.deque(
-            maxlen=self.options.window_size
-        )
+        # the current window, a column per reference feature in a ring: each event's
+        # values are read once, when it arrives (numbers as floats, NaN for what is not
+        # one), not from every row at every evaluation
+        self._columns: dict[str, list[Any]] = {}
+        self._filled = self._next = 0
         self._since_reference = 0
         self._alarmed: set[tuple[str, DataDetector]] = set()
         self.scores: dict[str, dict[DataDetector, float]] = {}
@@ -207,8 +209,13 @@ class DataDriftMonitor:
             name: _FeatureReference([row.get(name) for row in rows], self.options)
             for name in names
         }
+        size = self.options.window_size
+        self._columns = {name: [math.nan if ref.numeric else None] * size for name, ref in self._reference.items()}
+        self._numeric = [(name, column) for name, column in self._columns.items() if self._reference[name].numeric]
+        self._categorical = [(name, column) for name, column in self._columns.items()
+                             if not self._reference[name].numeric]
+        self._filled = self._next = 0
         self._pending = []
-        self._window.clear()
         self._since_reference = 0
         self._alarmed.clear()
         self.scores = {}
@@ -221,10 +228,17 @@ class DataDriftMonitor:
             if len(self._pending) >= self.options.reference_size:
                 self.set_reference(self._pending)
             return []
-        self._window.append(features)
+        at, get = self._next, features.get
+        for name, column in self._numeric:
+            value = get(name)
+            column[at] = value if type(value) is float else _float_or_nan(value)
+        for name, column in self._categorical:
+            column[at] = get(name)
+        size = self.options.window_size
+        self._next = (at + 1) % size
+        self._filled = min(self._filled + 1, size)
         self._since_reference += 1
-        full = len(self._window) == self.options.window_size
-        if not full or self._since_reference % self.options.every:
+        if self._filled < size or self._since_reference % self.options.every:
             return []
         return self._evaluate()
 
@@ -233,8 +247,11 @@ class DataDriftMonitor:
         options = self.options
         alarms: list[DataAlarm] = []
         for name, reference in self._reference.items():
-            values = [row.get(name) for row in self._window]
-            numbers = _numbers(values) if reference.numeric else None
+            values = self._columns[name]  # in ring order: the statistics ignore order
+            numbers = None
+            if reference.numeric:
+                column = np.array(values, dtype=float)
+                numbers = column[np.isfinite(column)]
             scores: dict[DataDetector, float] = {
                 "PSI": psi(reference.counts, reference.bin_counts(values, numbers),
                            epsilon=options.epsilon)
