@@ -74,8 +74,7 @@ class Runtime:
 
     def __init__(self, role: RoleSpec, settings: Settings, *, stop: threading.Event, group_id: str,
                  telemetry: Telemetry | None = None) -> None:
-        self.role, self.settings, self.stop, self.group_id = role, settings, stop, group_id
-        self.telemetry = telemetry
+        self.role, self.settings, self.stop, self.group_id, self.telemetry = role, settings, stop, group_id, telemetry
         self.codec = settings.codec()
         self.catalogue = TopicCatalogue.from_settings(settings)
         self.registry = Registry(keep_artifacts=settings.registry_keep_artifacts)
@@ -113,8 +112,7 @@ class Runtime:
                 self._consumer = make_consumer(self.settings, self.group_id, on_commit=self._on_commit,
                                                **role.consumer_config)
                 lost = {"on_lost": self._on_lost} if self.exactly_once else {}
-                self._consumer.subscribe(list(self._topics), on_assign=self._on_assign,
-                                         on_revoke=self._on_revoke, **lost)
+                self._consumer.subscribe(list(self._topics), on_assign=self._on_assign, on_revoke=self._on_revoke, **lost)
             last_commit = time.monotonic()
             while not self.stop.is_set():
                 if self._rewinding is not None and not self._resume():
@@ -322,21 +320,14 @@ class Runtime:
                 self._consumer.seek(TopicPartition(*key, message.offset()))
         if time.monotonic() - self._rewind_warning_at >= 30:
             self._rewind_warning_at = time.monotonic()
-            log.warning("%s: still rewinding (its committed offsets cannot be read)", self.role.name)
+            log.warning("%s: still rewinding (its committed offsets or state cannot be read yet)", self.role.name)
 
     def _resume(self) -> bool:
         """Give the role its partitions back at the committed offsets; False while the
         broker cannot say what they are (nothing is read meanwhile)."""
         partitions = self._rewinding or []
         committed = self._committed(self._consumer, partitions)
-        if committed is None:
-            return False
-        try:
-            self.role.assign(partitions, committed)
-        except (KafkaException, RiveropsError) as exc:
-            if isinstance(exc, AuthorizationError):
-                raise
-            log.warning("%s: cannot restore its partitions yet (%s)", self.role.name, exc)
+        if committed is None or not self._restored(partitions, committed):
             return False
         for tp in partitions:
             if tp.offset < 0:
@@ -350,6 +341,18 @@ class Runtime:
         log.info("%s: resumed %d partitions at the committed offsets", self.role.name, len(partitions))
         return True
 
+    def _restored(self, partitions: list[TopicPartition], committed: Offsets | None) -> bool:
+        """``role.assign``; False, what it restored dropped, when it cannot (``_rewinding`` holds no state)."""
+        try:
+            self.role.assign(partitions, committed)
+            return True
+        except (KafkaException, RiveropsError) as exc:
+            if isinstance(exc, AuthorizationError):
+                raise
+            log.warning("%s: cannot restore its partitions yet (%s)", self.role.name, exc)
+            self.role.revoke(partitions)
+            return False
+
     # -- rebalances ----------------------------------------------------------------------
     def _committed(self, consumer: Any, partitions: list[TopicPartition]) -> Offsets | None:
         committed = committed_offsets(consumer, partitions, self.role.name)
@@ -358,12 +361,15 @@ class Runtime:
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         committed = self._committed(consumer, partitions)
-        self.role.assign(partitions, committed)
+        restored = self._restored(partitions, committed)
         consumer.assign(partitions)
         self._owned = {(tp.topic, tp.partition) for tp in partitions}
         if self._rewinding is not None:  # a rebalance during a rewind: these are done
             consumer.resume(partitions)
             self._rewinding = [tp for tp in self._rewinding if (tp.topic, tp.partition) not in self._owned]
+        if not restored:  # raising in this callback stops the worker: _resume restores them
+            consumer.pause(partitions)
+            self._rewinding = [*(self._rewinding or []), *partitions]
         if self.telemetry is not None:
             self.telemetry.set_assigned(len(self._owned))
         if hasattr(self.role.stats, "assigned"):
@@ -408,8 +414,7 @@ class Runtime:
 
 def run(role: RoleSpec, settings: Settings, *, stop: threading.Event, group_id: str,
         telemetry: Telemetry | None = None) -> Runtime:
-    """Run ``role`` until ``stop`` is set (its counts are in ``role.stats``); the runtime,
-    for its offsets."""
+    """Run ``role`` until ``stop`` is set (its counts are in ``role.stats``); the runtime, for its offsets."""
     runtime = Runtime(role, settings, stop=stop, group_id=group_id, telemetry=telemetry)
     runtime.run()
     return runtime
