@@ -1,8 +1,12 @@
 """The joiner role: features, predictions and labels of one event in, one FeedbackEvent out.
 
 - :mod:`~riverops.roles.joiner.core`: :class:`JoinCore`, the pure core (records in any
-  order in, feedback and refusals out, no Kafka, no clock) and its result types;
+  order in, feedback and refusals out, no Kafka, no clock); its result types in
+  :mod:`~riverops.roles.joiner.results`;
 - :mod:`~riverops.roles.joiner.state`: the compact encoded state of a pending event;
+- :mod:`~riverops.roles.joiner.spill`: the pending and emitted maps, their older entries
+  on disk (a scratch SQLite file);
+- :mod:`~riverops.roles.joiner.changelog`: the state in a compacted topic (exactly once);
 - :mod:`~riverops.roles.joiner.feedback`: a complete event decoded into its feedback;
 - :mod:`~riverops.roles.joiner.snapshot`: the checksummed, pickle-free snapshot format;
 - :mod:`~riverops.roles.joiner.role`: :class:`JoinerRole` on the worker runtime

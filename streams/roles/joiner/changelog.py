@@ -232,14 +232,23 @@ class Folding:
 def restore(settings: Settings, topic: str, partition: int, into: JoinCore, *,
             timeout: float = 120.0) -> Restored:
     """Read changelog partition ``partition`` to its end into the new core ``into``
-    (:class:`Folding`); read_committed, so an open transaction of a dead owner is waited
-    out, up to the transaction timeout."""
+    (:class:`Folding`), read_committed, up to the log's end as a read_uncommitted reader
+    sees it: a transaction still open (a dead owner's, until the broker aborts it) or
+    committed but not yet marked is waited out, not left behind. A read_committed
+    consumer's own watermark query answers the last stable offset, which stops before it:
+    the restored state would then lag the committed offsets, and the events in between
+    would be joined again."""
     started = time.monotonic()
-    consumer = make_consumer(settings, f"restore-{uuid.uuid4().hex[:8]}", **{"fetch.max.bytes": 52428800})
+    group = f"restore-{uuid.uuid4().hex[:8]}"
     tp = TopicPartition(topic, partition, OFFSET_BEGINNING)
+    probe = make_consumer(settings, group, **{"isolation.level": "read_uncommitted"})
+    try:
+        low, high = probe.get_watermark_offsets(tp, timeout=10, cached=False)
+    finally:
+        probe.close()
+    consumer = make_consumer(settings, group, **{"fetch.max.bytes": 52428800})
     folding = Folding(into)
     try:
-        low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
         if high > low:
             consumer.assign([tp])
             deadline = started + timeout

@@ -59,58 +59,29 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, get_args
 
 from riverops.kafka.deadletter import Origin
 from riverops.kafka.limits import check_record
 from riverops.kafka.topics import Source
 from riverops.roles.joiner.feedback import Rejected, feedback_record
+from riverops.roles.joiner.results import (
+    KINDS,
+    OUTCOMES,
+    FlushResult,
+    JoinInput,
+    JoinStats,
+    Outcome,
+    Rejection,
+)
 from riverops.roles.joiner.snapshot import NO_TIME, SnapshotState, decode_snapshot, encode_snapshot
 from riverops.roles.joiner.spill import BLOBS, TIMES, SpillFile, SpillMap
-from riverops.roles.joiner.state import (
-    Item,
-    Kind,
-    Stored,
-    admit,
-    pack_item,
-    refs_of,
-    unpack_item,
-)
+from riverops.roles.joiner.state import Item, Kind, Stored, admit, pack_item, refs_of, unpack_item
 from riverops.schemas.codec import Codec, SingleObjectCodec
 from riverops.schemas.errors import ConfigError, InvalidEventError, RiveropsError
 
-__all__ = [
-    "Kind",
-    "KINDS",
-    "Outcome",
-    "OUTCOMES",
-    "Source",
-    "JoinInput",
-    "Rejection",
-    "FlushResult",
-    "JoinStats",
-    "JoinCore",
-    "DEFAULT_TTL_MS",
-    "DEFAULT_MEMORY_EVENTS",
-    "ITEM_OVERHEAD",
-]
-
-Outcome = Literal[
-    "joined",  # feedback emitted
-    "duplicates",  # a record for an event that already has it (or was already emitted)
-    "redelivered",  # a record below the consumed position of its partition, skipped
-    "late_predictions",  # a prediction for an event already emitted: not in its feedback
-    "expired_unlabelled",  # features/predictions that got no label within the TTL
-    "orphan_labels",  # labels without features or prediction within the TTL: dead-lettered
-    "invalid",  # undecodable or inconsistent records: dead-lettered
-]
-OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
-KINDS: tuple[Kind, ...] = get_args(Kind)
-Rejection = tuple[Origin, RiveropsError]
-"""A record the core refuses, for :func:`~riverops.kafka.deadletter.dead_letter`: its origin
-(source, key, raw payload) and why."""
+__all__ = ["Kind", "KINDS", "Outcome", "OUTCOMES", "Source", "JoinInput", "Rejection", "FlushResult", "JoinStats",
+           "JoinCore", "DEFAULT_TTL_MS", "DEFAULT_MEMORY_EVENTS", "ITEM_OVERHEAD"]
 
 DEFAULT_TTL_MS = 7 * 24 * 3600 * 1000
 DEFAULT_MEMORY_EVENTS = 50_000
@@ -124,48 +95,6 @@ _SCHEMAS: dict[Kind, str] = {
     "prediction": "PredictionEvent",
     "label": "LabelEvent",
 }
-
-
-class JoinInput(NamedTuple):
-    """One consumed record as the core needs it (the arguments of :meth:`JoinCore.add`)."""
-
-    kind: Kind
-    event_id: str
-    payload: bytes | None
-    time_ms: int
-    source: Source
-
-
-@dataclass(frozen=True, slots=True)
-class FlushResult:
-    """What one flush emits: FeedbackEvent record dicts (ready for ``codec.encode``), the
-    records to dead-letter, the outcome counts of the records added since the last flush
-    and, per kind, the records that expired with their pending event since then (an
-    unlabelled event's features and predictions, an orphan label)."""
-
-    feedback: list[dict[str, Any]]
-    rejected: list[Rejection]
-    outcomes: dict[Outcome, int]
-    expired: dict[Kind, int]
-
-
-@dataclass(frozen=True, slots=True)
-class JoinStats:
-    """Gauges and cumulative outcome counts, for metrics and the status view."""
-
-    pending: int
-    pending_bytes: int  # blobs and keys plus ITEM_OVERHEAD per event: an estimate
-    done: int
-    pending_on_disk: int  # of ``pending``, those spilled to the core's file
-    done_on_disk: int
-    stream_time_ms: int | None
-    joined: int
-    duplicates: int
-    redelivered: int
-    late_predictions: int
-    expired_unlabelled: int
-    orphan_labels: int
-    invalid: int
 
 
 class JoinCore:
