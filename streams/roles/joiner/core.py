@@ -183,7 +183,7 @@ class JoinCore:
             self._counts["duplicates"] += 1
             return
         new = pack_item(item)
-        self._pending.put(event_id, new)
+        self._pending.put(event_id, new, new=blob is None)
         self._changed.add(event_id)
         self._pending_bytes += len(new) - (len(blob) if blob is not None else -len(event_id))
         if item.complete and event_id not in self._ready:
@@ -225,7 +225,7 @@ class JoinCore:
             except Rejected as rejected:
                 self._counts["invalid"] += 1
                 self._dead.append((self._origin(rejected.stored, event_id), rejected.error))
-            self._done.put(event_id, done_at)
+            self._done.put(event_id, done_at, new=True)  # add() refuses the records of emitted events
             self._changed.add(event_id)
         self._ready.clear()
         deadline = self._now - self._ttl

@@ -143,10 +143,11 @@ class SpillMap(Generic[V]):
                 return self._values.from_row(row[0], row[1])
         return value
 
-    def put(self, key: str, value: V) -> None:
-        """Add ``key`` (its time at least every other's) or change its value (same time)."""
+    def put(self, key: str, value: V, *, new: bool = False) -> None:
+        """Add ``key`` (its time at least every other's) or change its value (same time);
+        ``new``: the caller knows the key is not in the map (no lookup on disk)."""
         memory = self._memory
-        if self._on_disk and key not in memory:
+        if self._on_disk and not new and key not in memory:
             assert self._db is not None
             if self._db.execute(self._update, (self._values.to_column(value), key)).rowcount:
                 return
