@@ -103,6 +103,18 @@ def test_a_new_core_deletes_what_a_crashed_one_left(tmp_path: Path) -> None:
     assert not path.exists()
 
 
+def test_an_old_owner_closing_late_leaves_the_new_owners_file(tmp_path: Path) -> None:
+    """Two joiners of a group may share a state directory: the one that lost a partition
+    may close its core after the new owner made its file at the same path."""
+    path = tmp_path / "p0.sqlite"
+    old = JoinCore(spill_to=path, memory_events=3)
+    new = JoinCore(spill_to=path, memory_events=3)
+    old.close()
+    assert path.exists()
+    new.close()
+    assert not path.exists()
+
+
 def test_spill_map_matches_a_dict_in_time_order(tmp_path: Path) -> None:
     """Random puts (new keys at a time that only grows, updates at the same time),
     discards, spills and expiries: always the entries of a reference dict, in time order."""

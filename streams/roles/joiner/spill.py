@@ -82,6 +82,7 @@ class SpillFile:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.unlink(missing_ok=True)  # what a crashed owner left is stale
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._inode = path.stat().st_ino  # close() deletes this file, not a successor's
         for pragma in ("journal_mode=OFF", "synchronous=OFF", "locking_mode=EXCLUSIVE",
                        "temp_store=MEMORY", f"cache_size=-{cache_kib}"):
             self.db.execute(f"PRAGMA {pragma}")
@@ -96,8 +97,14 @@ class SpillFile:
         self.db.execute("BEGIN")
 
     def close(self) -> None:
+        """Close and delete the file, unless the path now names another core's (a new
+        owner of the partition in the same state directory made it meanwhile)."""
         self.db.close()
-        self.path.unlink(missing_ok=True)
+        try:
+            if self.path.stat().st_ino == self._inode:
+                self.path.unlink()
+        except FileNotFoundError:
+            pass
 
 
 class SpillMap(Generic[V]):
