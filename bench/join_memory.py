@@ -16,7 +16,8 @@ With ``--spill N`` the core keeps N pending events in memory and spills the rest
 SQLite file (``JoinCore(spill_to=..., memory_events=N)``): the figures are then RSS (the
 dicts, SQLite's page cache) and the file's bytes per event, and the joins are of the
 OLDEST events (their features on disk, as a label days late finds them); the whole
-snapshot and restore are skipped (they copy the state: at least once only).
+snapshot and restore are skipped (they copy the state: at least once only), and the
+core's changes are taken after every flush, as exactly-once commits take them.
 """
 
 from __future__ import annotations
@@ -67,8 +68,10 @@ def _makers() -> dict[str, Callable[[str], bytes]]:
     }
 
 
-def _fill(core: JoinCore, events: int, shape: Shape) -> float:
-    """Add ``events`` pending events of ``shape``; the seconds it took."""
+def _fill(core: JoinCore, events: int, shape: Shape, *, commit: bool = False) -> float:
+    """Add ``events`` pending events of ``shape``; the seconds it took. ``commit``: take
+    the core's changes after each flush, as an exactly-once commit does (the set of
+    changed ids is otherwise kept until a checkpoint)."""
     make = _makers()
     kinds: list[tuple[str, str, str]] = {  # (maker, kind, topic)
         "features": [("features", "features", "features")],
@@ -90,6 +93,8 @@ def _fill(core: JoinCore, events: int, shape: Shape) -> float:
                          (topic, 0, offsets[topic]))
                 offsets[topic] += 1
         core.flush()
+        if commit:
+            core.changes()
     return time.perf_counter() - started
 
 
@@ -109,7 +114,7 @@ def child(events: int, shape: Shape, method: str, spill: int = 0) -> dict[str, A
     before = tracemalloc.get_traced_memory()[0] if method == "tracemalloc" else _rss()
     folder = Path(tempfile.mkdtemp(prefix="join-spill-"))
     core = JoinCore(spill_to=folder / "p0.sqlite", memory_events=spill) if spill else JoinCore()
-    seconds = _fill(core, events, shape)
+    seconds = _fill(core, events, shape, commit=bool(spill))
     gc.collect()
     after = tracemalloc.get_traced_memory()[0] if method == "tracemalloc" else _rss()
     stats = core.stats()

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from riverops.roles.joiner import JoinCore
+from riverops.roles.joiner import JoinCore, JoinInput
 from riverops.roles.joiner.changelog import Folding, encode_changes, encode_header, fold
 from riverops.roles.joiner.spill import BLOBS, TIMES, SpillFile, SpillMap
 
-from .test_joiner import counters, run, uninterrupted
+from .test_joiner import Feed, counters, features_of, label_of, prediction_of, run, uninterrupted
 
 
 def _on_disk(core: JoinCore) -> int:
@@ -165,3 +165,54 @@ def test_spill_map_matches_a_dict_in_time_order(tmp_path: Path) -> None:
             assert blobs.stored_bytes() == sum(len(k) + len(v) for k, v in expected_blobs.items())
     assert min(most) > 20  # the file was used
     file.close()
+
+
+DAY = 24 * 3600 * 1000
+
+
+def _thirty_days(seed: int) -> tuple[list[JoinInput], dict[str, int]]:
+    """Sixty days of stream time compressed: an event every 4 minutes, its features and
+    champion prediction at its time, its label 1 to 29.5 days later (75%), 30.5 to 40 days
+    later (10%: too late for a 30-day TTL), or never (15%); records in time order. Beside
+    it, the counts a direct computation gives for a 30-day TTL."""
+    rng = random.Random(seed)
+    feed, arrivals = Feed(), []
+    late_by: dict[str, tuple[int, int | None]] = {}
+    for index in range(60 * 360):
+        event_id, t0 = f"e{index}", index * 240_000
+        arrivals += [(t0, 0, "features", event_id, features_of(event_id, t0)),
+                     (t0, 1, "prediction", event_id, prediction_of(event_id, t0))]
+        draw = rng.random()
+        delay = (None if draw < 0.15 else int(rng.uniform(1, 29.5) * DAY) if draw < 0.9
+                 else int(rng.uniform(30.5, 40) * DAY))
+        if delay is not None:
+            arrivals.append((t0 + delay, 2, "label", event_id, label_of(event_id, t0 + delay)))
+        late_by[event_id] = (t0, delay)
+    arrivals.sort(key=lambda a: (a[0], a[1]))
+    end, ttl = (60 * 360 - 1) * 240_000, 30 * DAY  # the last features' time: the clock stops there
+    joined = sum(1 for t0, d in late_by.values() if d is not None and (d <= 29.5 * DAY or t0 >= end - ttl))
+    labelled_too_late = sum(1 for d in late_by.values() if d[1] is not None) - joined
+    unlabelled_expired = sum(1 for t0, d in late_by.values() if d is None and t0 < end - ttl)
+    unlabelled_pending = sum(1 for _, d in late_by.values() if d is None) - unlabelled_expired
+    expected = {"joined": joined, "expired_unlabelled": unlabelled_expired + labelled_too_late,
+                "orphan_labels": 0,  # a late label waits 30 days of a clock that stops 30 days after it
+                "pending": unlabelled_pending + labelled_too_late, "invalid": 0, "duplicates": 0}
+    return [feed(kind, event_id, payload, t) for t, _, kind, event_id, payload in arrivals], expected
+
+
+@pytest.mark.parametrize("memory_events", [0, 500])
+def test_a_30_day_ttl_over_a_compressed_stream_gives_the_direct_counts(tmp_path: Path, memory_events: int) -> None:
+    records, expected = _thirty_days(3)
+    spill = {"spill_to": tmp_path / "p0.sqlite", "memory_events": memory_events} if memory_events else {}
+    core = JoinCore(ttl_ms=30 * DAY, **spill)  # type: ignore[arg-type]
+    most = 0
+    for start in range(0, len(records), 100):  # a flush every ~2.7 h of stream time at most
+        run(core, [records[start:start + 100]])
+        most = max(most, _on_disk(core))
+    stats = core.stats()
+    got = {name: getattr(stats, name) for name in expected}
+    print(f"\n30-day TTL, {len(records)} records, memory_events {memory_events}: {got}, most on disk {most}")
+    assert got == expected
+    assert expected["joined"] > 15_000 and expected["expired_unlabelled"] > 2_000 and expected["pending"] > 2_000
+    assert (most > 5_000) == bool(memory_events)  # the spilling core held most of it on disk
+    core.close()
