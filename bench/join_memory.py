@@ -16,8 +16,8 @@ With ``--spill N`` the core keeps N pending events in memory and spills the rest
 SQLite file (``JoinCore(spill_to=..., memory_events=N)``): the figures are then RSS (the
 dicts, SQLite's page cache) and the file's bytes per event, and the joins are of the
 OLDEST events (their features on disk, as a label days late finds them); the whole
-snapshot and restore are skipped (they copy the state: at least once only), and the
-core's changes are taken after every flush, as exactly-once commits take them.
+snapshot and restore are skipped (they copy the state: at least once only). Either way
+the core's changes are taken after every flush, as exactly-once commits take them.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def child(events: int, shape: Shape, method: str, spill: int = 0) -> dict[str, A
     before = tracemalloc.get_traced_memory()[0] if method == "tracemalloc" else _rss()
     folder = Path(tempfile.mkdtemp(prefix="join-spill-"))
     core = JoinCore(spill_to=folder / "p0.sqlite", memory_events=spill) if spill else JoinCore()
-    seconds = _fill(core, events, shape, commit=bool(spill))
+    seconds = _fill(core, events, shape, commit=True)
     gc.collect()
     after = tracemalloc.get_traced_memory()[0] if method == "tracemalloc" else _rss()
     stats = core.stats()
