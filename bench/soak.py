@@ -1,11 +1,15 @@
-"""Soak: every role in one ``riverops worker all`` process on a fresh embedded broker, fed
-at a steady rate for a long while; RSS and total consumer lag sampled every 10 s.
+"""Soak: every role in one ``riverops worker all`` process on a fresh broker, fed at a
+steady rate for a long while; RSS, total consumer lag and the joiner's pending items sampled
+every 10 s.
 
-Run with ``make soak`` (10 minutes) or ``python -m bench.soak --seconds 60`` for a short
-look. It writes a small Markdown report (``bench/results/soak.md`` by default). What it
-is for: a leak (RSS that keeps climbing once the windows are full) or a lag that keeps
-growing at a rate the workers should sustain. The embedded broker keeps every record in
-memory, so its RSS grows with the stream by design; it is reported apart.
+Run with ``make soak`` (10 minutes on the embedded broker) or ``python -m bench.soak
+--seconds 60`` for a short look; ``--broker kafka`` starts a one-node Apache Kafka instead
+(the worker then runs exactly once unless ``--env RIVEROPS_PROCESSING_GUARANTEE=...`` says
+otherwise). It writes a small Markdown report (``bench/results/soak.md`` by default). What
+it is for: a leak (worker RSS that keeps climbing once the windows are full) or a lag that
+keeps growing at a rate the workers should sustain. The embedded broker keeps every record
+in memory, so its RSS grows with the stream by design; Kafka's is a JVM's. Either is
+reported apart from the worker's.
 
 Lag is the committed offsets' distance to the log end, summed over groups, except the
 joiner's on features and predictions: the joiner commits the offset of its *oldest
@@ -18,22 +22,27 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
+from prometheus_client.parser import text_string_to_metric_families
 from river.datasets import synth
 
+from riverops.kafka.cluster import KafkaCluster
 from riverops.kafka.lag import LagProbe
 from riverops.kafka.producer import EventProducer
 from riverops.kafka.registry_topic import publish_records
-from riverops.kafka.tansu import EmbeddedBroker
+from riverops.kafka.tansu import EmbeddedBroker, free_port
 from riverops.kafka.topics import TopicCatalogue, create_topics
 from riverops.modelops import register_trained
 from riverops.models.batch import learn_in_order
@@ -52,6 +61,8 @@ class Sample:
     broker_rss_mb: float
     lag: int
     joiner_trail: int
+    pending: int | None  # riverops_join_pending_items (None: /metrics did not answer)
+    spill_mb: float  # size of the joiner's scratch spill files
 
 
 def lag_split(probe: LagProbe) -> tuple[int, int, dict[str, int]]:
@@ -77,6 +88,39 @@ def rss_mb(pid: int) -> float:
     except OSError:
         pass
     return float("nan")
+
+
+def joiner_pending(url: str) -> int | None:
+    """The joiner's pending items, from the worker's Prometheus endpoint."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "riverops_join_pending_items" and sample.labels.get("role") == "joiner":
+                return int(sample.value)
+    return None
+
+
+def spill_mb(state_dir: Path) -> float:
+    """MB of the joiner's spill files (SQLite; made when a partition is assigned)."""
+    total = 0
+    for path in state_dir.rglob("*.spill.sqlite"):
+        try:
+            total += path.stat().st_size
+        except OSError:
+            pass  # a revoked partition's file, gone meanwhile
+    return total / 2**20
+
+
+def growth_per_10_min(samples: list[Sample], since: float) -> float:
+    """Least-squares slope of worker RSS from ``since`` seconds on, in MB per 10 minutes."""
+    tail = [s for s in samples if s.elapsed >= since]
+    if len(tail) < 3:
+        return float("nan")
+    return 600 * statistics.linear_regression([s.elapsed for s in tail], [s.worker_rss_mb for s in tail]).slope
 
 
 def register_champion(settings: Settings) -> None:
@@ -109,101 +153,138 @@ def produce(settings: Settings, rate: float, seconds: float, sent: list[int], st
                 time.sleep(ahead)
 
 
-def report(samples: list[Sample], *, rate: float, seconds: float, code: int | None, drained: float | None,
-           per_group: dict[str, int]) -> str:
+def report(samples: list[Sample], *, command: str, broker: str, guarantee: str, extra_env: dict[str, str],
+           seconds: float, code: int | None, drained: float | None, per_group: dict[str, int]) -> str:
     first, last = samples[0], samples[-1]
     settled = [s for s in samples if s.elapsed >= 60] or samples
+    running = [s for s in samples if s.elapsed <= seconds + 1]  # not the sample after the drain
+    engine = "one-node Apache Kafka (KRaft)" if broker == "kafka" else "embedded broker (Tansu)"
+    broker_rss = "a JVM outside the worker" if broker == "kafka" else "in-memory log, grows by design"
+    pending = [s.pending for s in samples if s.pending is not None]
+    since = max(seconds - 1200, seconds / 3)  # the last 20 minutes, or the last two thirds
     lines = [
         "# Soak run",
         "",
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `python -m bench.soak --seconds {seconds:g} --rate {rate:g}`: "
-        f"every role in one `riverops worker all` process, embedded broker, 2 partitions, "
-        f"{last.sent} events (90% labelled).",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `python -m bench.soak {command}`: every role in one "
+        f"`riverops worker all` process, {engine}, 2 partitions, processing guarantee {guarantee}, "
+        f"{last.sent} events (90% labelled). Extra worker environment: "
+        f"{', '.join(f'`{k}={v}`' for k, v in extra_env.items()) or 'none'}.",
         "",
+        f"- worker RSS growth from {since:.0f} s to the end (least squares): "
+        f"{growth_per_10_min(running, since):.1f} MB per 10 minutes",
         f"- worker RSS: {first.worker_rss_mb:.0f} MB at start, {settled[0].worker_rss_mb:.0f} MB at "
         f"{settled[0].elapsed:.0f} s, {last.worker_rss_mb:.0f} MB at the end, max "
         f"{max(s.worker_rss_mb for s in samples):.0f} MB",
-        f"- broker RSS (in-memory log, grows by design): {first.broker_rss_mb:.0f} -> {last.broker_rss_mb:.0f} MB",
+        f"- broker RSS ({broker_rss}): {first.broker_rss_mb:.0f} -> {last.broker_rss_mb:.0f} MB",
+        f"- joiner pending items (Prometheus): max {max(pending, default=0)}, last "
+        f"{pending[-1] if pending else 'unread'}; spill files {last.spill_mb:.1f} MB at the end",
         f"- lag over every group (joiner trail apart): max {max(s.lag for s in samples)}, last sample "
         f"{last.lag}; drained {f'in {drained:.1f} s after the producer stopped' if drained is not None else 'NOT within 120 s'}",
         f"- joiner trail (committed offset of the oldest pending event): last {last.joiner_trail}",
         f"- lag per group and topic at the end: {', '.join(f'{k} {v}' for k, v in sorted(per_group.items()))}",
         f"- worker exit code after SIGTERM: {code}",
         "",
-        "| s | events sent | worker RSS MB | broker RSS MB | lag | joiner trail |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| s | events sent | worker RSS MB | broker RSS MB | lag | joiner trail | pending | spill MB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [f"| {s.elapsed:.0f} | {s.sent} | {s.worker_rss_mb:.0f} | {s.broker_rss_mb:.0f} | {s.lag} "
-              f"| {s.joiner_trail} |" for s in samples]
+              f"| {s.joiner_trail} | {s.pending if s.pending is not None else '-'} | {s.spill_mb:.1f} |"
+              for s in samples]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="soak every role on the embedded broker")
+    parser = argparse.ArgumentParser(description="soak every role on a fresh broker")
+    parser.add_argument("--broker", choices=("tansu", "kafka"), default="tansu",
+                        help="tansu: the embedded broker; kafka: a one-node Apache Kafka from the cached jars")
     parser.add_argument("--seconds", type=float, default=600.0)
     parser.add_argument("--rate", type=float, default=300.0, help="events per second")
     parser.add_argument("--every", type=float, default=10.0, help="seconds between samples")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment of the worker, e.g. RIVEROPS_JOINER__MEMORY_EVENTS=5000 (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/soak.md"))
     args = parser.parse_args(argv)
+    if bad := [item for item in args.env if "=" not in item]:
+        parser.error(f"--env takes KEY=VALUE, not {bad[0]!r}")
+    extra_env = dict(item.split("=", 1) for item in args.env)
+    # the worker's rule (riverops.cli.common.for_broker): exactly once unless the broker is Tansu
+    guarantee = extra_env.get("RIVEROPS_PROCESSING_GUARANTEE",
+                              "exactly_once" if args.broker == "kafka" else "at_least_once")
     work = Path(tempfile.mkdtemp(prefix="riverops-soak-"))
-    with EmbeddedBroker(log_path=work / "broker.log") as broker:
-        settings = Settings(
-            bootstrap_servers=broker.bootstrap_servers, topic_prefix="soak.", partitions=2,
-            session_timeout_ms=6000, signing_key="soak-signing-key",  # type: ignore[arg-type]
-            artifact_dir=work / "artifacts", state_dir=work / "state",
-        )
-        create_topics(AdminClient(settings.kafka_config()), TopicCatalogue.from_settings(settings))
-        register_champion(settings)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RIVEROPS_")}
-        env.update(RIVEROPS_BOOTSTRAP_SERVERS=settings.bootstrap_servers, RIVEROPS_TOPIC_PREFIX="soak.",
-                   RIVEROPS_PARTITIONS="2", RIVEROPS_SESSION_TIMEOUT_MS="6000",
-                   RIVEROPS_SIGNING_KEY="soak-signing-key", RIVEROPS_ARTIFACT_DIR=str(work / "artifacts"),
-                   RIVEROPS_STATE_DIR=str(work / "state"))
-        log = open(work / "worker.log", "ab")
-        worker = subprocess.Popen(
-            [sys.executable, "-c", "from riverops.cli.main import main; main()", "worker", "all", "--no-metrics",
-             "--group-prefix", GROUP_PREFIX], env=env, stdout=log, stderr=subprocess.STDOUT)
-        time.sleep(8)  # the groups form
-        sent, stop = [0], threading.Event()
-        producer = threading.Thread(target=produce, args=(settings, args.rate, args.seconds, sent, stop))
-        samples: list[Sample] = []
-        started = time.monotonic()
-        producer.start()
-        drained: float | None = None
-        lag, trail = 0, 0
-        per_group: dict[str, int] = {}
-        with LagProbe(settings, group_prefix=GROUP_PREFIX) as probe:
-            try:
-                while producer.is_alive() and worker.poll() is None:
-                    time.sleep(max(0.0, args.every - (time.monotonic() - started) % args.every))
-                    lag, trail, per_group = lag_split(probe)
-                    samples.append(Sample(time.monotonic() - started, sent[0], rss_mb(worker.pid),
-                                          rss_mb(broker.pid), lag, trail))
-                    print(samples[-1], flush=True)
-                stopped = time.monotonic()
-                while worker.poll() is None and time.monotonic() - stopped < 120:
-                    lag, trail, per_group = lag_split(probe)
-                    if lag == 0:
-                        drained = time.monotonic() - stopped
-                        break
-                    time.sleep(1)
-                samples.append(Sample(time.monotonic() - started, sent[0], rss_mb(worker.pid),
-                                      rss_mb(broker.pid), lag, trail))
-            finally:
-                stop.set()
-                producer.join()
-                if worker.poll() is None:
-                    worker.terminate()
-                    try:
-                        worker.wait(60)
-                    except subprocess.TimeoutExpired:
-                        worker.kill()
-                        worker.wait(10)
-                log.close()
+    broker = (KafkaCluster(data_dir=work / "kafka") if args.broker == "kafka"
+              else EmbeddedBroker(log_path=work / "broker.log"))
+    metrics_port = free_port()
+    try:
+        with broker:
+            settings = Settings(
+                bootstrap_servers=broker.bootstrap_servers, topic_prefix="soak.", partitions=2,
+                session_timeout_ms=6000, signing_key="soak-signing-key",  # type: ignore[arg-type]
+                artifact_dir=work / "artifacts", state_dir=work / "state",
+            )
+            create_topics(AdminClient(settings.kafka_config()), TopicCatalogue.from_settings(settings))
+            register_champion(settings)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("RIVEROPS_")}
+            env.update(RIVEROPS_BOOTSTRAP_SERVERS=settings.bootstrap_servers, RIVEROPS_TOPIC_PREFIX="soak.",
+                       RIVEROPS_PARTITIONS="2", RIVEROPS_SESSION_TIMEOUT_MS="6000",
+                       RIVEROPS_SIGNING_KEY="soak-signing-key", RIVEROPS_ARTIFACT_DIR=str(work / "artifacts"),
+                       RIVEROPS_STATE_DIR=str(work / "state"), RIVEROPS_METRICS_PORT=str(metrics_port))
+            env.update(extra_env)
+            log = open(work / "worker.log", "ab")
+            worker = subprocess.Popen(
+                [sys.executable, "-c", "from riverops.cli.main import main; main()", "worker", "all",
+                 "--group-prefix", GROUP_PREFIX], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+            def sample(lag: int, trail: int) -> Sample:
+                return Sample(time.monotonic() - started, sent[0], rss_mb(worker.pid), rss_mb(broker.pid), lag,
+                              trail, joiner_pending(f"http://127.0.0.1:{metrics_port}/metrics"),
+                              spill_mb(work / "state"))
+
+            time.sleep(8)  # the groups form
+            sent, stop = [0], threading.Event()
+            producer = threading.Thread(target=produce, args=(settings, args.rate, args.seconds, sent, stop))
+            samples: list[Sample] = []
+            started = time.monotonic()
+            producer.start()
+            drained: float | None = None
+            lag, trail = 0, 0
+            per_group: dict[str, int] = {}
+            with LagProbe(settings, group_prefix=GROUP_PREFIX) as probe:
+                try:
+                    while producer.is_alive() and worker.poll() is None:
+                        time.sleep(max(0.0, args.every - (time.monotonic() - started) % args.every))
+                        lag, trail, per_group = lag_split(probe)
+                        samples.append(sample(lag, trail))
+                        print(samples[-1], flush=True)
+                    stopped = time.monotonic()
+                    while worker.poll() is None and time.monotonic() - stopped < 120:
+                        lag, trail, per_group = lag_split(probe)
+                        if lag == 0:
+                            drained = time.monotonic() - stopped
+                            break
+                        time.sleep(1)
+                    samples.append(sample(lag, trail))
+                finally:
+                    stop.set()
+                    producer.join()
+                    if worker.poll() is None:
+                        worker.terminate()
+                        try:
+                            worker.wait(60)
+                        except subprocess.TimeoutExpired:
+                            worker.kill()
+                            worker.wait(10)
+                    log.close()
+    finally:
+        if isinstance(broker, KafkaCluster):  # keep the broker's log, not its topics
+            if broker.log_path.exists():
+                shutil.copy(broker.log_path, work / "broker.log")
+            shutil.rmtree(broker.data_dir, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report(samples, rate=args.rate, seconds=args.seconds, code=worker.returncode,
+    command = " ".join(sys.argv[1:] if argv is None else argv)
+    args.out.write_text(report(samples, command=command, broker=args.broker, guarantee=guarantee,
+                               extra_env=extra_env, seconds=args.seconds, code=worker.returncode,
                                drained=drained, per_group=per_group))
-    print(f"report: {args.out} (worker log {work / 'worker.log'})")
+    print(f"report: {args.out} (worker log {work / 'worker.log'}, broker log {work / 'broker.log'})")
     return 0 if worker.returncode == 0 and drained is not None else 1
 
 
