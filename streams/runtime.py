@@ -15,7 +15,8 @@ passing of time, what it may commit. The runtime owns everything around it, once
     are one Kafka transaction (:class:`~riverops.kafka.outbox.TransactionalOutbox`). When
     it aborts, the runtime rewinds: the role drops the state of its partitions and gets
     them again at the committed offsets (:meth:`RoleSpec.revoke` then :meth:`RoleSpec.assign`),
-    so no state is left ahead of the topics;
+    so no state is left ahead of the topics (:mod:`riverops.rebalancing`: partitions
+    moving in and out);
   - ``at_least_once``: outputs flushed, then the role's state made durable
     (:meth:`RoleSpec.offsets`), then the offsets that state vouches for committed.
     Nothing is committed before the outputs it caused were delivered.
@@ -30,11 +31,10 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
+from confluent_kafka import Message, TopicPartition
 
 from riverops.kafka.clients import (
     commit,
-    committed_offsets,
     consume_batch,
     high_watermarks,
     make_consumer,
@@ -49,8 +49,9 @@ from riverops.kafka.outbox import Outbox, TransactionAborted, TransactionalOutbo
 from riverops.kafka.registry_topic import RegistryFollower
 from riverops.kafka.topics import TopicCatalogue, TopicRole
 from riverops.models.registry import Registry
+from riverops.rebalancing import Rebalancing
 from riverops.rolespec import Context, Input, Offsets, Outputs, RoleSpec
-from riverops.schemas.errors import AuthorizationError, DecodeError, RiveropsError
+from riverops.schemas.errors import DecodeError
 from riverops.settings import Settings
 from riverops.telemetry import Telemetry
 
@@ -69,7 +70,7 @@ _TIME_FIELDS: dict[TopicRole, str] = {"predictions": "event_time"}
 """Outputs whose Kafka timestamp is their event time (downstream stream time)."""
 
 
-class Runtime:
+class Runtime(Rebalancing):
     """Runs one :class:`RoleSpec` until ``stop`` is set; see the module docstring."""
 
     def __init__(self, role: RoleSpec, settings: Settings, *, stop: threading.Event, group_id: str,
@@ -98,6 +99,9 @@ class Runtime:
         self._rewinding: list[TopicPartition] | None = None
         """Partitions whose state was dropped after an abort, to get back (:meth:`_resume`)."""
         self._rewind_warning_at = 0.0  # a rewind still under way says so every 30 s
+        self._rebalances = [0, 0]  # assignments, revokes: one inside a read makes its records stale
+        self._starts: Offsets = {}
+        """Where the last assignment started each partition (:meth:`_read_again`)."""
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> None:
@@ -169,11 +173,15 @@ class Runtime:
         if self._consumer is None:
             self.stop.wait(self.role.poll_seconds)
             return []
-        size = self.settings.batch_size
+        size, (assigned, revoked) = self.settings.batch_size, self._rebalances
         messages = [m for m in consume_batch(self._consumer, size, self.role.poll_seconds) if ok(m)]
         deadline = time.monotonic() + self.role.read_on_seconds
         while messages and self.role.incomplete(messages) and time.monotonic() < deadline:
             messages += [m for m in self._consumer.consume(size, 0.1) if ok(m)]
+        if self._rebalances[0] != assigned:  # some were read before it: a new owner's state is not theirs
+            return self._read_again(messages)
+        if self._rebalances[1] != revoked:  # their new owner handles the revoked partitions' records
+            return [m for m in messages if (m.topic(), m.partition()) in self._owned]
         return messages
 
     def _handle(self, messages: list[Message], out: Outputs) -> None:
@@ -297,106 +305,6 @@ class Runtime:
                     "rewinding to the committed offsets" if rewind else "the partitions go to their next owner")
         if rewind:
             self._rewind()
-
-    def _rewind(self) -> None:
-        """After an abort: the role drops its partitions' state at once; the loop then gets
-        them back at the committed offsets (:meth:`_resume`), as a new owner would."""
-        partitions = self.assignment()
-        self.role.revoke(partitions)
-        self.consumed.clear()
-        self.committed.clear()
-        self._consumer.pause(partitions)  # nothing is read until they are back
-        self._rewinding = partitions
-        self._rewind_warning_at = time.monotonic()
-
-    def _serve(self, seconds: float) -> None:
-        """While rewinding: let the consumer serve its rebalance callbacks (a group that
-        moved on during the outage reassigns meanwhile) without losing what it returns."""
-        put_back: set[tuple[str, int]] = set()
-        for message in self._consumer.consume(self.settings.batch_size, seconds):
-            key = (message.topic(), message.partition())
-            if message.error() is None and key not in put_back:  # assigned meanwhile: read later
-                put_back.add(key)
-                self._consumer.seek(TopicPartition(*key, message.offset()))
-        if time.monotonic() - self._rewind_warning_at >= 30:
-            self._rewind_warning_at = time.monotonic()
-            log.warning("%s: still rewinding (its committed offsets or state cannot be read yet)", self.role.name)
-
-    def _resume(self) -> bool:
-        """Give the role its partitions back at the committed offsets; False while the
-        broker cannot say what they are (nothing is read meanwhile)."""
-        partitions = self._rewinding or []
-        committed = self._committed(self._consumer, partitions)
-        if committed is None or not self._restored(partitions, committed):
-            return False
-        for tp in partitions:
-            if tp.offset < 0:
-                tp.offset = committed.get((tp.topic, tp.partition), OFFSET_BEGINNING)
-            try:
-                self._consumer.seek(tp)
-            except KafkaException as exc:  # no longer ours: the coming rebalance says so
-                log.warning("%s: cannot seek %s[%s] (%s)", self.role.name, tp.topic, tp.partition, exc)
-        self._consumer.resume(partitions)
-        self._rewinding = None
-        log.info("%s: resumed %d partitions at the committed offsets", self.role.name, len(partitions))
-        return True
-
-    def _restored(self, partitions: list[TopicPartition], committed: Offsets | None) -> bool:
-        """``role.assign``; False, what it restored dropped, when it cannot (``_rewinding`` holds no state)."""
-        try:
-            self.role.assign(partitions, committed)
-            return True
-        except (KafkaException, RiveropsError) as exc:
-            if isinstance(exc, AuthorizationError):
-                raise
-            log.warning("%s: cannot restore its partitions yet (%s)", self.role.name, exc)
-            self.role.revoke(partitions)
-            return False
-
-    # -- rebalances ----------------------------------------------------------------------
-    def _committed(self, consumer: Any, partitions: list[TopicPartition]) -> Offsets | None:
-        committed = committed_offsets(consumer, partitions, self.role.name)
-        self.committed.update(committed or {})
-        return committed
-
-    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        committed = self._committed(consumer, partitions)
-        restored = self._restored(partitions, committed)
-        consumer.assign(partitions)
-        self._owned = {(tp.topic, tp.partition) for tp in partitions}
-        if self._rewinding is not None:  # a rebalance during a rewind: these are done
-            consumer.resume(partitions)
-            self._rewinding = [tp for tp in self._rewinding if (tp.topic, tp.partition) not in self._owned]
-        if not restored:  # raising in this callback stops the worker: _resume restores them
-            consumer.pause(partitions)
-            self._rewinding = [*(self._rewinding or []), *partitions]
-        if self.telemetry is not None:
-            self.telemetry.set_assigned(len(self._owned))
-        if hasattr(self.role.stats, "assigned"):
-            self.role.stats.assigned = True
-        log.info("%s assigned %s", self.role.name,
-                 [f"{tp.topic}[{tp.partition}]" + (f"@{tp.offset}" if tp.offset >= 0 else "") for tp in partitions])
-
-    def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition], *, lost: bool = False) -> None:
-        gone = {(tp.topic, tp.partition) for tp in partitions}
-        if lost and isinstance(self._outbox, TransactionalOutbox):
-            self._outbox.abort()  # another member owns them now: its commit would be fenced
-            log.warning("%s lost %d partitions; their open transaction aborted", self.role.name, len(gone))
-        elif not self._failed:
-            self.commit(only=gone)
-        dropped = {(tp.topic, tp.partition) for tp in self._rewinding or ()}  # no state left
-        self.role.revoke([tp for tp in partitions if (tp.topic, tp.partition) not in dropped])
-        if self._rewinding is not None:
-            self._rewinding = [tp for tp in self._rewinding if (tp.topic, tp.partition) not in gone]
-        self._owned -= gone
-        if self.telemetry is not None:
-            self.telemetry.set_assigned(len(self._owned))
-        for key in gone:
-            self.consumed.pop(key, None)
-            self.committed.pop(key, None)
-
-    def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        self._on_revoke(consumer, partitions, lost=True)
 
     # -- progress ------------------------------------------------------------------------
     def assignment(self) -> list[TopicPartition]:

@@ -6,6 +6,7 @@ failed inside the rebalance callback)."""
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
@@ -125,3 +126,61 @@ def test_an_assignment_that_restores_is_unchanged() -> None:
     assert runtime._rewinding is None and role.state == {0: 200, 1: 201, 2: 202}
     assert runtime.committed == {(TOPIC, p): 100 + p for p in range(3)}
 
+
+
+class Record:
+    """A consumed record, as much of one as the runtime's read looks at."""
+
+    def __init__(self, partition: int, offset: int) -> None:
+        self._partition, self._offset = partition, offset
+
+    def topic(self) -> str:
+        return TOPIC
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def error(self) -> None:
+        return None
+
+
+class Rebalancing(Consumer):
+    """Returns a record of the old assignment, then serves a rebalance (``during``) inside
+    the next consume call and returns a record of the new one, as librdkafka's queue can."""
+
+    def __init__(self, during: Any) -> None:
+        super().__init__()
+        self.during, self.reads = during, 0
+
+    def consume(self, num_messages: int, timeout: float) -> list[Record]:
+        self.reads += 1
+        if self.reads == 1:
+            return [Record(0, 500)]  # read before the rebalance: the old owner's position
+        if self.reads == 2:
+            self.during()
+            return [Record(0, 200)]
+        return []
+
+
+def test_records_read_before_a_rebalance_inside_one_read_are_read_again() -> None:
+    """Handed to the state the rebalance restored, the old assignment's record at offset
+    500 would move partition 0's position past 200-499, which it never saw: the joiner
+    drops such records as re-deliveries, so they would be lost."""
+    role = Restoring()
+    consumer = Rebalancing(lambda: runtime._on_assign(consumer, _partitions()))
+    runtime = _runtime(role, consumer)
+    assert runtime._consume() == []  # nothing handled: every record is read again
+    assert consumer.calls[1:] == [("seek", [(0, 200)]), ("seek", [(1, 201)]), ("seek", [(2, 202)])]
+
+
+def test_records_of_partitions_revoked_inside_one_read_are_left_to_their_new_owner() -> None:
+    role = Restoring()
+    consumer = Rebalancing(lambda: runtime._on_revoke(consumer, [TopicPartition(TOPIC, 0)]))
+    runtime = _runtime(role, consumer)
+    runtime._on_assign(consumer, _partitions())
+    consumer.calls.clear()
+    assert [(r.partition(), r.offset()) for r in runtime._consume()] == []  # both were partition 0's
+    assert runtime._owned == {(TOPIC, 1), (TOPIC, 2)} and consumer.calls == []
