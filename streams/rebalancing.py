@@ -60,6 +60,8 @@ class Rebalancing:
         partition goes back to where the assignment started it. A record read before the
         rebalance handed to the state restored by it would move that state's positions past
         records it never saw (the joiner then drops them as re-deliveries: lost)."""
+        if not messages:  # nothing read: the positions are the assignment's
+            return []
         waiting = {(tp.topic, tp.partition) for tp in self._rewinding or ()}
         if not self._owned - waiting <= self._starts.keys():  # its committed offsets unknown: as before
             return [m for m in messages if (m.topic(), m.partition()) in self._owned]
