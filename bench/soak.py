@@ -39,6 +39,7 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 from river.datasets import synth
 
+from riverops.audit import AuditReport, audit
 from riverops.kafka.cluster import KafkaCluster
 from riverops.kafka.lag import LagProbe
 from riverops.kafka.producer import EventProducer
@@ -194,6 +195,16 @@ def report(samples: list[Sample], *, command: str, broker: str, guarantee: str, 
     return "\n".join(lines) + "\n"
 
 
+def _audited(checked: AuditReport | None, guarantee: str) -> str:
+    """The audit of the topics at the end (read_committed): lost and repeated outputs."""
+    if checked is None:
+        return "\n## Audit\n\nnot run: the outputs did not drain\n"
+    note = ("" if guarantee == "exactly_once" else
+            "\nAt least once, repeats after a restart are expected (the monitor drops them by id).\n")
+    return (f"\n## Audit (read_committed, after the drain)\n\n{checked.markdown()}\n{note}"
+            f"\nevery check exact: {'yes' if checked.exact else 'NO'}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="soak every role on a fresh broker")
     parser.add_argument("--broker", choices=("tansu", "kafka"), default="tansu",
@@ -249,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             drained: float | None = None
             lag, trail = 0, 0
             per_group: dict[str, int] = {}
+            checked: AuditReport | None = None
             with LagProbe(settings, group_prefix=GROUP_PREFIX) as probe:
                 try:
                     while producer.is_alive() and worker.poll() is None:
@@ -264,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
                             break
                         time.sleep(1)
                     samples.append(sample(lag, trail))
+                    if drained is not None:  # every output out: count what the topics hold
+                        time.sleep(3)  # the monitor's last metrics after the last feedback
+                        checked = audit(settings, timeout=120)
                 finally:
                     stop.set()
                     producer.join()
@@ -284,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(sys.argv[1:] if argv is None else argv)
     args.out.write_text(report(samples, command=command, broker=args.broker, guarantee=guarantee,
                                extra_env=extra_env, seconds=args.seconds, code=worker.returncode,
-                               drained=drained, per_group=per_group))
+                               drained=drained, per_group=per_group) + _audited(checked, guarantee))
     print(f"report: {args.out} (worker log {work / 'worker.log'}, broker log {work / 'broker.log'})")
     return 0 if worker.returncode == 0 and drained is not None else 1
 
