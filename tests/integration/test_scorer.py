@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import threading
@@ -185,7 +186,13 @@ def test_challenger_split_and_shadows(scoring: Settings, scorer: Any, tmp_path: 
     shadowed = {p["event_id"] for p in predictions if p["variant"] == "shadow"}
     assert len(shadowed) == 10_000
     shadow = {int(p["event_id"][1:]): p["scores"] for p in predictions if p["variant"] == "shadow"}
-    assert all(shadow[i] == shadow[i + 5_000] for i in range(5_000))
+    # equal to rounding: the last bit of a batched product depends on where a row falls in
+    # its batch (BLAS handles a batch's remainder rows with another kernel), and the two
+    # passes are cut into batches differently
+    differ = [i for i in range(5_000)
+              if any(not math.isclose(shadow[i][c], shadow[i + 5_000][c], rel_tol=1e-12, abs_tol=1e-15)
+                     for c in shadow[i])]
+    assert differ == [], [(i, shadow[i], shadow[i + 5_000]) for i in differ[:3]]
     assert _writer_schemas(scoring, 10_000) == {
         typed.codec().store.writer_for("FeatureEvent", {"model": "fraud"}).fingerprint: 5_000,
         scoring.codec().store.reader("FeatureEvent").fingerprint: 5_000}
