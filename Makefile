@@ -75,8 +75,9 @@ bench: $(BENCH_STAMP)  ## benchmarks on the embedded broker -> bench/results/ (B
 bench-kafka: $(BENCH_STAMP)  ## exactly-once against at-least-once on Apache Kafka -> results.json `guarantees` (BENCH_KAFKA_ARGS="--rounds 3")
 	$(BIN)/python -m bench.guarantees $(BENCH_KAFKA_ARGS)
 
-soak: $(STAMP)  ## 10 min of every role at a steady rate on the embedded broker: RSS and lag to bench/results/soak.md
-	$(BIN)/python -m bench.soak --seconds 600 --rate 300
+SOAK_ARGS ?= --seconds 1800
+soak: $(STAMP)  ## 30 min of every role at 300 events/s on Apache Kafka -> bench/results/soak.md, .png (SOAK_ARGS="--seconds 120")
+	$(BIN)/python -m bench.soak --broker kafka --rate 300 --env RIVEROPS_JOINER__MEMORY_EVENTS=5000 $(SOAK_ARGS)
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .build build *.egg-info

@@ -2,10 +2,15 @@
 steady rate for a long while; RSS, total consumer lag and the joiner's pending items sampled
 every 10 s.
 
-Run with ``make soak`` (10 minutes on the embedded broker) or ``python -m bench.soak
---seconds 60`` for a short look; ``--broker kafka`` starts a one-node Apache Kafka instead
-(the worker then runs exactly once unless ``--env RIVEROPS_PROCESSING_GUARANTEE=...`` says
-otherwise). It writes a small Markdown report (``bench/results/soak.md`` by default). What
+Run with ``make soak`` (30 minutes on a one-node Apache Kafka, the joiner spilling past
+5,000 pending events per partition so that its file is used) or ``python -m bench.soak
+--seconds 120`` for a short look; ``--broker tansu`` runs on the embedded broker instead
+(the worker runs exactly once on Kafka unless ``--env RIVEROPS_PROCESSING_GUARANTEE=...``
+says otherwise, at least once on Tansu). It writes a Markdown report
+(``bench/results/soak.md`` by default: the figures, the size of every bounded structure
+from ``riverops_state_entries``, the audit of the outputs) and a PNG of RSS, lag and
+pending events beside it, and prints whether worker RSS stayed within 5% over the last
+two thirds. What
 it is for: a leak (worker RSS that keeps climbing once the windows are full) or a lag that
 keeps growing at a rate the workers should sustain. The embedded broker keeps every record
 in memory, so its RSS grows with the stream by design; Kafka's is a JVM's. Either is
@@ -65,6 +70,7 @@ class Sample:
     joiner_trail: int
     pending: int | None  # riverops_join_pending_items (None: /metrics did not answer)
     spill_mb: float  # size of the joiner's scratch spill files
+    state: dict[str, int]  # riverops_state_entries by structure (the largest over roles)
 
 
 def lag_split(probe: LagProbe) -> tuple[int, int, dict[str, int]]:
@@ -92,18 +98,62 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def joiner_pending(url: str) -> int | None:
-    """The joiner's pending items, from the worker's Prometheus endpoint."""
+def scrape(url: str) -> tuple[int | None, dict[str, int]]:
+    """The joiner's pending items and the entries of every bounded structure
+    (``riverops_state_entries``, the largest over roles), from the worker's /metrics."""
     try:
         with urllib.request.urlopen(url, timeout=2) as answer:
             text = answer.read().decode()
     except OSError:
-        return None
+        return None, {}
+    pending, state = None, {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "riverops_join_pending_items" and sample.labels.get("role") == "joiner":
-                return int(sample.value)
-    return None
+                pending = int(sample.value)
+            elif sample.name == "riverops_state_entries":
+                name = sample.labels["structure"]
+                state[name] = max(state.get(name, 0), int(sample.value))
+    return pending, state
+
+
+STRUCTURES = ("join_pending_memory", "join_pending_disk", "join_done_memory", "join_done_disk",
+              "monitor_dedupe_ids", "learner_dedupe_ids", "monitor_window_keys", "registry_versions",
+              "registry_artifacts")
+"""The bounded structures the report shows, in its columns (docs/reliability.md, Memory bounds)."""
+
+
+def rss_verdict(samples: list[Sample], seconds: float) -> tuple[float, bool]:
+    """Growth of worker RSS over the last two thirds of the run (its largest sample there
+    against the first one), and whether it stayed within 5%."""
+    tail = [s for s in samples if seconds / 3 <= s.elapsed <= seconds + 1]
+    if len(tail) < 2:
+        return float("nan"), False
+    growth = max(s.worker_rss_mb for s in tail) / tail[0].worker_rss_mb - 1
+    return growth, growth <= 0.05
+
+
+def plot(samples: list[Sample], path: Path) -> None:
+    """RSS, lag and pending events over time, one panel each (PNG)."""
+    from matplotlib.figure import Figure
+
+    minutes = [s.elapsed / 60 for s in samples]
+    figure = Figure(figsize=(9, 8), layout="constrained")
+    rss, lag, pending = figure.subplots(3, 1, sharex=True)
+    rss.plot(minutes, [s.worker_rss_mb for s in samples], label="worker")
+    rss.plot(minutes, [s.broker_rss_mb for s in samples], label="broker", alpha=0.6)
+    rss.set_ylabel("RSS (MB)")
+    rss.legend(loc="upper left")
+    lag.plot(minutes, [s.lag for s in samples], label="lag (every group)")
+    lag.plot(minutes, [s.joiner_trail for s in samples], label="joiner trail", alpha=0.6)
+    lag.set_ylabel("records")
+    lag.legend(loc="upper left")
+    for name, label in (("join_pending_memory", "pending in memory"), ("join_pending_disk", "pending on disk")):
+        pending.plot(minutes, [s.state.get(name, 0) for s in samples], label=label)
+    pending.set_ylabel("events")
+    pending.set_xlabel("minutes")
+    pending.legend(loc="upper left")
+    figure.savefig(path, dpi=90)
 
 
 def spill_mb(state_dir: Path) -> float:
@@ -164,6 +214,7 @@ def report(samples: list[Sample], *, command: str, broker: str, guarantee: str, 
     broker_rss = "a JVM outside the worker" if broker == "kafka" else "in-memory log, grows by design"
     pending = [s.pending for s in samples if s.pending is not None]
     since = max(seconds - 1200, seconds / 3)  # the last 20 minutes, or the last two thirds
+    growth, flat = rss_verdict(samples, seconds)
     lines = [
         "# Soak run",
         "",
@@ -172,6 +223,8 @@ def report(samples: list[Sample], *, command: str, broker: str, guarantee: str, 
         f"{last.sent} events (90% labelled). Extra worker environment: "
         f"{', '.join(f'`{k}={v}`' for k, v in extra_env.items()) or 'none'}.",
         "",
+        f"- **worker RSS within 5% over the last two thirds: {'yes' if flat else 'NO'}** "
+        f"({growth:+.1%}, its largest sample after {seconds / 3:.0f} s against the first)",
         f"- worker RSS growth from {since:.0f} s to the end (least squares): "
         f"{growth_per_10_min(running, since):.1f} MB per 10 minutes",
         f"- worker RSS: {first.worker_rss_mb:.0f} MB at start, {settled[0].worker_rss_mb:.0f} MB at "
@@ -186,11 +239,16 @@ def report(samples: list[Sample], *, command: str, broker: str, guarantee: str, 
         f"- lag per group and topic at the end: {', '.join(f'{k} {v}' for k, v in sorted(per_group.items()))}",
         f"- worker exit code after SIGTERM: {code}",
         "",
-        "| s | events sent | worker RSS MB | broker RSS MB | lag | joiner trail | pending | spill MB |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "Bounded structures at the end (`riverops_state_entries`, the largest over roles): "
+        + ", ".join(f"{name} {last.state.get(name, '-')}" for name in STRUCTURES) + ".",
+        "",
+        "| s | events sent | worker RSS MB | broker RSS MB | lag | joiner trail | pending | spill MB | "
+        + " | ".join(STRUCTURES) + " |",
+        "|" + "---:|" * (8 + len(STRUCTURES)),
     ]
     lines += [f"| {s.elapsed:.0f} | {s.sent} | {s.worker_rss_mb:.0f} | {s.broker_rss_mb:.0f} | {s.lag} "
-              f"| {s.joiner_trail} | {s.pending if s.pending is not None else '-'} | {s.spill_mb:.1f} |"
+              f"| {s.joiner_trail} | {s.pending if s.pending is not None else '-'} | {s.spill_mb:.1f} | "
+              + " | ".join(str(s.state.get(name, "-")) for name in STRUCTURES) + " |"
               for s in samples]
     return "\n".join(lines) + "\n"
 
@@ -207,9 +265,9 @@ def _audited(checked: AuditReport | None, guarantee: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="soak every role on a fresh broker")
-    parser.add_argument("--broker", choices=("tansu", "kafka"), default="tansu",
+    parser.add_argument("--broker", choices=("tansu", "kafka"), default="kafka",
                         help="tansu: the embedded broker; kafka: a one-node Apache Kafka from the cached jars")
-    parser.add_argument("--seconds", type=float, default=600.0)
+    parser.add_argument("--seconds", type=float, default=1800.0, help="how long the producer runs")
     parser.add_argument("--rate", type=float, default=300.0, help="events per second")
     parser.add_argument("--every", type=float, default=10.0, help="seconds between samples")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
@@ -247,9 +305,9 @@ def main(argv: list[str] | None = None) -> int:
                  "--group-prefix", GROUP_PREFIX], env=env, stdout=log, stderr=subprocess.STDOUT)
 
             def sample(lag: int, trail: int) -> Sample:
+                pending, state = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
                 return Sample(time.monotonic() - started, sent[0], rss_mb(worker.pid), rss_mb(broker.pid), lag,
-                              trail, joiner_pending(f"http://127.0.0.1:{metrics_port}/metrics"),
-                              spill_mb(work / "state"))
+                              trail, pending, spill_mb(work / "state"), state)
 
             time.sleep(8)  # the groups form
             sent, stop = [0], threading.Event()
@@ -300,7 +358,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(report(samples, command=command, broker=args.broker, guarantee=guarantee,
                                extra_env=extra_env, seconds=args.seconds, code=worker.returncode,
                                drained=drained, per_group=per_group) + _audited(checked, guarantee))
-    print(f"report: {args.out} (worker log {work / 'worker.log'}, broker log {work / 'broker.log'})")
+    plot(samples, args.out.with_suffix(".png"))
+    growth, flat = rss_verdict(samples, args.seconds)
+    print(f"worker RSS within 5% over the last two thirds: {'yes' if flat else 'NO'} ({growth:+.1%})")
+    print(f"report: {args.out}, plot {args.out.with_suffix('.png')} (worker log {work / 'worker.log'}, "
+          f"broker log {work / 'broker.log'})")
     return 0 if worker.returncode == 0 and drained is not None else 1
 
 

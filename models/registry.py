@@ -126,6 +126,11 @@ class Registry:
                 update={"artifact": record.artifact.model_copy(update={"inline": None})})
         state.inline &= kept
 
+    def sizes(self) -> tuple[int, int]:
+        """(versions folded, versions whose artifact bytes are held), over every model."""
+        return (sum(len(s.versions) for s in self._models.values()),
+                sum(len(s.inline) for s in self._models.values()))
+
     def held(self, model: str, version: int) -> bool:
         """Whether this registry can give the model of ``model:version`` (its bytes inline,
         or a uri of the artifact store); False for one whose bytes it released."""

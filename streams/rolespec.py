@@ -178,6 +178,11 @@ class RoleSpec:
         holds the next offset of every partition handled; the default commits all of it."""
         return consumed
 
+    def state_sizes(self) -> Mapping[str, int]:
+        """Entries of each bounded per-event structure the role holds (a gauge per name,
+        ``riverops_state_entries``); none by default."""
+        return {}
+
     def changelog(self) -> Mapping[str, Sequence[RawRecord]]:
         """Exactly-once only: the state changes since the last commit, as records per
         changelog topic, written in the transaction of the outputs and offsets."""

@@ -250,6 +250,7 @@ class Runtime(Rebalancing):
         newest ones once theirs are. Exactly once: commit the interval's transaction (all
         partitions: their outputs are in it)."""
         assert self._outbox is not None
+        self._report_state()
         if self._consumer is not None:
             past_markers(self._consumer, self.consumed)
         if isinstance(self._outbox, TransactionalOutbox):
@@ -269,6 +270,15 @@ class Runtime(Rebalancing):
             if commit(self._consumer, [TopicPartition(t, p, o) for (t, p), o in fresh.items()],
                       asynchronous=not wait):
                 self.committed.update(fresh)
+
+    def _report_state(self) -> None:
+        """The role's bounded structures and its registry's, on the state gauge."""
+        if self.telemetry is None:
+            return
+        sizes = dict(self.role.state_sizes())
+        if self.role.follows_registry:
+            sizes["registry_versions"], sizes["registry_artifacts"] = self.registry.sizes()
+        self.telemetry.set_state(sizes)
 
     def _on_commit(self, error: Any, partitions: list[TopicPartition]) -> None:
         """An asynchronous commit's result: a failed one is made again at the next commit."""

@@ -159,6 +159,10 @@ class Telemetry:
             "label_delay_seconds", "Event time to label time.", LABEL_DELAY_BUCKETS, "model"
         )
         self.pending_items = gauge("join_pending_items", "Items waiting in the join state.")
+        self.state_entries = gauge(
+            "state_entries", "Entries held by each bounded per-event structure of a role "
+            "(docs/reliability.md, Memory bounds), refreshed at each commit.", "structure",
+        )
         self.pending_bytes = gauge("join_pending_bytes", "Bytes held by the join state.")
         self.expired = counter("join_expired", "Join items dropped by the TTL.", "kind")
         self.dead_letters = counter(
@@ -245,6 +249,11 @@ class Telemetry:
         """Set the size of the join state."""
         self.pending_items.labels(self.role).set(items)
         self.pending_bytes.labels(self.role).set(nbytes)
+
+    def set_state(self, sizes: Mapping[str, int]) -> None:
+        """Set the entries of each bounded structure (``structure`` -> entries)."""
+        for structure, entries in sizes.items():
+            self.state_entries.labels(self.role, structure).set(entries)
 
     def count_expired(self, kind: str, n: int = 1) -> None:
         """Count join items of ``kind`` (features, prediction, label) dropped by the TTL."""

@@ -59,7 +59,9 @@ def test_worker_all_serves_metrics_and_lag_per_partition(loop_settings: Settings
                         if lab["variant"] == "champion" and lab["metric"] == "accuracy"]
             scored = sum(v for lab, v in samples.get("riverops_events_in_total", [])
                          if lab["role"] == "scorer")
-            if len(lag_rows) >= settings.partitions and accuracy and scored >= 2000:
+            deduped = [v for lab, v in samples.get("riverops_state_entries", [])
+                       if lab["structure"] == "monitor_dedupe_ids" and v > 0]
+            if len(lag_rows) >= settings.partitions and accuracy and scored >= 2000 and deduped:
                 break
             time.sleep(1)
     finally:
@@ -78,6 +80,12 @@ def test_worker_all_serves_metrics_and_lag_per_partition(loop_settings: Settings
     aliases = {lab["alias"]: v for lab, v in samples["riverops_model_alias_version"] if lab["model"] == "fraud"}
     assert aliases["champion"] == 1.0 and aliases["shadow"] == 2.0
     assert "riverops_join_pending_items" in samples and "riverops_label_delay_seconds_bucket" in samples
+    state = {(lab["role"], lab["structure"]): v for lab, v in samples["riverops_state_entries"]}
+    assert {s for r, s in state if r == "joiner"} == {
+        "join_pending_memory", "join_pending_disk", "join_done_memory", "join_done_disk"}
+    assert state["joiner", "join_pending_disk"] == 0  # 2,000 events, far below the spill threshold
+    assert 0 < state["monitor", "monitor_dedupe_ids"] <= 2000
+    assert state["scorer", "registry_versions"] == 2 and state["scorer", "registry_artifacts"] == 2
 
     # the status view reads the same story back from the topics
     import json

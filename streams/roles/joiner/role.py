@@ -271,6 +271,13 @@ class JoinerRole(RoleSpec):
             if count:
                 telemetry.count_expired(kind, count)
 
+    def state_sizes(self) -> Mapping[str, int]:
+        cores = (self.stats.cores or {}).values()
+        on_disk = sum(c.pending_on_disk for c in cores)
+        done_on_disk = sum(c.done_on_disk for c in cores)
+        return {"join_pending_memory": sum(c.pending for c in cores) - on_disk, "join_pending_disk": on_disk,
+                "join_done_memory": sum(c.done for c in cores) - done_on_disk, "join_done_disk": done_on_disk}
+
     # -- commits -------------------------------------------------------------------------
 
     def changelog(self) -> Mapping[str, Sequence[RawRecord]]:

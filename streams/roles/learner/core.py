@@ -249,6 +249,10 @@ class LearnerCore:
         learner.next_period(now_seconds)
         return snap
 
+    def sizes(self) -> dict[str, int]:
+        """Entries of its bounded structures: the dedupe ring."""
+        return {"learner_dedupe_ids": len(self._seen)}
+
     def status(self) -> list[LearnerStatus]:
         """Every learner's counters and the progressive metrics of its current period."""
         return [

@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from confluent_kafka import TopicPartition
@@ -192,6 +193,9 @@ class LearnerRole(RoleSpec):
         if self.ctx.telemetry is not None:
             self.ctx.telemetry.count_version(snap.model)
         log.info("%s snapshot published as v%s", snap.model, records[-1].version)
+
+    def state_sizes(self) -> Mapping[str, int]:
+        return self.core.sizes()
 
     def offsets(self, consumed: Offsets) -> Offsets:
         """The consumed offsets as of the last snapshot: a partition with records handled

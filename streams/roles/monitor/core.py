@@ -306,6 +306,10 @@ class MonitorCore:
         if self.segments is not None:
             self.segments.forget(models)
 
+    def sizes(self) -> dict[str, int]:
+        """Entries of its bounded structures: the dedupe ring, the (model, version, variant) keys."""
+        return {"monitor_dedupe_ids": len(self._seen), "monitor_window_keys": len(self._keys)}
+
     def status(self, now: datetime | None = None) -> list[KeyStatus]:
         """Every key's current values; ``now`` (if given) first expires the time windows."""
         rows = []

@@ -143,6 +143,9 @@ class MonitorRole(RoleSpec):
         for model in models:
             del self._partition_of[model]
 
+    def state_sizes(self) -> Mapping[str, int]:
+        return self.core.sizes()
+
     def stopped(self) -> None:
         self.stats.status = self.core.status()
 
