@@ -10,18 +10,17 @@ says otherwise, at least once on Tansu). It writes a Markdown report
 (``bench/results/soak.md`` by default: the figures, the size of every bounded structure
 from ``riverops_state_entries``, the audit of the outputs) and a PNG of RSS, lag and
 pending events beside it, and prints whether worker RSS stayed within 5% over the last
-two thirds. What
-it is for: a leak (worker RSS that keeps climbing once the windows are full) or a lag that
+two thirds. What it is for: a leak (worker RSS that keeps climbing once the windows are full) or a lag that
 keeps growing at a rate the workers should sustain. The embedded broker keeps every record
 in memory, so its RSS grows with the stream by design; Kafka's is a JVM's. Either is
 reported apart from the worker's.
 
 Lag is the committed offsets' distance to the log end, summed over groups, except the
-joiner's on features and predictions: the joiner commits the offset of its *oldest
-pending* event (its real position is in its checkpoint), so with 10% of the events never
-labelled that committed offset stays at the first of them until the label TTL (7 days)
-expires it. It is reported apart as ``joiner trail``. Exactly once, the joiner commits what
-it consumed (its state is in the changelog, in the same transaction), so the trail stays near 0.
+joiner's on features and predictions, reported apart as ``joiner trail``: until
+2026-12-03 the joiner committed the offset of its oldest *pending* event at least once, so
+that figure stayed at the first unlabelled event until the label TTL expired it. Now the
+joiner commits what it consumed under both guarantees (its state is in its changelog), and
+the trail is lag like any other.
 """
 
 from __future__ import annotations

@@ -17,9 +17,11 @@ passing of time, what it may commit. The runtime owns everything around it, once
     them again at the committed offsets (:meth:`RoleSpec.revoke` then :meth:`RoleSpec.assign`),
     so no state is left ahead of the topics (:mod:`riverops.rebalancing`: partitions
     moving in and out);
-  - ``at_least_once``: outputs flushed, then the role's state made durable
-    (:meth:`RoleSpec.offsets`), then the offsets that state vouches for committed.
-    Nothing is committed before the outputs it caused were delivered.
+  - ``at_least_once``: outputs flushed, then the role's state changes
+    (:meth:`RoleSpec.changelog`) written and flushed, then the offsets the role vouches
+    for (:meth:`RoleSpec.offsets`) committed. Nothing is committed before the outputs it
+    caused were delivered, and no state change says an output was made before it was:
+    a crash in between repeats outputs, never loses them.
 """
 
 from __future__ import annotations
@@ -258,6 +260,11 @@ class Runtime(Rebalancing):
             return
         if wait:
             self._outbox.flush(f"{self.role.name} output")
+            changes = [(topic, records) for topic, records in self.role.changelog().items() if records]
+            for topic, records in changes:
+                self._outbox.send_raw(topic, records)
+            if changes:
+                self._outbox.flush(f"{self.role.name} state changes")
         consumed = self.consumed if only is None else {k: v for k, v in self.consumed.items() if k in only}
         offsets = self.role.offsets(dict(consumed))
         if only is not None:

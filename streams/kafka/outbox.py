@@ -1,8 +1,8 @@
 """The output side of every processor: encode, produce, and know that it was delivered.
 
 At least once (:class:`Outbox`): a processor sends a batch's outputs, then calls
-:meth:`Outbox.flush` before it commits the offsets (or checkpoints the state) that the
-outputs reflect; flush raises when a record was not acknowledged, so the worker stops
+:meth:`Outbox.flush` before it writes the state changes (a changelog's raw records,
+flushed in turn) and commits the offsets that the outputs reflect; flush raises when a record was not acknowledged, so the worker stops
 instead of committing past lost output. A processor with no state to make durable may
 instead hand the offsets to :meth:`Outbox.after_delivery` and go on with its next batch:
 it gets them back to commit once everything sent before them was acknowledged.
@@ -94,6 +94,21 @@ class Outbox:
                 self.producer.produce(topic, key=record[key], value=payload, on_delivery=on_delivery, **extra)
             except BufferError:
                 self._produce_when_room(topic, key=record[key], value=payload, on_delivery=on_delivery, **extra)
+        self.sent += len(records)
+        self.producer.poll(0)
+
+    def send_raw(self, topic: str, records: Sequence[RawRecord]) -> None:
+        """Produce encoded records to explicit partitions (a changelog's)."""
+        segment = self._segment
+        self._unacked[segment] = self._unacked.get(segment, 0) + len(records)
+        on_delivery = self._counted(segment)
+        produce = self.producer.produce
+        for partition, key, value in records:
+            try:
+                produce(topic, key=key, value=value, partition=partition, on_delivery=on_delivery)
+            except BufferError:  # a transactional producer may be replaced meanwhile: looked up again
+                self._produce_when_room(topic, key=key, value=value, partition=partition,
+                                        on_delivery=on_delivery)
         self.sent += len(records)
         self.producer.poll(0)
 
@@ -265,20 +280,11 @@ class TransactionalOutbox(Outbox):
             raise self._fail(exc, f"writing {topic}") from exc
 
     def send_raw(self, topic: str, records: Sequence[RawRecord]) -> None:
-        """Produce encoded records to explicit partitions (a changelog's)."""
         try:
             self._begin()
-            produce = self.producer.produce
-            for partition, key, value in records:
-                try:
-                    produce(topic, key=key, value=value, partition=partition, on_delivery=self._on_delivery)
-                except BufferError:  # the producer may have been replaced: look it up again
-                    self._produce_when_room(topic, key=key, value=value, partition=partition,
-                                            on_delivery=self._on_delivery)
+            super().send_raw(topic, records)
         except KafkaException as exc:
             raise self._fail(exc, f"writing {topic}") from exc
-        self.sent += len(records)
-        self.producer.poll(0)
 
     def commit(self, offsets: Sequence[TopicPartition], group_metadata: Any, what: str) -> None:
         """Commit the open transaction with ``offsets`` as the group's consumed offsets

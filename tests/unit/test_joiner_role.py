@@ -1,10 +1,11 @@
-"""JoinerRole without Kafka: cores restored on assignment (a checkpoint without committed
-offsets ignored), snapshots written at commit for the partitions asked about, replay_from
-committed (not the consumed offsets), every refusal dead-lettered through the runtime and
-covered by the snapshot, expirations and pending state reported to the telemetry.
+"""JoinerRole without Kafka: cores restored on assignment from the changelog, the changes
+of the changed partitions only at each commit, the consumed offsets committed, every
+refusal dead-lettered through the runtime and covered by the changelog's header,
+expirations and pending state reported to the telemetry.
 
-The context is a stand-in with only what the role reads of it; the Kafka path is
-tests/integration/test_joiner_crash.py, test_joiner_stale_checkpoint.py and
+The context is a stand-in with only what the role reads of it, and the changelog a list
+of records per partition (:class:`_Log`, folded by the real :class:`Folding`); the Kafka
+path is tests/integration/test_joiner_crash.py, test_joiner_changelog.py and
 test_bad_input.py."""
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ import pytest
 from confluent_kafka import Message, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from riverops.kafka.outbox import RawRecord
 from riverops.kafka.topics import PREDICTIONS_HEADER, TopicCatalogue
-from riverops.roles.joiner import JoinCore, JoinerRole, JoinerStats, checkpoint_path
+from riverops.roles.joiner import JoinCore, JoinerRole, JoinerStats
+from riverops.roles.joiner import role as joiner_role
+from riverops.roles.joiner.changelog import Folding, Restored
 from riverops.runtime import Input, Outputs
 from riverops.schemas.codec import SingleObjectCodec
 from riverops.schemas.errors import InvalidEventError
@@ -37,11 +41,46 @@ class _Context:
         self.codec, self.telemetry = CODEC, telemetry
 
 
+class _Log:
+    """The changelog topic as a list of (key, value) per partition."""
+
+    def __init__(self) -> None:
+        self.partitions: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
+
+    def append(self, records: list[RawRecord]) -> None:
+        for partition, key, value in records:
+            self.partitions.setdefault(partition, []).append((key, value))
+
+    def restore(self, _settings: Settings, _topic: str, partition: int, into: JoinCore) -> Restored:
+        folding = Folding(into)
+        folding.add(self.partitions.get(partition, []))
+        return Restored(folding.finish(), folding.records, 0.0)
+
+    def state_of(self, partition: int) -> JoinCore:
+        core = JoinCore()
+        self.restore(Settings(), "", partition, core)
+        return core
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    # the snapshot path (at least once); the changelog path runs on Kafka (test_joiner_changelog)
+def changelog(monkeypatch: pytest.MonkeyPatch) -> _Log:
+    log = _Log()
+    monkeypatch.setattr(joiner_role, "ensure_changelog", lambda settings, group: f"{group}.join-state")
+    monkeypatch.setattr(joiner_role, "restore", log.restore)
+    return log
+
+
+@pytest.fixture
+def settings(tmp_path: Path, changelog: _Log) -> Settings:
     return Settings(state_dir=tmp_path / "state", processing_guarantee="at_least_once", joiner=JoinerSettings(
         checkpoint_seconds=3.0, complete_runs_seconds=1.5, label_ttl_seconds=1.0))
+
+
+def _commit(role: JoinerRole, log: _Log) -> list[RawRecord]:
+    """The role's changelog records, appended to ``log`` (as the runtime writes them)."""
+    (records,) = role.changelog().values()
+    log.append(list(records))
+    return list(records)
 
 
 def _topics(settings: Settings) -> dict[str, str]:
@@ -92,7 +131,7 @@ def test_a_batch_is_incomplete_while_an_event_s_predictions_are_cut(settings: Se
     assert role.incomplete([first, other, _message(topics["features"], 0, 0, b"e1", b"f", 1)])
 
 
-def test_joins_commits_replay_from_and_snapshots_only_partitions_asked_about(settings: Settings) -> None:
+def test_joins_and_writes_the_changes_of_the_changed_partitions(settings: Settings, changelog: _Log) -> None:
     metrics = CollectorRegistry()
     role, topics = _role(settings, Telemetry(metrics, role="joiner")), _topics(settings)
     _assign(role, settings, [0, 1], {})
@@ -112,19 +151,20 @@ def test_joins_commits_replay_from_and_snapshots_only_partitions_asked_about(set
     assert (role.stats.consumed, role.stats.feedback) == (5, 1)
     assert metrics.get_sample_value("riverops_join_pending_items", {"role": "joiner"}) == 1
 
-    consumed = {(f, 0): 2, (p, 0): 1, (lab, 0): 2}
-    offsets = role.offsets(consumed)
-    # e0's features are still needed after a restart without the snapshot
-    assert offsets == {(f, 0): 0, (p, 0): 1, (lab, 0): 2}
-    saved = JoinCore.restore(checkpoint_path(settings, GROUP, 0).read_bytes())
+    records = _commit(role, changelog)
+    # e0 pending, e1 emitted, then partition 0's header; partition 1 was assigned, never read
+    kinds = [(partition, key, value[:1] if value else value) for partition, key, value in records]
+    assert sorted(kinds[:-1]) == [(0, b"e0", b"P"), (0, b"e1", b"D")] and kinds[-1] == (0, b"", b"M")
+    saved = changelog.state_of(0)
     assert saved.positions() == {(f, 0): 2, (p, 0): 1, (lab, 0): 2}  # the key-less label covered
-    assert not checkpoint_path(settings, GROUP, 1).exists()  # assigned, never read: nothing to save
+    assert (saved.stats().pending, saved.stats().done) == (1, 1)
     assert role.stats.checkpoints == 1
-    assert role.offsets(consumed) == offsets and role.stats.checkpoints == 1  # unchanged: not rewritten
-    assert role.offsets({}) == {}  # a revoke of partitions this worker never read
+    assert _commit(role, changelog) == [] and role.stats.checkpoints == 1  # unchanged: nothing written
+    consumed = {(f, 0): 2, (p, 0): 1, (lab, 0): 2}
+    assert role.offsets(consumed) == consumed  # the changelog holds the state as of them
 
 
-def test_the_runtime_s_refusals_are_covered_by_the_snapshot(settings: Settings) -> None:
+def test_the_runtime_s_refusals_are_covered_by_the_header(settings: Settings, changelog: _Log) -> None:
     role, topics = _role(settings), _topics(settings)
     _assign(role, settings, [0], {})
     f = topics["features"]
@@ -133,9 +173,8 @@ def test_the_runtime_s_refusals_are_covered_by_the_snapshot(settings: Settings) 
     out.reject(big, InvalidEventError("record of 10 bytes, over the limit"))  # as the runtime does
     role.handle(_inputs(_message(f, 0, 0, b"e0", features_of("e0", 0), 0)), out)
     assert role.stats.consumed == 2
-    role.offsets({(f, 0): 2})
-    saved = JoinCore.restore(checkpoint_path(settings, GROUP, 0).read_bytes())
-    assert saved.positions() == {(f, 0): 2}  # a restart does not dead-letter it again
+    _commit(role, changelog)
+    assert changelog.state_of(0).positions() == {(f, 0): 2}  # a restart does not dead-letter it again
 
 
 def test_the_core_s_refusals_and_expirations_go_through_the_runtime(settings: Settings) -> None:
@@ -164,23 +203,23 @@ def test_the_core_s_refusals_and_expirations_go_through_the_runtime(settings: Se
     assert role.stats.cores is not None and role.stats.cores[0].orphan_labels == 1
 
 
-def test_assignment_restores_checkpoints_and_ignores_those_without_committed_offsets(
-        settings: Settings) -> None:
+def test_assignment_restores_each_partition_from_its_changelog(settings: Settings, changelog: _Log) -> None:
     topics = _topics(settings)
     f, lab = topics["features"], topics["labels"]
     first = _role(settings)
-    _assign(first, settings, [0, 1], {})
+    _assign(first, settings, [0, 1, 2], {})
     first.handle(_inputs(_message(f, 0, 0, b"e0", features_of("e0", 0), 0),
                          _message(lab, 1, 4, b"e1", label_of("e1", 0), 0)), Outputs())
-    first.offsets({(f, 0): 1, (lab, 1): 5})
+    _commit(first, changelog)
+    first.handle(_inputs(_message(f, 2, 0, b"e2", features_of("e2", 0), 0)), Outputs())  # never committed
     first.revoke([TopicPartition(t, p) for p in (0, 1) for t in topics.values()])
-    assert first.stats.cores == {}
+    assert set(first.stats.cores or {}) == {2}
 
     second = _role(settings)
-    tps = _assign(second, settings, [0, 1], {(f, 0): 0})  # partition 1: nothing committed
-    assert (second.stats.restored, second.stats.ignored_checkpoints) == (1, 1)
+    tps = _assign(second, settings, [0, 1, 2], {})
+    assert second.stats.restored == 2 and second.stats.restored_records == 4  # two events, two headers
     starts = {(tp.topic, tp.partition): tp.offset for tp in tps}
-    assert starts[(f, 0)] == 1  # the snapshot's position, past what it holds
-    assert starts[(lab, 1)] < 0  # a fresh core: the committed offset (or the reset policy)
+    assert starts[(f, 0)] == 1 and starts[(lab, 1)] == 5  # the header's positions, past what they hold
+    assert starts[(f, 2)] < 0  # no changelog: the committed offset (or the reset policy)
     assert second.stats.cores is not None and second.stats.cores[0].pending == 1
-    assert second.stats.cores[1].pending == 0
+    assert second.stats.cores[1].pending == 1 and second.stats.cores[2].pending == 0

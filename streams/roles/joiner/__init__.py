@@ -6,9 +6,9 @@
 - :mod:`~riverops.roles.joiner.state`: the compact encoded state of a pending event;
 - :mod:`~riverops.roles.joiner.spill`: the pending and emitted maps, their older entries
   on disk (a scratch SQLite file);
-- :mod:`~riverops.roles.joiner.changelog`: the state in a compacted topic (exactly once);
+- :mod:`~riverops.roles.joiner.changelog`: the state in a compacted topic (its source of truth);
 - :mod:`~riverops.roles.joiner.feedback`: a complete event decoded into its feedback;
-- :mod:`~riverops.roles.joiner.snapshot`: the checksummed, pickle-free snapshot format;
+- :mod:`~riverops.roles.joiner.snapshot`: the checksummed, pickle-free state format (the changelog header, a whole core in tests);
 - :mod:`~riverops.roles.joiner.role`: :class:`JoinerRole` on the worker runtime
   (checkpoints, restore on assignment), and :func:`run_joiner`.
 """
@@ -29,10 +29,10 @@ from riverops.roles.joiner.core import (
     Rejection,
     Source,
 )
-from riverops.roles.joiner.role import JoinerRole, JoinerStats, checkpoint_path, run_joiner
+from riverops.roles.joiner.role import JoinerRole, JoinerStats, run_joiner
 
 __all__ = [
     "JoinCore", "JoinStats", "FlushResult", "JoinInput", "Rejection", "Kind", "KINDS", "Outcome",
     "OUTCOMES", "Source", "DEFAULT_TTL_MS", "ITEM_OVERHEAD",
-    "JoinerRole", "JoinerStats", "run_joiner", "checkpoint_path",
+    "JoinerRole", "JoinerStats", "run_joiner",
 ]

@@ -23,12 +23,12 @@ What the shell (:class:`~riverops.roles.joiner.role.JoinerRole`) does:
   record it refused itself, so the positions cover it too;
 - ``flush()`` after each consumed batch, then produce ``feedback`` (key: ``model``) and
   dead-letter each ``rejected`` (origin, error) pair through the one dead-letter function;
-- checkpoint after delivery: store ``snapshot()`` (consumed positions included) and
-  commit ``replay_from()`` as the group's offsets. Restart: ``restore`` the snapshot and
-  seek to ``positions()``; records below them are skipped as re-deliveries. Without a
-  usable snapshot, a fresh core consuming from the committed ``replay_from()`` offsets
-  rebuilds every pending event, but may emit again events already emitted after those
-  offsets (the done set is in the snapshot only): at-least-once, dedupe by event_id.
+- checkpoint after delivery: write ``changes()`` (each changed event's blob, emitted
+  time or removal) and the header ``state(whole=False)`` (clock, consumed positions,
+  counts) to the changelog (:mod:`riverops.roles.joiner.changelog`). Restart: ``absorb``
+  the changelog's entries into a new core, ``resume`` at its last header and seek to
+  ``positions()``; records below them are skipped as re-deliveries. ``snapshot()`` and
+  ``restore`` give the whole state as one blob (tests, benchmarks).
 
 Limitation: the done set keeps event ids only, so a prediction arriving after its event
 was emitted is counted ``late_predictions`` (not added, not told apart from a re-scored
@@ -76,7 +76,7 @@ from riverops.roles.joiner.results import (
 )
 from riverops.roles.joiner.snapshot import NO_TIME, SnapshotState, decode_snapshot, encode_snapshot
 from riverops.roles.joiner.spill import BLOBS, TIMES, SpillFile, SpillMap
-from riverops.roles.joiner.state import Item, Kind, Stored, admit, pack_item, refs_of, unpack_item
+from riverops.roles.joiner.state import Item, Kind, Stored, admit, pack_item, unpack_item
 from riverops.schemas.codec import Codec, SingleObjectCodec
 from riverops.schemas.errors import ConfigError, InvalidEventError, RiveropsError
 
@@ -289,16 +289,6 @@ class JoinCore:
     def positions(self) -> dict[tuple[str, int], int]:
         """The next offset to consume per (topic, partition): what the state reflects."""
         return dict(zip(self._tps, self._positions, strict=True))
-
-    def replay_from(self) -> dict[tuple[str, int], int]:
-        """Per (topic, partition), the smallest offset a pending event still holds (else the
-        next offset): replaying from there rebuilds the pending state. O(pending)."""
-        lowest = list(self._positions)
-        for blob in self._pending.values():  # with a spill file: reads it all
-            for tp, offset in refs_of(blob):
-                if offset < lowest[tp]:
-                    lowest[tp] = offset
-        return dict(zip(self._tps, lowest, strict=True))
 
     def snapshot(self) -> bytes:
         """The whole state as versioned, checksummed bytes (see riverops.roles.joiner.snapshot); only

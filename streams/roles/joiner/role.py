@@ -4,20 +4,20 @@ Partition ``p`` of the three input topics goes to the same worker (range assignm
 topics with one partition count), and one :class:`~riverops.roles.joiner.core.JoinCore`
 per ``p`` holds that partition's state.
 
-Exactly once (the default on Apache Kafka): the state lives in a compacted changelog
-topic (:mod:`riverops.roles.joiner.changelog`); each commit interval's changes go out in
-the transaction of its feedback and offsets (:meth:`JoinerRole.changelog`), and a
-partition assigned to this worker is restored by reading its changelog partition, so
-another host, or this one after a kill -9, resumes exactly at the committed offsets.
+The state lives in a compacted changelog topic (:mod:`riverops.roles.joiner.changelog`):
+at each commit (each ``settings.joiner.checkpoint_seconds``, on a revoke, on a clean stop)
+the events that changed since the last one and a header per partition (clock, consumed
+positions, counts) go out (:meth:`JoinerRole.changelog`), so a checkpoint costs the
+changes, not the state. A partition assigned to this worker, on any host, is restored by
+reading its changelog partition, and the consumer starts at the header's positions.
 
-At least once (the embedded broker): local snapshots. The runtime delivers each batch's
-outputs; at every commit (each ``settings.joiner.checkpoint_seconds``, on a revoke, on a clean stop)
-:meth:`JoinerRole.offsets` writes the snapshot of each core that changed, atomically, and
-hands back the core's ``replay_from`` offsets to commit. On (re)assignment a core is
-restored from its snapshot and the consumer seeks to the snapshot's positions, so a kill -9
-loses nothing. Events emitted between the last checkpoint and a crash are emitted again
-after the restart: feedback is at-least-once, and its consumers (monitor, learner) drop
-repeated event ids.
+- Exactly once (the default on Apache Kafka): the changes are in the transaction of the
+  feedback and offsets, so the restored state is exactly the one of the committed offsets.
+- At least once (the embedded broker): the runtime flushes the feedback, then the changes,
+  then commits the offsets. Events emitted between the last header and a crash are emitted
+  again after the restart (their consumers, monitor and learner, drop repeated event ids);
+  none is lost, since no change record says an event was emitted before its feedback was
+  delivered.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -41,12 +40,11 @@ from riverops.roles.joiner.core import JoinCore, JoinStats
 from riverops.roles.joiner.state import Kind
 from riverops.runtime import Context, Input, Offsets, Outputs, RoleSpec, run
 from riverops.schemas.codec import Codec
-from riverops.schemas.errors import DecodeError, InvalidEventError
+from riverops.schemas.errors import InvalidEventError
 from riverops.settings import Settings
-from riverops.statefile import write_atomically
 from riverops.telemetry import Telemetry
 
-__all__ = ["JoinerStats", "JoinerRole", "run_joiner", "checkpoint_path"]
+__all__ = ["JoinerStats", "JoinerRole", "run_joiner"]
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +58,12 @@ class JoinerStats:
     consumed: int = 0
     feedback: int = 0
     dead_letters: int = 0
-    checkpoints: int = 0  # commits that wrote at least one snapshot
+    checkpoints: int = 0  # commits that wrote the changes of at least one partition
     restored: int = 0
     restored_records: int = 0  # changelog records read by restores
     restore_seconds: float = 0.0
-    ignored_checkpoints: int = 0
     assigned: bool = False
     cores: dict[int, JoinStats] | None = None
-
-
-def checkpoint_path(settings: Settings, group_id: str, partition: int) -> Path:
-    """Where the snapshot of ``partition``'s join state lives (a directory per group)."""
-    return settings.state_dir / group_id / f"partition-{partition}.snapshot"
 
 
 def _cut_runs(messages: Sequence[Message], predictions_topic: str) -> bool:
@@ -97,7 +89,7 @@ def _cut_runs(messages: Sequence[Message], predictions_topic: str) -> bool:
 
 
 class JoinerRole(RoleSpec):
-    """One :class:`JoinCore` per assigned partition, checkpointed at every commit.
+    """One :class:`JoinCore` per assigned partition, its changes in the changelog at every commit.
 
     Records stay encoded (``decode = False``): the core checks each payload's header on
     arrival and decodes an event once, when it is complete. What the core refuses (bad
@@ -126,54 +118,26 @@ class JoinerRole(RoleSpec):
         self._predictions = catalogue.name("predictions")
         self._codec: Codec | None = None
         self._cores: dict[int, JoinCore] = {}
-        self._unsaved: set[int] = set()  # partitions whose core changed since its snapshot
-        self._exactly_once = settings.processing_guarantee == "exactly_once"
-        self._changelog: str | None = None
+        self._unsaved: set[int] = set()  # partitions whose core changed since the last commit
+        self._changelog = ""  # its name, once start() made sure it exists
 
     def start(self, ctx: Context) -> None:
         super().start(ctx)
         self._codec = ctx.codec
-        if self._exactly_once:
-            self._changelog = ensure_changelog(self._settings, self._group_id)
+        self._changelog = ensure_changelog(self._settings, self._group_id)
 
     # -- rebalances ----------------------------------------------------------------------
 
     def assign(self, partitions: list[TopicPartition], committed: Offsets | None) -> None:
-        """Restore each new partition's core from its snapshot and start each topic at the
-        snapshot's position (a topic the snapshot does not know: at its committed offset).
-        When the committed offsets could not be read, the checkpoints are trusted."""
-        known = None if committed is None else {partition for _topic, partition in committed}
+        """Restore each new partition's core from its changelog partition and start each
+        topic at the restored position (none restored: at its committed offset)."""
         for partition in sorted({tp.partition for tp in partitions} - self._cores.keys()):
-            if self._changelog is not None:
-                self._cores[partition] = self._restore(self._changelog, partition)
-            else:
-                self._cores[partition] = self._load(partition, committed=known is None or partition in known)
+            self._cores[partition] = self._restore(self._changelog, partition)
         for tp in partitions:
             position = self._cores[tp.partition].positions().get((tp.topic, tp.partition))
             if position is not None:
                 tp.offset = position
         self._report()
-
-    def _load(self, partition: int, *, committed: bool) -> JoinCore:
-        path = checkpoint_path(self._settings, self._group_id, partition)
-        if not path.exists():
-            return self._new_core(partition)
-        if not committed:
-            # a checkpoint without any committed offset belongs to another cluster or to
-            # deleted topics: seeking to its positions would skip real data silently
-            log.warning("ignoring checkpoint %s: the group has no committed offsets for "
-                        "partition %s (new cluster or recreated topics?)", path, partition)
-            self.stats.ignored_checkpoints += 1
-            return self._new_core(partition)
-        try:
-            core = JoinCore.restore(path.read_bytes(), ttl_ms=self._ttl_ms, codec=self._codec,
-                                    **self._spill(partition))
-        except DecodeError as exc:
-            log.error("unusable checkpoint %s (%s): replaying from the committed offsets", path, exc)
-            return self._new_core(partition)
-        self.stats.restored += 1
-        log.info("partition %s restored from %s at %s", partition, path, core.positions())
-        return core
 
     def _restore(self, topic: str, partition: int) -> JoinCore:
         core = self._new_core(partition)
@@ -206,7 +170,7 @@ class JoinerRole(RoleSpec):
 
     def revoke(self, partitions: list[TopicPartition]) -> None:
         """Drop the cores of revoked partitions: the runtime committed them just before
-        (:meth:`offsets` wrote their snapshots), and the new owner starts from there."""
+        (their changes are in the changelog), and the new owner restores from there."""
         for partition in {tp.partition for tp in partitions}:
             core = self._cores.pop(partition, None)
             if core is not None:
@@ -281,38 +245,21 @@ class JoinerRole(RoleSpec):
     # -- commits -------------------------------------------------------------------------
 
     def changelog(self) -> Mapping[str, Sequence[RawRecord]]:
-        """Exactly once: each changed core's events and header, for the transaction."""
-        if self._changelog is None:
-            return {}
+        """Each changed core's events and header, for the transaction (exactly once) or
+        to flush before the offsets are committed (at least once)."""
         records: list[RawRecord] = []
         for partition in sorted(self._unsaved & self._cores.keys()):
             core = self._cores[partition]
             records += encode_changes(partition, core.changes())
             records.append(encode_header(partition, core.state(whole=False)))
+        self.stats.checkpoints += bool(records)
         self._unsaved.clear()
         return {self._changelog: records}
 
     def offsets(self, consumed: Offsets) -> Offsets:
-        """Exactly once: ``consumed`` (the changelog, in the same transaction, holds the
-        state as of those offsets). At least once: write the snapshot of every changed core among the partitions in ``consumed``
-        (the revoked ones on a revoke) and return their cores' ``replay_from`` offsets,
-        never ``consumed``: without its snapshot a core rebuilds its pending events by
-        replaying from there. A core that read nothing since its assignment is left out:
-        its snapshot on disk is its whole state, and the committed offsets, never ahead of
-        that snapshot's ``replay_from``, replay at most a little more without it."""
-        if self._changelog is not None:
-            return consumed
-        offsets: Offsets = {}
-        wrote = False
-        for partition in sorted({partition for _topic, partition in consumed} & self._cores.keys()):
-            core = self._cores[partition]
-            if partition in self._unsaved:
-                write_atomically(checkpoint_path(self._settings, self._group_id, partition), core.snapshot())
-                self._unsaved.discard(partition)
-                wrote = True
-            offsets.update(core.replay_from())
-        self.stats.checkpoints += wrote
-        return offsets
+        """``consumed``: the changelog holds the state as of those offsets (in their
+        transaction, or flushed before them)."""
+        return consumed
 
 
 def run_joiner(settings: Settings, *, stop: threading.Event, group_id: str = "riverops-joiner",
