@@ -43,15 +43,28 @@ class ModelState:
     versions: dict[int, ModelVersion] = field(default_factory=dict)
     terms: dict[int, list[int]] = field(default_factory=dict)  # version -> champion terms held
     inline: set[int] = field(default_factory=set)  # versions whose record holds its artifact bytes
+    top: int = 0  # the highest version number folded, a forgotten one included
+    forgotten: int = 0  # versions a bounded registry no longer keeps (see Registry._release)
+    next_pass: int = 0  # a bounded registry's next release pass, at this many versions
+    _forgotten_term: int = 0  # the last term of the forgotten versions
 
     @property
     def champion_history(self) -> list[int]:
-        """Versions in the order they last became champion."""
+        """Versions in the order they last became champion (the forgotten ones left out)."""
         return sorted(self.terms, key=lambda v: max(self.terms[v]))
 
     @property
     def last_term(self) -> int:
-        return max((max(t) for t in self.terms.values()), default=0)
+        return max((max(t) for t in self.terms.values()), default=self._forgotten_term)
+
+    def forget(self, version: int) -> None:
+        """Drop everything kept about ``version`` but that its number and terms were taken."""
+        terms = self.terms.pop(version, None)
+        if terms:
+            self._forgotten_term = max(self._forgotten_term, *terms)
+        del self.versions[version]
+        self.inline.discard(version)
+        self.forgotten += 1
 
 
 @dataclass(frozen=True)
@@ -74,12 +87,14 @@ SERVED: frozenset[Stage] = frozenset({"champion", "challenger", "shadow"})
 class Registry:
     """The registry state: fold ModelVersion records in topic order with :meth:`apply`.
 
-    ``keep_artifacts=None`` holds every version's artifact bytes (the CLI, tests). A
-    worker's registry is given a number N: it holds the bytes of the versions served and of
-    the last N candidates of each writer and the last N former champions of each model
-    (what the roles load: a learner's own snapshot, a rollback's target), and keeps only
-    the metadata of the others (:meth:`held`), so its artifacts stay bounded however long it
-    runs. Changes that would publish a version it holds no bytes of raise RegistryError.
+    ``keep_artifacts=None`` keeps every version, artifact bytes included (the CLI, tests).
+    A worker's registry is given a number N: it keeps the versions served, the last N
+    candidates of each writer and the last N + 1 champions of each model (what the roles
+    load: a learner's own snapshot, a rollback's target), with their bytes (:meth:`held`),
+    and the newest version's metadata; it forgets the others, metadata included, so it
+    stays bounded however long it runs and however many versions are published. Version
+    numbers never go back (the highest one folded is kept). Changes that would publish a
+    version it holds no bytes of, or one it forgot, raise RegistryError.
     """
 
     def __init__(self, *, keep_artifacts: int | None = None) -> None:
@@ -99,41 +114,54 @@ class Registry:
             # written before records carried their terms: count the term as the fold meets it
             state.terms[record.version] = [*state.terms.get(record.version, []), state.last_term + 1]
         self.records_applied += 1
+        state.top = max(state.top, record.version)
         if record.artifact.inline is None:
             state.inline.discard(record.version)
-            return
-        state.inline.add(record.version)
-        # released in passes, once twice the bound is inline: a fold from the start of the
-        # topic stays linear in its records
-        if self.keep_artifacts is not None and len(state.inline) > 2 * (self.keep_artifacts + 2):
+        else:
+            state.inline.add(record.version)
+        # released in passes, once twice the bound is inline or the versions doubled since
+        # the last pass: a fold from the start of the topic stays linear in its records
+        if self.keep_artifacts is not None and (len(state.inline) > 2 * (self.keep_artifacts + 2)
+                                                or len(state.versions) >= state.next_pass):
             self._release(state)
 
     def _release(self, state: ModelState) -> None:
-        """Drop the artifact bytes of the inline versions :meth:`held` does not keep."""
+        """Keep what :meth:`held` keeps (the served versions, each writer's newest
+        candidates, the last former champions) and the newest version; forget the rest:
+        its metadata too, so a long-running worker's registry does not grow with the
+        versions published (the topic and ``riverops models`` still have them)."""
         assert self.keep_artifacts is not None
         keep = self.keep_artifacts
-        records = [state.versions[v] for v in sorted(state.inline, reverse=True)]
-        kept = {r.version for r in records if r.stage in SERVED}
+        newest_first = sorted(state.versions, reverse=True)
+        kept = {v for v in newest_first if state.versions[v].stage in SERVED}
         newest: dict[str, int] = {}  # writer -> its candidates kept so far
-        for record in records:
+        for version in newest_first:
+            record = state.versions[version]
             if record.stage == "candidate" and newest.get(record.changed_by, 0) < keep:
                 newest[record.changed_by] = newest.get(record.changed_by, 0) + 1
-                kept.add(record.version)
-        kept.update(state.champion_history[-keep - 1:] if keep else ())
-        for version in state.inline - kept:
+                kept.add(version)
+        kept.update(state.champion_history[-keep - 1:])
+        for version in set(state.versions) - kept - {state.top}:
+            state.forget(version)
+        for version in state.inline - kept:  # the newest version, when nothing else keeps it
             record = state.versions[version]
             state.versions[version] = record.model_copy(
                 update={"artifact": record.artifact.model_copy(update={"inline": None})})
         state.inline &= kept
+        state.next_pass = 2 * len(state.versions) + 8
 
     def sizes(self) -> tuple[int, int]:
-        """(versions folded, versions whose artifact bytes are held), over every model."""
+        """(versions kept, versions whose artifact bytes are held), over every model."""
         return (sum(len(s.versions) for s in self._models.values()),
                 sum(len(s.inline) for s in self._models.values()))
 
     def held(self, model: str, version: int) -> bool:
         """Whether this registry can give the model of ``model:version`` (its bytes inline,
-        or a uri of the artifact store); False for one whose bytes it released."""
+        or a uri of the artifact store); False for one whose bytes it released or that it
+        forgot; RegistryError for a version never folded."""
+        state = self._models.get(model)
+        if state is not None and version <= state.top and version not in state.versions:
+            return False
         artifact = self.get(model, version).artifact
         return artifact.inline is not None or artifact.uri is not None
 
@@ -154,6 +182,10 @@ class Registry:
     def get(self, model: str, version: int) -> ModelVersion:
         state = self._models.get(model)
         if state is None or version not in state.versions:
+            if state is not None and version <= state.top:
+                raise RegistryError(f"{model}:{version} is no longer kept by this process (not served, "
+                                    "nor among the newest candidates or former champions); "
+                                    "`riverops models` reads the whole topic")
             raise RegistryError(f"unknown model version {model}:{version}")
         return state.versions[version]
 
@@ -165,7 +197,7 @@ class Registry:
         for version in reversed(state.champion_history):
             if state.versions[version].stage == "champion":
                 return state.versions[version]
-        return None
+        return None  # (a forgotten version's terms are forgotten with it)
 
     def times_champion(self, model: str, version: int) -> int:
         """How many times ``model:version`` became champion (a rollback restores one: 2)."""
@@ -208,7 +240,7 @@ class Registry:
 
     def next_version(self, model: str) -> int:
         state = self._models.get(model)
-        return max(state.versions, default=0) + 1 if state else 1
+        return state.top + 1 if state else 1
 
     def snapshot(self) -> dict[str, Any]:
         """A comparable view: every key's last record, as JSON-ready dicts."""

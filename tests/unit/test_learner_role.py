@@ -22,6 +22,7 @@ from riverops.models.registry import Registry
 from riverops.models.specs import get_spec
 from riverops.roles.learner import LearnerRole, LearnerStats
 from riverops.runtime import Input, Outputs
+from riverops.schemas.errors import RegistryError
 from riverops.schemas.events import ModelVersion
 from riverops.sections import LearnerSettings
 from riverops.settings import Settings
@@ -119,6 +120,27 @@ def test_a_new_learner_of_the_group_resumes_from_its_snapshot(
     again.handle(_batch(PHISHING[100:110], partition=0, start=100), Outputs())
     status = again.core.status()[0]
     assert (status.parent, status.total_samples) == (version, 110)
+
+
+def test_a_learner_resumes_although_its_worker_forgot_the_snapshots_between(settings: Settings) -> None:
+    """Each restart resumes from the last snapshot, whose parent is the snapshot before: a
+    chain back to the champion. A worker's registry keeps a writer's newest candidates
+    only, so after a few restarts the chain is gone from it; the resume file's note of the
+    champion the learning started from is what says the last snapshot descends from it."""
+    registry = Registry(keep_artifacts=1)
+    registry.apply_all(register_trained(settings, registry, "fraud", get_spec("logreg").build(),
+                                        spec_name="logreg", stage="champion", by="test",
+                                        reason="the champion"))
+    parents = []
+    for restart in range(12):
+        role, ctx = _role(settings, registry)
+        role.handle(_batch(PHISHING[:100], partition=0, start=100 * restart), Outputs())
+        parents.append(role.core.status()[0].parent)
+        role.tick(1.0, Outputs())
+    assert parents == [1, *range(2, 13)]  # each learner resumed from the one before
+    with pytest.raises(RegistryError, match="no longer kept"):
+        registry.get("fraud", 3)  # a link of the chain, forgotten
+    assert registry.sizes()[0] < 12
 
 
 def test_a_learner_killed_before_its_commit_does_not_learn_its_snapshot_twice(

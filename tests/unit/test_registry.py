@@ -190,15 +190,38 @@ def test_a_bounded_registry_keeps_served_recent_candidates_and_former_champions(
     assert {champions[-1], champions[-2], champions[-3], 199, 198, 197} <= held
     assert len(held) <= 2 * (2 + 2)  # the release runs in passes: never more than twice the bound
     assert not bounded.held("fraud", 2) and whole.held("fraud", 2)
-    # metadata stays: every version is known, with its stage and lineage
-    assert [r.model_dump(exclude={"artifact"}) for r in bounded.versions("fraud")] == [
-        r.model_dump(exclude={"artifact"}) for r in whole.versions("fraud")]
-    # what a worker may publish: a rollback (its target is held); not a released version's change
+    # metadata is bounded too: the versions kept, the newest one, in passes
+    kept = bounded.versions("fraud")
+    assert len(kept) <= 2 * (3 + 1 + 2 + 1) + 8, len(kept)  # champions, shadow, candidates, newest
+    assert {r.version for r in kept} >= held and kept[-1].version == 200
+    by_version = {r.version: r for r in whole.versions("fraud")}
+    assert [r.model_dump(exclude={"artifact"}) for r in kept] == [
+        by_version[r.version].model_dump(exclude={"artifact"}) for r in kept]
+    assert bounded.next_version("fraud") == whole.next_version("fraud") == 201  # numbers never go back
+    assert bounded.sizes() == (len(kept), len(held))
+    # what a worker may publish: a rollback (its target is held); not a forgotten version's change
     bounded.apply_all(bounded.rollback("fraud", by="retrainer", reason="worse"))
     assert bounded.champion("fraud").version == champions[-2]  # type: ignore[union-attr]
-    with pytest.raises(RegistryError, match="keeps only its metadata"):
+    with pytest.raises(RegistryError, match="no longer kept by this process"):
         bounded.promote("fraud", 2, by="retrainer", reason="old one")
     assert whole.promote("fraud", 2, by="ops", reason="old one")[-1].artifact == ART
+
+
+def test_a_bounded_registry_stays_bounded_over_many_versions() -> None:
+    """10,000 learner snapshots and a champion every 100: what a worker keeps does not grow."""
+    bounded, sizes = Registry(keep_artifacts=3), []
+    for step in range(10_000):
+        stage, by = ("champion", "retrainer") if step % 100 == 0 else ("candidate", "learner")
+        bounded.apply_all(bounded.new_version("fraud", spec="logreg", task="binary", artifact=ART,
+                                              stage=stage, changed_by=by, reason="r"))  # type: ignore[arg-type]
+        if step % 1000 == 999:
+            sizes.append(bounded.sizes())
+    assert max(versions for versions, _ in sizes) <= 2 * (4 + 3 + 1) + 8, sizes
+    assert max(artifacts for _, artifacts in sizes) <= 2 * (3 + 2), sizes
+    assert bounded.next_version("fraud") == 10_001
+    assert bounded.champion("fraud").version == 9_901  # type: ignore[union-attr]
+    assert bounded.previous_champion("fraud").version == 9_801  # type: ignore[union-attr]
+    assert bounded.times_champion("fraud", 9_901) == 1
 
 
 def test_a_released_version_comes_back_when_a_record_carries_its_bytes_again() -> None:

@@ -59,10 +59,13 @@ class LearnerStats:
     assigned: bool = False
 
 
-def _resumable(registry: Registry, model: str, version: int | None,
+def _resumable(registry: Registry, model: str, saved: int | list[int] | None,
                champion: int) -> ModelVersion | None:
-    """The learner snapshot ``model:version`` if it still descends from ``champion`` (its
-    parents lead there: the learner started from that champion); None otherwise."""
+    """The learner snapshot ``saved`` names if it still descends from ``champion``; None
+    otherwise. ``saved`` is [version, the champion the learner started from] (the resume
+    file), or a version alone (files written before 2026-12-03: its parents must lead to
+    the champion, and a worker's registry forgets old candidates)."""
+    version, root = (saved, None) if not isinstance(saved, list) else saved
     try:
         record = registry.get(model, version) if version is not None else None
     except RegistryError:
@@ -71,6 +74,8 @@ def _resumable(registry: Registry, model: str, version: int | None,
         log.warning("%s: learner snapshot v%s is no longer held (only its metadata): "
                     "learning again from the champion", model, record.version)
         return None
+    if root is not None:
+        return record if root == champion else None
     step: ModelVersion | None = record
     while step is not None and step.lineage.parent is not None:
         if step.lineage.parent == champion:
@@ -99,7 +104,8 @@ class LearnerRole(RoleSpec):
                                 every_seconds=knobs.every_seconds, dedupe_size=knobs.dedupe_size)
         self._load = model_loader(settings)
         self._resume_file = settings.state_dir / "learner" / f"{group_id}.json"
-        self._resume: dict[str, int] = {}  # model -> version of its last snapshot
+        self._resume: dict[str, list[int]] = {}  # model -> [its last snapshot, the champion it started from]
+        self._roots: dict[str, int] = {}  # model -> the champion its learning started from
         self._handled: Offsets = {}  # next offset of every partition, over the records handled
         self._covered: Offsets = {}  # _handled as of the last snapshot
         self._since: set[tuple[str, int]] = set()  # partitions handled since the last snapshot
@@ -130,6 +136,7 @@ class LearnerRole(RoleSpec):
         if champion is None:
             raise InvalidEventError(f"unknown model {model!r}: no champion to learn from")
         saved = self._resumed(model)
+        self._roots[model] = champion.version  # a resumable snapshot descends from it
         if saved is not None:
             log.info("%s: resuming from learner snapshot v%s", model, saved.version)
             return Start(copy.deepcopy(self._load(saved)), saved.spec, saved.version, saved.task,
@@ -188,7 +195,7 @@ class LearnerRole(RoleSpec):
             metrics=snap.metrics, samples=snap.total_samples, parent=snap.parent,
             training_data=[OffsetRange(**d) for d in snap.training_data],
         ))
-        self._resume[snap.model] = records[-1].version
+        self._resume[snap.model] = [records[-1].version, self._roots[snap.model]]
         self.stats.snapshots += 1
         if self.ctx.telemetry is not None:
             self.ctx.telemetry.count_version(snap.model)
