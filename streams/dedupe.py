@@ -56,7 +56,7 @@ class RecentIds:
     of a partition it lost); ``key`` is the event id.
     """
 
-    __slots__ = ("capacity", "_mask", "_table", "_ring", "_codes", "_head", "_size", "_groups")
+    __slots__ = ("capacity", "_mask", "_table", "_ring", "_codes", "_head", "_size", "_groups", "_last")
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         if capacity < 1:
@@ -70,6 +70,15 @@ class RecentIds:
         self._head = 0  # where the next entry goes
         self._size = 0
         self._groups: dict[str, int] = {}
+        self._last: tuple[str, str, int] = ("", "", 0)  # the last pair hashed: a lookup, then its add
+
+    def _hashed(self, group: str, key: str) -> int:
+        last = self._last
+        if last[1] == key and last[0] == group:
+            return last[2]
+        h = _hash(group, key)
+        self._last = (group, key, h)
+        return h
 
     def __len__(self) -> int:
         return self._size
@@ -78,7 +87,10 @@ class RecentIds:
         """``(group, key) in ids``: whether the pair is among the last ``capacity`` added."""
         if not (isinstance(item, tuple) and len(item) == 2):
             return False
-        return self._probe(_hash(item[0], item[1]))[1]
+        group, key = item
+        if not (isinstance(group, str) and isinstance(key, str)):
+            return False
+        return self._probe(self._hashed(group, key))[1]
 
     def _probe(self, h: int) -> tuple[int, bool]:
         """Linear probing for ``h``: (its slot, True), or (the empty slot where it would
@@ -94,7 +106,7 @@ class RecentIds:
     def add(self, group: str, key: str) -> bool:
         """Remember (group, key); True when it is new, False when it is a recent repeat
         (which changes nothing: a repeat does not make an id younger)."""
-        h = _hash(group, key)
+        h = self._hashed(group, key)
         i, found = self._probe(h)
         if found:
             return False

@@ -231,7 +231,8 @@ class DataDriftMonitor:
         at, get = self._next, features.get
         for name, column in self._numeric:
             value = get(name)
-            column[at] = value if type(value) is float else _float_or_nan(value)
+            kind = type(value)  # exact types: a bool is not a number here
+            column[at] = value if kind is float else float(value) if kind is int else _float_or_nan(value)
         for name, column in self._categorical:
             column[at] = get(name)
         size = self.options.window_size

@@ -98,31 +98,43 @@ def outcome_of(task: Task, label: Any, made: Mapping[str, Any]) -> Outcome | Non
 
 
 class MetricSet:
-    """The task's River metrics, updated and reverted together (a River Rollable)."""
+    """The task's River metrics, updated and reverted together (a River Rollable). The
+    classification metrics share one River ``ConfusionMatrix`` (their ``cm``), updated
+    once per outcome: each metric's own update would update it again."""
 
     def __init__(self, task: Task) -> None:
         self.n = 0
-        self._labels = {name: cls() for name, cls in _LABEL_METRICS[task].items()}
-        self._probas = {name: cls() for name, cls in _SCORE_METRICS[task].items()}
+        self._cm = metrics.ConfusionMatrix() if task != "regression" else None
+        shared = {} if self._cm is None else {"cm": self._cm}
+        self._labels = {name: cls(**shared) for name, cls in _LABEL_METRICS[task].items()}
+        self._counted = () if self._cm is not None else tuple(self._labels.values())
+        self._probas = tuple(cls() for cls in _SCORE_METRICS[task].values())
+        self._names = (*self._labels, *_SCORE_METRICS[task])
 
-    def update(self, outcome: Outcome) -> None:
-        self._apply("update", outcome)
+    def update(self, o: Outcome) -> None:
+        if self._cm is not None:
+            self._cm.update(o.y_true, o.y_pred)
+        for metric in self._counted:
+            metric.update(o.y_true, o.y_pred)
+        if o.proba is not None:
+            for metric in self._probas:
+                metric.update(o.y_true, o.proba)
         self.n += 1
 
-    def revert(self, outcome: Outcome) -> None:
-        self._apply("revert", outcome)
+    def revert(self, o: Outcome) -> None:
+        if self._cm is not None:
+            self._cm.revert(o.y_true, o.y_pred)
+        for metric in self._counted:
+            metric.revert(o.y_true, o.y_pred)
+        if o.proba is not None:
+            for metric in self._probas:
+                metric.revert(o.y_true, o.proba)
         self.n -= 1
-
-    def _apply(self, method: str, o: Outcome) -> None:
-        for metric in self._labels.values():
-            getattr(metric, method)(o.y_true, o.y_pred)
-        for metric in self._probas.values() if o.proba is not None else ():
-            getattr(metric, method)(o.y_true, o.proba)
 
     def values(self) -> dict[str, float]:
         """Finite metric values (a NaN or inf is left out) plus ``window_samples``."""
         out = {"window_samples": float(self.n)}
-        for name, metric in (*self._labels.items(), *self._probas.items()):
+        for name, metric in zip(self._names, (*self._labels.values(), *self._probas), strict=True):
             value = float(metric.get())
             if math.isfinite(value):
                 out[name] = value
