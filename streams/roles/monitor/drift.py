@@ -232,7 +232,7 @@ class DataDriftMonitor:
         for name, column in self._numeric:
             value = get(name)
             kind = type(value)  # exact types: a bool is not a number here
-            column[at] = value if kind is float else float(value) if kind is int else _float_or_nan(value)
+            column[at] = value if kind is float else float(value) if kind is int else _float_or_nan(value)  # type: ignore[arg-type]
         for name, column in self._categorical:
             column[at] = get(name)
         size = self.options.window_size
