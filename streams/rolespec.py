@@ -65,12 +65,18 @@ class Outputs:
     records: dict[TopicRole, list[dict[str, Any]]] = field(default_factory=dict)
     headers: dict[TopicRole, Callable[[dict[str, Any]], Headers]] = field(default_factory=dict)
     rejected: list[tuple[SourceRecord, RiveropsError]] = field(default_factory=list)
+    encoded: dict[TopicRole, list[tuple[str, bytes]]] = field(default_factory=dict)
+    """Records already encoded with the topic's value schema: (key, payload)."""
 
     def add(self, topic: TopicRole, records: Sequence[dict[str, Any]], *,
             headers: Callable[[dict[str, Any]], Headers] | None = None) -> None:
         self.records.setdefault(topic, []).extend(records)
         if headers is not None:
             self.headers[topic] = headers
+
+    def add_encoded(self, topic: TopicRole, records: Sequence[tuple[str, bytes]]) -> None:
+        """Records the role encoded itself (the joiner's spliced feedback): (key, payload)."""
+        self.encoded.setdefault(topic, []).extend(records)
 
     def reject(self, source: SourceRecord, error: RiveropsError) -> None:
         """Dead-letter ``source`` (a consumed message, or an :class:`~riverops.kafka.deadletter.Origin`)."""

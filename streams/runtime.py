@@ -243,6 +243,12 @@ class Runtime(Rebalancing):
                               headers=out.headers.get(topic))
             if self.telemetry is not None:
                 self.telemetry.count_out(spec.name, len(records))
+        for topic, encoded in out.encoded.items():
+            if encoded:
+                name = self.catalogue.name(topic)
+                self._outbox.send_encoded(name, encoded)
+                if self.telemetry is not None:
+                    self.telemetry.count_out(name, len(encoded))
 
     # -- the commit sequence -------------------------------------------------------------
     def commit(self, only: set[tuple[str, int]] | None = None, *, wait: bool = True) -> None:

@@ -97,6 +97,20 @@ class Outbox:
         self.sent += len(records)
         self.producer.poll(0)
 
+    def send_encoded(self, topic: str, records: Sequence[tuple[str, bytes]]) -> None:
+        """Produce records already encoded by the caller: (key, payload), partitioned by key."""
+        segment = self._segment
+        self._unacked[segment] = self._unacked.get(segment, 0) + len(records)
+        on_delivery = self._counted(segment)
+        produce = self.producer.produce
+        for key, value in records:
+            try:
+                produce(topic, key=key, value=value, on_delivery=on_delivery)
+            except BufferError:
+                self._produce_when_room(topic, key=key, value=value, on_delivery=on_delivery)
+        self.sent += len(records)
+        self.producer.poll(0)
+
     def send_raw(self, topic: str, records: Sequence[RawRecord]) -> None:
         """Produce encoded records to explicit partitions (a changelog's)."""
         segment = self._segment
@@ -283,6 +297,13 @@ class TransactionalOutbox(Outbox):
         try:
             self._begin()
             super().send_raw(topic, records)
+        except KafkaException as exc:
+            raise self._fail(exc, f"writing {topic}") from exc
+
+    def send_encoded(self, topic: str, records: Sequence[tuple[str, bytes]]) -> None:
+        try:
+            self._begin()
+            super().send_encoded(topic, records)
         except KafkaException as exc:
             raise self._fail(exc, f"writing {topic}") from exc
 

@@ -145,7 +145,9 @@ def test_joins_and_writes_the_changes_of_the_changed_partitions(settings: Settin
     )
     out = Outputs()
     role.handle(batch, out)
-    assert [r["event_id"] for r in out.records["feedback"]] == ["e1"]
+    # spliced payloads, keyed by model
+    assert [(model, CODEC.decode("FeedbackEvent", payload)["event_id"])
+            for model, payload in out.encoded["feedback"]] == [("fraud", "e1")]
     ((source, error),) = out.rejected
     assert source is batch[-1].message and isinstance(error, InvalidEventError)
     assert (role.stats.consumed, role.stats.feedback) == (5, 1)

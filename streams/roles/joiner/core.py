@@ -60,6 +60,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from riverops.kafka.deadletter import Origin
 from riverops.kafka.limits import check_record
@@ -76,6 +77,7 @@ from riverops.roles.joiner.results import (
 )
 from riverops.roles.joiner.snapshot import NO_TIME, SnapshotState, decode_snapshot, encode_snapshot
 from riverops.roles.joiner.spill import BLOBS, TIMES, SpillFile, SpillMap
+from riverops.roles.joiner.splice import feedback_header, splice_feedback
 from riverops.roles.joiner.state import Item, Kind, Stored, admit, pack_item, unpack_item
 from riverops.schemas.codec import Codec, SingleObjectCodec
 from riverops.schemas.errors import ConfigError, InvalidEventError, RiveropsError
@@ -105,17 +107,23 @@ class JoinCore:
     schema on arrival and slice predictions without decoding them). With ``spill_to`` (a
     file path) the pending events and emitted ids beyond the newest ``memory_events`` of
     each live in that scratch SQLite file (:mod:`riverops.roles.joiner.spill`), made anew
-    here and deleted by :meth:`close`; without it everything stays in memory.
+    here and deleted by :meth:`close`; without it everything stays in memory. With
+    ``encoded`` a flush gives the feedback as payloads, spliced from the stored bytes
+    where their layouts allow (:mod:`riverops.roles.joiner.splice`), else encoded by
+    ``codec``.
     """
 
     def __init__(self, *, ttl_ms: int = DEFAULT_TTL_MS, codec: Codec | None = None,
-                 spill_to: Path | None = None, memory_events: int = DEFAULT_MEMORY_EVENTS) -> None:
+                 spill_to: Path | None = None, memory_events: int = DEFAULT_MEMORY_EVENTS,
+                 encoded: bool = False) -> None:
         if ttl_ms <= 0:
             raise ConfigError(f"the joiner TTL must be positive, got {ttl_ms} ms")
         if spill_to is not None and memory_events < 1:
             raise ConfigError(f"a spilling joiner keeps at least 1 event in memory, got {memory_events}")
         self._ttl = ttl_ms
         self._codec: Codec = codec if codec is not None else SingleObjectCodec()
+        self._encoded = encoded
+        self._header = feedback_header(self._codec) if encoded else None
         self._tp_index: dict[tuple[str, int], int] = {}
         self._tps: list[tuple[str, int]] = []
         self._positions: list[int] = []
@@ -214,13 +222,17 @@ class JoinCore:
 
     def flush(self) -> FlushResult:
         """Emit every completed event, expire what outlived the TTL; call after each batch."""
-        feedback = []
+        feedback: list[dict[str, Any]] = []
+        encoded: list[tuple[str, bytes]] = []
         for event_id, done_at in self._ready.items():
             blob = self._pending.get(event_id)
             assert blob is not None  # a ready event is pending until this flush
             self._remove(event_id, blob)
             try:
-                feedback.append(feedback_record(event_id, unpack_item(blob), self._codec))
+                if self._encoded:
+                    encoded.append(self._payload(event_id, unpack_item(blob)))
+                else:
+                    feedback.append(feedback_record(event_id, unpack_item(blob), self._codec))
                 self._counts["joined"] += 1
             except Rejected as rejected:
                 self._counts["invalid"] += 1
@@ -241,7 +253,15 @@ class JoinCore:
         outcomes = {name: self._counts[name] - self._flushed[name] for name in OUTCOMES}
         self._flushed = dict(self._counts)
         self._dirty = False
-        return FlushResult(feedback, dead, outcomes, kinds)
+        return FlushResult(feedback, dead, outcomes, kinds, encoded)
+
+    def _payload(self, event_id: str, item: Item) -> tuple[str, bytes]:
+        """(model, FeedbackEvent payload): spliced, else decoded and encoded again."""
+        spliced = splice_feedback(event_id, item, self._header)
+        if spliced is not None:
+            return spliced
+        record = feedback_record(event_id, item, self._codec)
+        return record["model"], self._codec.encode("FeedbackEvent", record)
 
     def _expire(self, event_id: str, item: Item) -> None:
         """Count an item that outlived the TTL; a label that never joined is dead-lettered."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, get_args
 
 from riverops.kafka.deadletter import Origin
@@ -40,15 +40,17 @@ class JoinInput(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class FlushResult:
-    """What one flush emits: FeedbackEvent record dicts (ready for ``codec.encode``), the
-    records to dead-letter, the outcome counts of the records added since the last flush
-    and, per kind, the records that expired with their pending event since then (an
-    unlabelled event's features and predictions, an orphan label)."""
+    """What one flush emits: FeedbackEvent record dicts (ready for ``codec.encode``), or
+    for a core made with ``encoded=True`` (model, payload) pairs ready to produce (keyed
+    by model), the records to dead-letter, the outcome counts of the records added since
+    the last flush and, per kind, the records that expired with their pending event since
+    then (an unlabelled event's features and predictions, an orphan label)."""
 
     feedback: list[dict[str, Any]]
     rejected: list[Rejection]
     outcomes: dict[Outcome, int]
     expired: dict[Kind, int]
+    encoded: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -158,7 +158,7 @@ class JoinerRole(RoleSpec):
         return core
 
     def _new_core(self, partition: int) -> JoinCore:
-        return JoinCore(ttl_ms=self._ttl_ms, codec=self._codec, **self._spill(partition))
+        return JoinCore(ttl_ms=self._ttl_ms, codec=self._codec, encoded=True, **self._spill(partition))
 
     def _spill(self, partition: int) -> dict[str, Any]:
         """Where partition's core spills beyond ``joiner.memory_events`` (0: never)."""
@@ -208,16 +208,16 @@ class JoinerRole(RoleSpec):
             if (core := self._cores.get(partition)) is not None:
                 core.skip((source.topic() or "", partition, source.offset() or 0))
                 touched.add(partition)
-        feedback: list[dict[str, Any]] = []
+        feedback: list[tuple[str, bytes]] = []
         expired: Counter[Kind] = Counter()
         for partition in sorted(touched):
             result = self._cores[partition].flush()
-            feedback += result.feedback
+            feedback += result.encoded
             for origin, error in result.rejected:
                 out.reject(origin, error)
             expired.update(result.expired)
         self._unsaved |= touched
-        out.add("feedback", feedback)
+        out.add_encoded("feedback", feedback)
         self.stats.batches += 1
         self.stats.consumed += consumed
         self.stats.feedback += len(feedback)
