@@ -21,11 +21,14 @@ Examples
 
 from __future__ import annotations
 
+import functools
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from riverops.models.shared import SharedArtifacts
 from riverops.schemas.errors import RegistryError
 from riverops.schemas.events import Artifact, Lineage, ModelVersion, Stage, Task
 
@@ -97,16 +100,22 @@ class Registry:
     version it holds no bytes of, or one it forgot, raise RegistryError.
     """
 
-    def __init__(self, *, keep_artifacts: int | None = None) -> None:
+    def __init__(self, *, keep_artifacts: int | None = None, shared: SharedArtifacts | None = None) -> None:
         self._models: dict[str, ModelState] = {}
         self.records_applied = 0
         self.keep_artifacts = keep_artifacts
+        self._shared = shared
+        self._held: Counter[str] = Counter()  # sha256 -> versions holding those bytes (shared only)
+        if shared is not None:
+            shared.join(self, functools.partial(frozenset, self._held))
 
     # --- the fold -------------------------------------------------------------------
     def apply(self, record: ModelVersion) -> None:
         """Fold one record (the last record of a key wins)."""
         state = self._models.setdefault(record.model, ModelState())
         previous = state.versions.get(record.version)
+        if self._shared is not None:
+            record = self._share(record, previous if record.version in state.inline else None)
         state.versions[record.version] = record
         if record.reigns:  # the terms travel with every record, so compaction keeps them
             state.terms[record.version] = list(record.reigns)
@@ -141,6 +150,8 @@ class Registry:
                 newest[record.changed_by] = newest.get(record.changed_by, 0) + 1
                 kept.add(version)
         kept.update(state.champion_history[-keep - 1:])
+        for version in state.inline - kept:
+            self._unshare(state.versions[version])
         for version in set(state.versions) - kept - {state.top}:
             state.forget(version)
         for version in state.inline - kept:  # the newest version, when nothing else keeps it
@@ -149,6 +160,30 @@ class Registry:
                 update={"artifact": record.artifact.model_copy(update={"inline": None})})
         state.inline &= kept
         state.next_pass = 2 * len(state.versions) + 8
+        if self._shared is not None:
+            self._shared.prune()
+
+    def _share(self, record: ModelVersion, previous: ModelVersion | None) -> ModelVersion:
+        """``record`` holding the process's copy of its artifact bytes, counted as held."""
+        if previous is not None:
+            self._unshare(previous)
+        artifact = record.artifact
+        if artifact.inline is None:
+            return record
+        assert self._shared is not None
+        self._held[artifact.sha256] += 1
+        interned = self._shared.intern(artifact.sha256, artifact.inline)
+        if interned is artifact.inline:
+            return record
+        return record.model_copy(update={"artifact": artifact.model_copy(update={"inline": interned})})
+
+    def _unshare(self, record: ModelVersion) -> None:
+        sha = record.artifact.sha256
+        if self._shared is None or record.artifact.inline is None or not self._held[sha]:
+            return
+        self._held[sha] -= 1
+        if not self._held[sha]:
+            del self._held[sha]
 
     def sizes(self) -> tuple[int, int]:
         """(versions kept, versions whose artifact bytes are held), over every model."""

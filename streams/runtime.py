@@ -51,6 +51,7 @@ from riverops.kafka.outbox import Outbox, TransactionAborted, TransactionalOutbo
 from riverops.kafka.registry_topic import RegistryFollower
 from riverops.kafka.topics import TopicCatalogue, TopicRole
 from riverops.models.registry import Registry
+from riverops.models.shared import PROCESS_ARTIFACTS
 from riverops.rebalancing import Rebalancing
 from riverops.rolespec import Context, Input, Offsets, Outputs, RoleSpec
 from riverops.schemas.errors import DecodeError
@@ -80,7 +81,7 @@ class Runtime(Rebalancing):
         self.role, self.settings, self.stop, self.group_id, self.telemetry = role, settings, stop, group_id, telemetry
         self.codec = settings.codec()
         self.catalogue = TopicCatalogue.from_settings(settings)
-        self.registry = Registry(keep_artifacts=settings.registry_keep_artifacts)
+        self.registry = Registry(keep_artifacts=settings.registry_keep_artifacts, shared=PROCESS_ARTIFACTS)
         self.follower: RegistryFollower | None = None
         self._topics = {self.catalogue.name(t): t for t in role.inputs}
         self._consumer: Any = None

@@ -233,3 +233,36 @@ def test_a_released_version_comes_back_when_a_record_carries_its_bytes_again() -
     change = whole.promote("fraud", 1, by="ops", reason="the CLI reads the whole topic")
     bounded.apply_all(change)
     assert bounded.held("fraud", 1) and bounded.champion("fraud").version == 1  # type: ignore[union-attr]
+
+
+def test_the_registries_of_a_process_share_one_copy_of_each_artifact() -> None:
+    """Four roles' registries fold the same records, each decoded by its own follower (four
+    equal bytes objects per artifact): they hold one object, and what none keeps is dropped."""
+    import gc
+    import hashlib
+
+    from riverops.models.shared import SharedArtifacts
+
+    shared = SharedArtifacts()
+    roles = [Registry(keep_artifacts=1, shared=shared) for _ in range(4)]
+    writer = Registry()
+    log: list[ModelVersion] = []
+    for step in range(40):
+        blob = f"model {step}".encode() * 1000
+        art = Artifact(inline=blob, sha256=hashlib.sha256(blob).hexdigest(), signature="1" * 64, size=len(blob))
+        records = writer.new_version("fraud", spec="logreg", task="binary", artifact=art,
+                                     stage="champion" if step == 0 else "candidate", changed_by="learner", reason="r")
+        writer.apply_all(records)
+        log.extend(records)
+    for registry in roles:
+        registry.apply_all(ModelVersion.model_validate_json(r.model_dump_json()) for r in log)  # a copy each
+    newest = [r.get("fraud", 40).artifact.inline for r in roles]
+    assert newest[0] == log[-1].artifact.inline and all(b is newest[0] for b in newest)
+    champion = [r.get("fraud", 1).artifact.inline for r in roles]
+    assert all(b is champion[0] for b in champion)
+    held = {r.artifact.sha256 for registry in roles for r in registry.versions("fraud") if r.artifact.inline}
+    assert len(shared) <= len(held) + 2 * (1 + 2) and len(held) < 10  # bounded, not 40
+    del roles, registry
+    gc.collect()
+    shared.prune()
+    assert len(shared) == 0  # no registry left: nothing kept for them
