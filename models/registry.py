@@ -21,6 +21,7 @@ Examples
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections import Counter
 from collections.abc import Iterable
@@ -184,6 +185,16 @@ class Registry:
         self._held[sha] -= 1
         if not self._held[sha]:
             del self._held[sha]
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Registry:
+        """A scratch copy (a change tried on it before it is published): it shares no
+        artifact bytes with the process, so nothing it folds or releases touches theirs."""
+        clone = Registry.__new__(Registry)
+        memo[id(self)] = clone
+        for name, value in vars(self).items():
+            setattr(clone, name, None if name == "_shared" else copy.deepcopy(value, memo))
+        clone._held = Counter()
+        return clone
 
     def sizes(self) -> tuple[int, int]:
         """(versions kept, versions whose artifact bytes are held), over every model."""

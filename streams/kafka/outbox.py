@@ -99,30 +99,22 @@ class Outbox:
 
     def send_encoded(self, topic: str, records: Sequence[tuple[str, bytes]]) -> None:
         """Produce records already encoded by the caller: (key, payload), partitioned by key."""
-        segment = self._segment
-        self._unacked[segment] = self._unacked.get(segment, 0) + len(records)
-        on_delivery = self._counted(segment)
-        produce = self.producer.produce
-        for key, value in records:
-            try:
-                produce(topic, key=key, value=value, on_delivery=on_delivery)
-            except BufferError:
-                self._produce_when_room(topic, key=key, value=value, on_delivery=on_delivery)
-        self.sent += len(records)
-        self.producer.poll(0)
+        self._produce_all(topic, [{"key": key, "value": value} for key, value in records])
 
     def send_raw(self, topic: str, records: Sequence[RawRecord]) -> None:
         """Produce encoded records to explicit partitions (a changelog's)."""
+        self._produce_all(topic, [{"partition": p, "key": key, "value": value} for p, key, value in records])
+
+    def _produce_all(self, topic: str, records: list[dict[str, Any]]) -> None:
+        """Produce each record's keyword arguments, counted in the open delivery segment."""
         segment = self._segment
         self._unacked[segment] = self._unacked.get(segment, 0) + len(records)
         on_delivery = self._counted(segment)
-        produce = self.producer.produce
-        for partition, key, value in records:
+        for record in records:
             try:
-                produce(topic, key=key, value=value, partition=partition, on_delivery=on_delivery)
+                self.producer.produce(topic, on_delivery=on_delivery, **record)
             except BufferError:  # a transactional producer may be replaced meanwhile: looked up again
-                self._produce_when_room(topic, key=key, value=value, partition=partition,
-                                        on_delivery=on_delivery)
+                self._produce_when_room(topic, on_delivery=on_delivery, **record)
         self.sent += len(records)
         self.producer.poll(0)
 

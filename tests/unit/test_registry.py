@@ -266,3 +266,20 @@ def test_the_registries_of_a_process_share_one_copy_of_each_artifact() -> None:
     gc.collect()
     shared.prune()
     assert len(shared) == 0  # no registry left: nothing kept for them
+
+
+def test_a_copy_of_a_sharing_registry_is_a_scratch_one() -> None:
+    """The retrainer tries a change on a deep copy before publishing it: the copy folds on
+    its own and shares nothing with the process."""
+    import copy
+
+    from riverops.models.shared import SharedArtifacts
+
+    shared = SharedArtifacts()
+    registry = Registry(keep_artifacts=1, shared=shared)
+    _add(registry, "champion")
+    scratch = copy.deepcopy(registry)
+    for _ in range(12):
+        _add(scratch)
+    assert scratch.next_version("fraud") == 14 and registry.next_version("fraud") == 2
+    assert len(shared) == 1 and registry.held("fraud", 1)
