@@ -1,4 +1,4 @@
-"""The joiner's state in a compacted changelog topic (exactly once): Kafka Streams' state-store design.
+"""The joiner's state in a compacted changelog topic: Kafka Streams' state-store design.
 
 Partition ``p`` of the changelog holds the state of input partition ``p``: one record per
 event, keyed by its event id, holding the event's pending blob (``P`` + blob, see
@@ -7,8 +7,11 @@ repeats and late predictions), or a tombstone once it is forgotten; plus one hea
 record under the empty key (never an event id: the core refuses those) with the clock,
 the consumed positions and the counts (``M`` + a snapshot without entries, see
 :mod:`riverops.roles.joiner.snapshot`). The records of a commit interval are written in
-the transaction of its feedback and offsets, so the committed changelog is always the
-state as of the committed offsets; compaction keeps the last record per event.
+the transaction of its feedback and offsets (exactly once), so the committed changelog
+is always the state as of the committed offsets; or (at least once) flushed after the
+feedback and before the offsets are committed, so a restored header is never behind the
+committed offsets and never says an event was emitted whose feedback was not delivered.
+Compaction keeps the last record per event.
 
 A partition assigned to any instance, on any host, is restored by reading its changelog
 partition to the end (:func:`restore`), not by replaying the inputs back to the oldest

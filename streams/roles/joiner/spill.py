@@ -14,7 +14,7 @@ memory (a key read or updated on disk stays there), so iterating the disk in ind
 and then the dict is iterating the whole map in time order.
 
 The file is scratch (:class:`SpillFile`): the join state's source of truth is the
-changelog topic (exactly once) or the snapshot (at least once), so the file is made
+changelog topic (under either guarantee), so the file is made
 anew when a partition's core starts, deleted when it stops, and written without a
 journal or fsync. SQLite was chosen by measurement over LMDB and RocksDB
 (bench/join_store_engines.py, docs/reliability.md "Memory bounds"): it is in the
