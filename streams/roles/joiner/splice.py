@@ -47,7 +47,7 @@ import struct
 from typing import Any
 
 from riverops.roles.joiner.feedback import Rejected
-from riverops.roles.joiner.state import Item
+from riverops.roles.joiner.state import Item, read_long
 from riverops.schemas.codec import SINGLE_OBJECT_MAGIC, Codec, SingleObjectCodec
 from riverops.schemas.contracts import parse_contract
 from riverops.schemas.errors import DecodeError, InvalidEventError
@@ -170,25 +170,11 @@ def _zigzag(n: int) -> bytes:
     return bytes(out)
 
 
-def _long(buf: bytes, pos: int) -> tuple[int, int]:
-    """An Avro (zigzag varint) long at ``pos`` and the position after it."""
-    value = shift = 0
-    while True:
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return (value >> 1) ^ -(value & 1), pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint longer than 10 bytes")
-
-
 def _string(buf: bytes, pos: int) -> tuple[int, int]:
     """(start, end) of the UTF-8 string at ``pos``; ValueError if it is not one."""
     byte = buf[pos]
     if byte & 0x80:
-        length, start = _long(buf, pos)
+        length, start = read_long(buf, pos)
     else:  # a length under 64: one byte (the common case, inlined)
         length, start = (byte >> 1) ^ -(byte & 1), pos + 1
     end = start + length
@@ -204,16 +190,16 @@ def _walk_features(payload: bytes) -> tuple[tuple[int, int], tuple[int, int], in
     ids = _string(payload, 10)
     model = _string(payload, ids[1])
     pos = _string(payload, model[1])[1]  # entity_id
-    pos = _long(payload, pos)[1]  # event_time
+    pos = read_long(payload, pos)[1]  # event_time
     names: list[bytes] = []
     broken: InvalidEventError | None = None
     while True:
-        count, pos = _long(payload, pos)
+        count, pos = read_long(payload, pos)
         if count == 0:
             break
         if count < 0:
             count = -count
-            pos = _long(payload, pos)[1]  # the block's byte size
+            pos = read_long(payload, pos)[1]  # the block's byte size
         for _ in range(count):
             start, pos = _string(payload, pos)
             name = payload[start:pos]
@@ -251,7 +237,7 @@ def _walk_label(payload: bytes) -> tuple[bytes, bytes, int]:
     ids = _string(payload, 10)
     model = _string(payload, ids[1])
     label_start = model[1]
-    branch, pos = _long(payload, label_start)
+    branch, pos = read_long(payload, label_start)
     if branch == 0:
         if pos >= len(payload):
             raise ValueError("boolean past the end")
@@ -263,7 +249,7 @@ def _walk_label(payload: bytes) -> tuple[bytes, bytes, int]:
         pos = _string(payload, pos)[1]
     else:
         raise ValueError(f"label union branch {branch}")
-    pos = _long(payload, pos)[1]  # label_time
+    pos = read_long(payload, pos)[1]  # label_time
     if pos < len(payload):
         raise _Trailing(len(payload) - pos)
     return payload[ids[0]:ids[1]], payload[model[0]:model[1]], label_start

@@ -56,6 +56,7 @@ __all__ = [
     "slice_prediction",
     "compact_prediction",
     "decode_compact",
+    "read_long",
     "admit",
 ]
 
@@ -242,7 +243,7 @@ def _compact_schema() -> Any:
     return fastavro.parse_schema(_COMPACT, named_schemas={})
 
 
-def _long(buf: bytes, pos: int) -> tuple[int, int]:
+def read_long(buf: bytes, pos: int) -> tuple[int, int]:
     """An Avro (zigzag varint) long at ``pos`` and the position after it."""
     value = shift = 0
     while True:
@@ -257,7 +258,7 @@ def _long(buf: bytes, pos: int) -> tuple[int, int]:
 
 
 def _string_end(buf: bytes, pos: int, *, text: bool = False) -> int:
-    length, start = _long(buf, pos)
+    length, start = read_long(buf, pos)
     end = start + length
     if length < 0 or end > len(buf):
         raise ValueError("string length out of bounds")
@@ -282,11 +283,11 @@ def slice_prediction(payload: bytes, *, explained: bool = True) -> tuple[int, in
     try:
         pos = _string_end(payload, _string_end(payload, 10))  # skip event_id and model
         start = pos
-        version, pos = _long(payload, pos)
-        variant, pos = _long(payload, pos)
+        version, pos = read_long(payload, pos)
+        variant, pos = read_long(payload, pos)
         if not 0 <= variant < len(VARIANTS):
             raise ValueError(f"variant index {variant}")
-        branch, pos = _long(payload, pos)
+        branch, pos = read_long(payload, pos)
         if branch == 1:
             if payload[pos] > 1:
                 raise ValueError("boolean byte is not 0 or 1")
@@ -299,8 +300,8 @@ def slice_prediction(payload: bytes, *, explained: bool = True) -> tuple[int, in
             raise ValueError(f"union branch {branch}")
         pos = _skip_named_doubles(payload, pos)  # the scores map
         end = pos
-        _, pos = _long(payload, pos + 8)  # latency, event_time
-        _, pos = _long(payload, pos)  # predicted_at
+        _, pos = read_long(payload, pos + 8)  # latency, event_time
+        _, pos = read_long(payload, pos)  # predicted_at
         if explained:
             pos = _skip_explanation(payload, pos)
     except (IndexError, ValueError) as exc:
@@ -314,7 +315,7 @@ def slice_prediction(payload: bytes, *, explained: bool = True) -> tuple[int, in
 
 def _skip_explanation(payload: bytes, pos: int) -> int:
     """The position after the explanation union (null, or intercept, contributions, rest)."""
-    branch, pos = _long(payload, pos)
+    branch, pos = read_long(payload, pos)
     if branch == 0:
         return pos
     if branch != 1:
@@ -327,12 +328,12 @@ def _skip_named_doubles(payload: bytes, pos: int) -> int:
     """The position after a map of doubles or an array of (string, double) records: both
     are blocks of (count, [byte size,] entries of a string and 8 bytes) up to count 0."""
     while True:
-        count, pos = _long(payload, pos)
+        count, pos = read_long(payload, pos)
         if count == 0:
             return pos
         if count < 0:
             count = -count
-            _, pos = _long(payload, pos)
+            _, pos = read_long(payload, pos)
         for _ in range(count):
             pos = _string_end(payload, pos, text=True) + 8
 
