@@ -334,13 +334,17 @@ def worker(ctx: click.Context, roles: tuple[str, ...], group_prefix: str, log_le
     lag      consumer lag per group, topic and partition
     all      every role above but online
     Prometheus metrics are served on RIVEROPS_METRICS_HOST:RIVEROPS_METRICS_PORT. A failing
-    role stops the worker with exit status 1 and a log line saying why.
+    role stops the worker with exit status 1 and a log line saying why. Log lines name the
+    process id; `kill -USR1 PID` writes the stack of each of its threads to stderr.
     """
+    import faulthandler
     import logging
 
     from riverops.worker import ALL_ROLES, run_roles, tune_gc
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # a worker that seems stuck: where it is
     tune_gc()
     settings = settings_from(ctx)
     settings = for_broker(settings, cluster_id_of(settings))  # a broker away: the roles say so

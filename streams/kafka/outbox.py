@@ -19,20 +19,20 @@ to the committed offsets.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
+from riverops.kafka.caller import STUCK_GRACE_SECONDS, Caller, Stuck
 from riverops.kafka.clients import make_producer, raise_if_refused
 from riverops.schemas.codec import Codec
 from riverops.schemas.errors import RiveropsError
 from riverops.settings import Settings
 
-__all__ = ["Outbox", "TransactionalOutbox", "TransactionAborted", "RawRecord"]
+__all__ = ["Outbox", "ProducerLost", "TransactionalOutbox", "TransactionAborted", "RawRecord"]
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +173,16 @@ class TransactionAborted(RiveropsError):
     offsets took effect; rewind to the committed offsets."""
 
 
+class ProducerLost(RiveropsError):
+    """A replacement transactional producer could not start: the worker must stop, so that
+    its group hands its partitions to the other members (a supervisor restarts it; a new
+    process starts before it joins the group, so it holds no partition while it waits)."""
+
+    def __init__(self, transactional_id: str, reason: str) -> None:
+        super().__init__(f"the transactional producer {transactional_id} could not be replaced ({reason}); "
+                         "stopping the worker so that its partitions go to the other members")
+
+
 class TransactionalOutbox(Outbox):
     """An :class:`Outbox` whose sends, raw records and offsets form one transaction per
     :meth:`commit`; ``transactional_id`` must be unique among live producers (a new
@@ -193,6 +203,11 @@ class TransactionalOutbox(Outbox):
     it runs on the outbox's own caller thread, waited for at most its timeout plus
     :data:`STUCK_GRACE_SECONDS`; a call still blocked then is given up with its producer,
     as for a fatal error.
+
+    A replacement that cannot start within the transaction timeout (the broker answered
+    CONCURRENT_TRANSACTIONS for over 80 s once, after a 20 s broker freeze) raises
+    :class:`ProducerLost`: waiting longer would keep the worker's partitions from every
+    other member of the group, since its consumer stays in the group meanwhile.
     """
 
     def __init__(self, settings: Settings, *, transactional_id: str, codec: Codec | None = None,
@@ -210,35 +225,45 @@ class TransactionalOutbox(Outbox):
         self.renewals = 0
         self._retired: list[Any] = []
         self._caller = self._new_caller()
-        self._init()
+        self._init(within=START_SECONDS)
 
-    def _new_caller(self) -> _Caller:
-        return _Caller(f"txn-{self.transactional_id}")
+    def _new_caller(self) -> Caller:
+        return Caller(f"txn-{self.transactional_id}")
 
     def _bounded(self, call: Callable[[], None], what: str) -> None:
-        """``call`` on the caller thread; :class:`_Stuck` when it has not returned within
+        """``call`` on the caller thread; :class:`Stuck` when it has not returned within
         the timeout plus :data:`STUCK_GRACE_SECONDS` (what it raised, otherwise)."""
         limit = self._timeout + STUCK_GRACE_SECONDS
         if not self._caller.run(call, limit):
-            raise _Stuck(f"{what} did not return within {limit:.0f} s "
+            raise Stuck(f"{what} did not return within {limit:.0f} s "
                          "(librdkafka #5456: the group coordinator was away)")
 
-    def _init(self, attempts: int = 6) -> None:
-        for attempt in range(attempts):
+    def _init(self, within: float) -> None:
+        """``init_transactions`` until it succeeds, asked again while the coordinator is
+        busy (a cluster just started: "coordinator load in progress"; a transaction of the
+        previous producer still being aborted: CONCURRENT_TRANSACTIONS) for at most
+        ``within`` seconds; :class:`ProducerLost` then."""
+        deadline = time.monotonic() + within
+        while True:
             try:
-                self.producer.init_transactions(self._timeout)
+                self._bounded(lambda: self.producer.init_transactions(self._timeout), "init_transactions")
                 return
+            except Stuck as exc:  # the producer is unusable: so is its caller thread
+                self._caller.close()
+                self._caller = self._new_caller()
+                raise ProducerLost(self.transactional_id, str(exc)) from None
             except KafkaException as exc:
                 error = exc.args[0]
                 raise_if_refused(error, f"the transactional id {self.transactional_id}")
                 busy = error.retriable() or error.code() in _COORDINATOR_BUSY
-                if error.fatal() or not busy or attempt == attempts - 1:
+                if error.fatal() or not busy:
                     raise RiveropsError(
                         f"cannot start transactions ({error.str()}); a broker without transactions "
                         "(the embedded one) needs RIVEROPS_PROCESSING_GUARANTEE=at_least_once"
                     ) from exc
-                # a cluster just started: "coordinator load in progress" for a while
-                log.warning("init_transactions: %s; asking again", error.str())
+                if time.monotonic() >= deadline:
+                    raise ProducerLost(self.transactional_id, error.str()) from exc
+                log.warning("init_transactions of %s: %s; asking again", self.transactional_id, error.str())
 
     def _renew(self, reason: str, *, stuck: bool = False) -> None:
         """Replace the producer by a new one with the same transactional id (``stuck``: a
@@ -259,7 +284,7 @@ class TransactionalOutbox(Outbox):
         self._open = False
         self.failures.clear()
         self.renewals += 1
-        self._init()
+        self._init(within=self._settings.transaction_timeout_ms / 1000)
 
     def _fail(self, exc: KafkaException, what: str) -> TransactionAborted:
         """End the interval after ``exc``: the TransactionAborted to raise."""
@@ -313,7 +338,7 @@ class TransactionalOutbox(Outbox):
             self._retrying(lambda: self.producer.commit_transaction(self._timeout))
         except KafkaException as exc:
             raise self._fail(exc, f"committing {what}") from exc
-        except _Stuck as exc:
+        except Stuck as exc:
             self._renew(str(exc), stuck=True)
             raise TransactionAborted(f"committing {what}: transaction aborted ({exc})") from None
         finally:
@@ -365,49 +390,9 @@ class TransactionalOutbox(Outbox):
             self._caller.close()
 
 
-STUCK_GRACE_SECONDS = 5.0
-"""How long past its own timeout a transactional call may take before it is given up."""
-
-
-class _Stuck(Exception):
-    """A librdkafka call that did not return (see :class:`TransactionalOutbox`)."""
-
-
-class _Caller:
-    """A daemon thread that runs the calls handed to it, one at a time. Daemon, and not
-    a ThreadPoolExecutor: an executor's threads are joined at interpreter exit, and a call
-    blocked in librdkafka for good would keep the worker from exiting."""
-
-    def __init__(self, name: str) -> None:
-        self._calls: queue.SimpleQueue[tuple[Callable[[], None], list[BaseException], threading.Event] | None] = (
-            queue.SimpleQueue())
-        threading.Thread(target=self._serve, name=name, daemon=True).start()
-
-    def _serve(self) -> None:
-        while (item := self._calls.get()) is not None:
-            call, raised, done = item
-            try:
-                call()
-            except BaseException as exc:  # handed to the waiting caller
-                raised.append(exc)
-            done.set()
-
-    def run(self, call: Callable[[], None], timeout: float) -> bool:
-        """Run ``call``; False when it has not returned within ``timeout`` (it then goes
-        on alone), what it raised re-raised here."""
-        raised: list[BaseException] = []
-        done = threading.Event()
-        self._calls.put((call, raised, done))
-        if not done.wait(timeout):
-            return False
-        if raised:
-            raise raised[0]
-        return True
-
-    def close(self) -> None:
-        """Let the thread end after the call it is in, if any."""
-        self._calls.put(None)
-
+START_SECONDS = 60.0
+"""How long a worker's first producer asks for its transactional id (a cluster just started)."""
 
 _COORDINATOR_BUSY = frozenset({KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.COORDINATOR_NOT_AVAILABLE,
-                               KafkaError.NOT_COORDINATOR, KafkaError._TIMED_OUT})
+                               KafkaError.NOT_COORDINATOR, KafkaError._TIMED_OUT,
+                               KafkaError.CONCURRENT_TRANSACTIONS})

@@ -363,6 +363,10 @@ def test_exactly_once_through_worker_and_broker_faults(cluster: KafkaCluster, tm
         if frozen is not None:
             os.kill(_pid(cluster, frozen), signal.SIGCONT)
         stop.set()
+        if report is None or not report.exact:  # where each worker is, in the log (riverops worker's SIGUSR1)
+            for process in (p for processes in workers.values() for p in processes if p.poll() is None):
+                process.send_signal(signal.SIGUSR1)
+            time.sleep(1)
         codes = [stop_process(p) for processes in workers.values() for p in processes]
         outputs.stop.set()
         outputs.thread.join(10)
@@ -378,13 +382,16 @@ def test_exactly_once_through_worker_and_broker_faults(cluster: KafkaCluster, tm
                   f"\nworkers that exited by themselves: {crashes or 'none'}\n" + "\n".join(fatal[:12]) +
                   f"\njoiner restores ({len(restores)}):\n" + "\n".join(restores[-8:]))
             missing = [i for i in range(total) if f"e{i}" not in outputs.ids["feedback"]]
-            if missing or report is None or not (report.predictions.exact and report.feedback.exact):
+            if missing or report is None or not report.exact:
                 partitions = collections.Counter(outputs.partition_of.get(f"e{i}", -1) for i in missing)
                 print(f"\nevents without feedback in the live view: {len(missing)}"
                       + (f" (e{missing[0]}..e{missing[-1]}, by features partition {dict(partitions)})"
                          if missing else "") + "\nwhat the workers warned of:\n"
                       + "\n".join(line[:300] for line in text.splitlines()
-                                  if " WARNING " in line or " ERROR " in line)[-8000:])
+                                  if " WARNING " in line or " ERROR " in line)[-8000:]
+                      + "\nwhere the workers were (SIGUSR1):\n"
+                      + "\n".join(line for line in text.splitlines()
+                                  if line.startswith(("Thread 0x", "Current thread", '  File "')))[-12000:])
         else:  # it failed before the first fault: what the workers said
             moved = {kind: sorted({p for _, p, _ in outputs.arrivals[kind]}) for kind in KINDS}
             print(f"\nbefore the first fault: {sent[0]} events sent, outputs on partitions {moved}, "
