@@ -214,3 +214,35 @@ def test_explicit_reference_missing_values_and_new_categories() -> None:
     odd = [{"x": None, "c": "zzz"} for _ in range(100)]
     found = {(a.feature, a.detector) for r in odd for a in monitor.update(r)}
     assert found == {("x", "PSI"), ("c", "PSI")}  # all missing: no KS without numbers
+
+
+def test_the_batched_evaluation_equals_the_definitions_on_messy_windows() -> None:
+    """The monitor sorts all numeric columns at once and searches them; its PSI and KS
+    must be those of :func:`psi` over the reference's bins and :func:`ks_statistic`, on
+    windows holding ties, None, NaN, inf, strings and bools in numeric features."""
+    rng = random.Random(7)
+    odd: list[object] = [None, float("nan"), float("inf"), "x", True]
+
+    def row(shift: float, *, messy: bool = True) -> dict[str, object]:
+        return {"ties": float(rng.randint(0, 4)) + shift, "gauss": rng.gauss(shift, 1.0),
+                "messy": rng.choice(odd) if messy and rng.random() < 0.2 else rng.gauss(0.0, 1.0 + shift),
+                "color": rng.choice("rgb")}
+
+    monitor = DataDriftMonitor(DataDriftOptions(reference_size=300, window_size=200, every=50))
+    monitor.set_reference([row(0.0, messy=False) for _ in range(300)])  # "messy" is numeric
+    assert monitor._reference is not None and monitor._reference["messy"].numeric
+    checked = 0
+    for i in range(1000):
+        monitor.update(row(0.5 if i > 400 else 0.0))
+        if monitor._filled < 200 or monitor._since_reference % 50:
+            continue
+        for name, ref in monitor._reference.items():
+            values = (list(monitor._block[monitor._numeric.index(name)]) if ref.numeric
+                      else monitor._columns[name])
+            want_psi = psi(ref.counts, ref.bin_counts(values), epsilon=monitor.options.epsilon)
+            assert monitor.scores[name]["PSI"] == want_psi, name
+            if ref.numeric:
+                numbers = [v for v in values if isinstance(v, float) and np.isfinite(v)]
+                assert monitor.scores[name]["KS"] == ks_statistic(ref.values, numbers), name
+        checked += 1
+    assert checked == 17 and monitor.scores["ties"]["KS"] > 0.2

@@ -151,6 +151,8 @@ class _FeatureReference:
             self.values = np.sort(np.array(present, dtype=float))
             quantiles = np.linspace(0.0, 1.0, options.bins + 1)[1:-1]
             self.edges = np.unique(np.quantile(self.values, quantiles))
+            # the reference's own ECDF at its values, for KS against any window
+            self.own_cdf = np.searchsorted(self.values, self.values, side="right") / max(self.values.size, 1)
         else:
             counts = collections.Counter(_category(v) for v in values)
             counts.pop(_MISSING, None)
@@ -174,6 +176,24 @@ class _FeatureReference:
             counts[slot] += 1
         return counts
 
+    def sorted_bin_counts(self, numbers: np.ndarray, missing: int) -> np.ndarray:
+        """:meth:`bin_counts` of a numeric window from its finite values, sorted, and
+        the count of the others: the same counts, from one search per bin edge."""
+        below = np.searchsorted(numbers, self.edges, side="left")  # values under each edge
+        counts = np.diff(below, prepend=0, append=numbers.size).astype(float)
+        return np.append(counts, float(missing))
+
+    def ks_sorted(self, numbers: np.ndarray) -> float:
+        """:func:`ks_statistic` of the reference and the sorted finite ``numbers`` (the
+        same gaps: both ECDFs at every point of both samples)."""
+        reference = self.values
+        if reference.size == 0 or numbers.size == 0:
+            return 0.0
+        at_reference = np.abs(self.own_cdf - np.searchsorted(numbers, reference, side="right") / numbers.size)
+        at_numbers = np.abs(np.searchsorted(reference, numbers, side="right") / reference.size
+                            - np.searchsorted(numbers, numbers, side="right") / numbers.size)
+        return float(max(at_reference.max(), at_numbers.max()))
+
 
 def _category(value: Any) -> str:
     return _MISSING if value is None else str(value)
@@ -187,9 +207,11 @@ class DataDriftMonitor:
         self.samples = 0
         self._pending: list[Mapping[str, Any]] = []
         self._reference: dict[str, _FeatureReference] | None = None
-        # the current window, a column per reference feature in a ring: each event's
-        # values are read once, when it arrives (numbers as floats, NaN for what is not
-        # one), not from every row at every evaluation
+        # the current window in a ring, each event's values read once, when it arrives: the
+        # numeric features as one array (a row per feature; NaN for what is not a number),
+        # the categorical ones as a list each
+        self._numeric: list[str] = []
+        self._block = np.empty((0, 0))
         self._columns: dict[str, list[Any]] = {}
         self._filled = self._next = 0
         self._since_reference = 0
@@ -210,10 +232,10 @@ class DataDriftMonitor:
             for name in names
         }
         size = self.options.window_size
-        self._columns = {name: [math.nan if ref.numeric else None] * size for name, ref in self._reference.items()}
-        self._numeric = [(name, column) for name, column in self._columns.items() if self._reference[name].numeric]
-        self._categorical = [(name, column) for name, column in self._columns.items()
-                             if not self._reference[name].numeric]
+        self._numeric = [name for name, ref in self._reference.items() if ref.numeric]
+        self._block = np.full((len(self._numeric), size), np.nan)
+        self._columns = {name: [None] * size for name, ref in self._reference.items() if not ref.numeric}
+        self._categorical = list(self._columns.items())
         self._filled = self._next = 0
         self._pending = []
         self._since_reference = 0
@@ -229,10 +251,8 @@ class DataDriftMonitor:
                 self.set_reference(self._pending)
             return []
         at, get = self._next, features.get
-        for name, column in self._numeric:
-            value = get(name)
-            kind = type(value)  # exact types: a bool is not a number here
-            column[at] = value if kind is float else float(value) if kind is int else _float_or_nan(value)  # type: ignore[arg-type]
+        if self._numeric:  # exact types first: a bool is not a number here
+            self._block[:, at] = [v if type(v := get(name)) is float else _float_or_nan(v) for name in self._numeric]
         for name, column in self._categorical:
             column[at] = get(name)
         size = self.options.window_size
@@ -244,22 +264,30 @@ class DataDriftMonitor:
         return self._evaluate()
 
     def _evaluate(self) -> list[DataAlarm]:
+        """PSI and KS of every feature's window against its reference. The numeric
+        features are sorted together, a row each (NaN, what is not a finite number, sorts
+        last); each feature's statistics then come from searches in its sorted values."""
         assert self._reference is not None
         options = self.options
+        scores_of: dict[str, dict[DataDetector, float]] = {}
+        if self._numeric:
+            block = np.where(np.isfinite(self._block), self._block, np.nan)  # inf is no number either
+            block.sort(axis=1)
+            finite = block.shape[1] - np.isnan(block).sum(axis=1)
+            for name, row, n in zip(self._numeric, block, finite.tolist(), strict=True):
+                reference, numbers = self._reference[name], row[:n]
+                scores: dict[DataDetector, float] = {"PSI": psi(
+                    reference.counts, reference.sorted_bin_counts(numbers, row.size - n), epsilon=options.epsilon)}
+                if n and reference.values.size:
+                    scores["KS"] = reference.ks_sorted(numbers)
+                scores_of[name] = scores
+        for name, _ in self._categorical:
+            reference = self._reference[name]
+            scores_of[name] = {"PSI": psi(reference.counts, reference.bin_counts(self._columns[name]),
+                                          epsilon=options.epsilon)}
         alarms: list[DataAlarm] = []
-        for name, reference in self._reference.items():
-            values = self._columns[name]  # in ring order: the statistics ignore order
-            numbers = None
-            if reference.numeric:
-                column = np.array(values, dtype=float)
-                numbers = column[np.isfinite(column)]
-            scores: dict[DataDetector, float] = {
-                "PSI": psi(reference.counts, reference.bin_counts(values, numbers),
-                           epsilon=options.epsilon)
-            }
-            if numbers is not None and numbers.size and reference.values.size:
-                scores["KS"] = ks_statistic(reference.values, numbers)
-            self.scores[name] = scores
+        for name in self._reference:
+            scores = self.scores[name] = scores_of[name]
             thresholds: dict[DataDetector, float] = {
                 "PSI": options.psi_threshold,
                 "KS": options.ks_threshold,
