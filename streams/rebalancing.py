@@ -145,11 +145,12 @@ class Rebalancing:
         consumer.assign(partitions)
         self._owned = {(tp.topic, tp.partition) for tp in partitions}
         if self._rewinding is not None:  # a rebalance during a rewind: these are done
-            consumer.resume(partitions)
             self._rewinding = [tp for tp in self._rewinding if (tp.topic, tp.partition) not in self._owned]
         if not restored:  # raising in this callback stops the worker: _resume restores them
             consumer.pause(partitions)
             self._rewinding = [*(self._rewinding or []), *partitions]
+        else:  # paused by a rewind and lost since: readable again, whether or not the client kept the pause
+            consumer.resume(partitions)
         if self.telemetry is not None:
             self.telemetry.set_assigned(len(self._owned))
         if hasattr(self.role.stats, "assigned"):
