@@ -69,7 +69,7 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $@
 
-bench: $(BENCH_STAMP)  ## benchmarks on the embedded broker -> bench/results/ (BENCH_ARGS="--events 300000")
+bench: $(BENCH_STAMP)  ## benchmarks on Apache Kafka -> bench/results/ (BENCH_ARGS="--broker tansu" for the embedded broker)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 bench-kafka: $(BENCH_STAMP)  ## exactly-once against at-least-once on Apache Kafka -> results.json `guarantees` (BENCH_KAFKA_ARGS="--rounds 3")
