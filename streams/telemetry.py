@@ -241,9 +241,13 @@ class Telemetry:
                 e["detector"], e.get("feature") or "", e.get("signal") or "",
             ).inc()
 
-    def observe_label_delay(self, model: str, seconds: float) -> None:
-        """Record how long a label took to arrive after its event."""
-        self.label_delay.labels(self.role, model).observe(seconds)
+    def observe_label_delays(self, delays: Mapping[str, Iterable[float]]) -> None:
+        """Record how long labels took to arrive after their events: seconds by model
+        (a batch: one label lookup per model)."""
+        for model, seconds in delays.items():
+            observe = self.label_delay.labels(self.role, model).observe
+            for value in seconds:
+                observe(value)
 
     def set_pending(self, *, items: int, nbytes: int) -> None:
         """Set the size of the join state."""

@@ -55,8 +55,7 @@ def test_counters_histograms_and_gauges_are_served(
     t.observe_latency("join", 0.003)
     with t.timed("produce"):
         pass
-    t.observe_label_delay("fraud", 2 * 3600.0)
-    t.observe_label_delay("fraud", 3 * 86400.0)
+    t.observe_label_delays({"fraud": [2 * 3600.0, 3 * 86400.0]})
     t.set_pending(items=12, nbytes=4096)
     t.count_expired("prediction", 3)
     t.count_dead_letter("labels", "DecodeError")

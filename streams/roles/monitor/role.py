@@ -109,10 +109,12 @@ class MonitorRole(RoleSpec):
         telemetry = self.ctx.telemetry
         if telemetry is not None:
             telemetry.count_drift(drift)
+            delays: dict[str, list[float]] = {}
             for record in records:
                 if id(record) not in refused:
                     delay = (record["label_time"] - record["event_time"]).total_seconds()
-                    telemetry.observe_label_delay(record["model"], max(delay, 0.0))
+                    delays.setdefault(record["model"], []).append(max(delay, 0.0))
+            telemetry.observe_label_delays(delays)
         self.stats.batches += 1
         self.stats.feedback += len(batch)
         self.stats.drift_events += len(drift)
