@@ -242,7 +242,8 @@ class TransactionalOutbox(Outbox):
         """``init_transactions`` until it succeeds, asked again while the coordinator is
         busy (a cluster just started: "coordinator load in progress"; a transaction of the
         previous producer still being aborted: CONCURRENT_TRANSACTIONS) for at most
-        ``within`` seconds; :class:`ProducerLost` then."""
+        ``within`` seconds; then :class:`ProducerLost` for a replacement, RiveropsError for
+        the worker's first producer."""
         deadline = time.monotonic() + within
         while True:
             try:
@@ -251,19 +252,20 @@ class TransactionalOutbox(Outbox):
             except Stuck as exc:  # the producer is unusable: so is its caller thread
                 self._caller.close()
                 self._caller = self._new_caller()
-                raise ProducerLost(self.transactional_id, str(exc)) from None
+                raise self._cannot_start(str(exc)) from None
             except KafkaException as exc:
                 error = exc.args[0]
                 raise_if_refused(error, f"the transactional id {self.transactional_id}")
                 busy = error.retriable() or error.code() in _COORDINATOR_BUSY
-                if error.fatal() or not busy:
-                    raise RiveropsError(
-                        f"cannot start transactions ({error.str()}); a broker without transactions "
-                        "(the embedded one) needs RIVEROPS_PROCESSING_GUARANTEE=at_least_once"
-                    ) from exc
-                if time.monotonic() >= deadline:
-                    raise ProducerLost(self.transactional_id, error.str()) from exc
+                if error.fatal() or not busy or time.monotonic() >= deadline:
+                    raise self._cannot_start(error.str()) from exc
                 log.warning("init_transactions of %s: %s; asking again", self.transactional_id, error.str())
+
+    def _cannot_start(self, reason: str) -> RiveropsError:
+        if self.renewals:
+            return ProducerLost(self.transactional_id, reason)
+        return RiveropsError(f"cannot start transactions ({reason}); a broker without transactions "
+                             "(the embedded one) needs RIVEROPS_PROCESSING_GUARANTEE=at_least_once")
 
     def _renew(self, reason: str, *, stuck: bool = False) -> None:
         """Replace the producer by a new one with the same transactional id (``stuck``: a
