@@ -281,6 +281,9 @@ def test_the_runtime_reports_its_assignment() -> None:
         def assign(self, partitions: list[TopicPartition]) -> None:
             pass
 
+        def resume(self, partitions: list[TopicPartition]) -> None:
+            pass
+
     class Scorer(RoleSpec):
         name = "scorer"
         inputs = ("features",)
