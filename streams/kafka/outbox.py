@@ -230,13 +230,13 @@ class TransactionalOutbox(Outbox):
     def _new_caller(self) -> Caller:
         return Caller(f"txn-{self.transactional_id}")
 
-    def _bounded(self, call: Callable[[], None], what: str) -> None:
+    def _bounded(self, call: Callable[[], None], what: str, why: str = "") -> None:
         """``call`` on the caller thread; :class:`Stuck` when it has not returned within
-        the timeout plus :data:`STUCK_GRACE_SECONDS` (what it raised, otherwise)."""
+        the timeout plus :data:`STUCK_GRACE_SECONDS` (what it raised, otherwise); ``why``:
+        the likely cause, for the message."""
         limit = self._timeout + STUCK_GRACE_SECONDS
         if not self._caller.run(call, limit):
-            raise Stuck(f"{what} did not return within {limit:.0f} s "
-                         "(librdkafka #5456: the group coordinator was away)")
+            raise Stuck(f"{what} did not return within {limit:.0f} s" + (f" ({why})" if why else ""))
 
     def _init(self, within: float) -> None:
         """``init_transactions`` until it succeeds, asked again while the coordinator is
@@ -336,7 +336,8 @@ class TransactionalOutbox(Outbox):
             self._begin()
             if offsets:
                 self._retrying(lambda: self._bounded(lambda: self.producer.send_offsets_to_transaction(
-                    list(offsets), group_metadata, self._timeout), "send_offsets_to_transaction"))
+                    list(offsets), group_metadata, self._timeout), "send_offsets_to_transaction",
+                    "librdkafka #5456: the group coordinator was away"))
             self._retrying(lambda: self.producer.commit_transaction(self._timeout))
         except KafkaException as exc:
             raise self._fail(exc, f"committing {what}") from exc
