@@ -64,6 +64,22 @@ def test_an_empty_changelog_is_no_state_and_a_foreign_record_is_refused() -> Non
         fold([(b"e1", b"P\x00")])  # an entry without the header that says what it belongs to
 
 
+def test_entries_of_a_first_checkpoint_cut_before_its_header_are_no_state(caplog: pytest.LogCaptureFixture) -> None:
+    """At least once, a commit's records are flushed, then its offsets committed; the header
+    comes last. A joiner killed in its first flush leaves entries without a header: no state
+    (those offsets were never committed), where refusing them kept its successor from ever
+    restoring the partition."""
+    from .test_joiner import Feed, features_of
+
+    feed, core = Feed(), JoinCore(ttl_ms=10**9)
+    core.add_many([feed("features", f"e{i}", features_of("x"), 1_000 + i) for i in range(20)])
+    core.flush()
+    log = [(key, value) for _partition, key, value in encode_changes(0, core.changes())]
+    assert len(log) == 20
+    assert fold(log) is None
+    assert "20 changelog entries before any header" in caplog.text
+
+
 def test_a_commit_writes_what_changed_not_the_state() -> None:
     """The checkpoint of the exactly-once joiner is incremental: after 50,000 pending events,
     a commit that follows 10 new ones writes 10 event records and one header, whose size

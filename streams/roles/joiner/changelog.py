@@ -13,6 +13,13 @@ feedback and before the offsets are committed, so a restored header is never beh
 committed offsets and never says an event was emitted whose feedback was not delivered.
 Compaction keeps the last record per event.
 
+Under at least once the records of an interval are not atomic: the header is written
+last, after the interval's entries, as its commit mark. A joiner killed while it wrote its
+first checkpoint leaves entries without any header; they are no state (the offsets of that
+interval were never committed, so its inputs are read again: repeats, as at least once
+allows). Refusing them, as before 2026-12-04, kept a restarted joiner from ever restoring
+the partition (a kill -9 test's run, fresh-clone CI).
+
 A partition assigned to any instance, on any host, is restored by reading its changelog
 partition to the end (:func:`restore`), not by replaying the inputs back to the oldest
 pending event. The topic is named after the joiner's group (``PREFIX<group>.join-state``,
@@ -166,8 +173,10 @@ def _decode(records: Iterable[tuple[bytes | None, bytes | None]]) -> tuple[Snaps
 
 def _check(header: SnapshotState | None, entries: int, top: int) -> SnapshotState | None:
     if header is None:
-        if entries:
-            raise DecodeError("changelog entries without a header", raw=b"")
+        if entries:  # at least once: a worker killed while its first checkpoint was written
+            log.warning("%d changelog entries before any header (a joiner stopped while it wrote its "
+                        "first checkpoint, whose offsets were therefore never committed): no state, the "
+                        "inputs are joined again from the committed offsets (repeats possible)", entries)
         return None
     if top >= len(header.partitions):
         raise DecodeError(f"a corrupt pending event in the changelog: topic-partition index {top} "
