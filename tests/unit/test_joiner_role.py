@@ -225,3 +225,22 @@ def test_assignment_restores_each_partition_from_its_changelog(settings: Setting
     assert starts[(f, 2)] < 0  # no changelog: the committed offset (or the reset policy)
     assert second.stats.cores is not None and second.stats.cores[0].pending == 1
     assert second.stats.cores[1].pending == 1 and second.stats.cores[2].pending == 0
+
+
+def test_a_first_checkpoint_cut_before_its_header_restores_as_no_state(settings: Settings, changelog: _Log) -> None:
+    """At least once a joiner killed inside its first changelog flush leaves entries and no
+    header. Its successor must start the partition afresh (an empty core at the committed
+    offsets), not keep what the entries said nor refuse the partition for good."""
+    f = _topics(settings)["features"]
+    first = _role(settings)
+    _assign(first, settings, [0], {})
+    first.handle(_inputs(_message(f, 0, 0, b"e0", features_of("e0", 0), 0),
+                         _message(f, 0, 1, b"e1", features_of("e1", 0), 0)), Outputs())
+    records = _commit(first, changelog)
+    changelog.partitions[0] = [(key, value) for _p, key, value in records[:-1]]  # the header never landed
+
+    second = _role(settings)
+    tps = _assign(second, settings, [0], {})
+    assert second.stats.restored == 0 and second.stats.restored_records == 2
+    assert all(tp.offset < 0 for tp in tps)  # the committed offsets (or the reset policy)
+    assert second.stats.cores is not None and second.stats.cores[0].pending == 0
