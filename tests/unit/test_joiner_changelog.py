@@ -61,7 +61,7 @@ def test_an_empty_changelog_is_no_state_and_a_foreign_record_is_refused() -> Non
     with pytest.raises(DecodeError):
         fold([(b"e1", b"X-not-ours")])
     with pytest.raises(DecodeError):
-        fold([(b"e1", b"P\x00")])  # an entry without the header that says what it belongs to
+        fold([(b"e1", b"P\x00")])  # a pending entry whose blob is corrupt
 
 
 def test_entries_of_a_first_checkpoint_cut_before_its_header_are_no_state(caplog: pytest.LogCaptureFixture) -> None:

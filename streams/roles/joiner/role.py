@@ -148,9 +148,11 @@ class JoinerRole(RoleSpec):
             raise
         self.stats.restored_records += restored.records
         self.stats.restore_seconds += restored.seconds
-        if not restored.found:  # entries read without a header are no state: a fresh core
-            core.close()
-            return self._new_core(partition)
+        if not restored.found:
+            if restored.records:  # entries read without a header are no state: a fresh core
+                core.close()
+                return self._new_core(partition)
+            return core
         self.stats.restored += 1
         stats = core.stats()
         log.info("partition %s restored from %s in %.2fs (%d records, %d pending, %d of them on disk) at %s",
