@@ -34,7 +34,7 @@ from bench.environment import describe
 
 __all__ = ["main", "PARTS"]
 
-PARTS = ("limit", "faust", "scorer", "typed", "quix", "explain", "full_loop", "latency", "join")
+PARTS = ("limit", "faust", "scorer", "typed", "quix", "explain", "full_loop", "typed_loop", "latency", "join")
 BROKERS = ("kafka", "tansu")
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -192,15 +192,21 @@ def _run_parts(args: argparse.Namespace, part: Callable[..., Any], results: dict
         results["scorer_explained"] = explained
         console.log(f"scorer with explanations: {explained['events_per_s']:,.0f} events/s")
 
-    loop = part("full_loop", "riverops full loop", args.warmup + args.loop_events,
-                lambda report: measure_full_loop(settings(), workdir, events=args.loop_events,
-                                                 warmup=args.warmup, progress=report,
-                                                 broker_pid=broker_pid))
-    if loop:
-        results["full_loop"] = loop
-        for role, rss in loop["peak_rss"].items():
-            workers[f"{role} (full loop)"] = ("full loop", rss)
-        console.log(f"full loop: {loop['events_per_s']:,.0f} labelled events/s")
+    # the loop on the generic feature map, then on the bench model's typed record (the
+    # joiner then writes the typed FeedbackEvent the monitor and the learner decode)
+    for name, key, title, typed_loop in (("full_loop", "full_loop", "full loop", False),
+                                         ("typed_loop", "full_loop_typed", "full loop, typed features", True)):
+        loop = part(name, f"riverops {title}", args.warmup + args.loop_events,
+                    lambda report, typed_loop=typed_loop: measure_full_loop(
+                        typed_features(settings()) if typed_loop else settings(), workdir,
+                        events=args.loop_events, warmup=args.warmup, progress=report,
+                        broker_pid=broker_pid))
+        if loop:
+            results[key] = loop
+            for role, rss in loop["peak_rss"].items():
+                workers[f"{role} ({title})"] = (title, rss)
+            console.log(f"{title}: {loop['events_per_s']:,.0f} labelled events/s, "
+                        f"{sum(loop['cpu_us_per_event'].values()):.0f} µs CPU per labelled event")
 
     def latency_and_floor(report: Callable[[int], None]) -> tuple[Any, list[Any]]:
         # the service's producer with riverops' defaults (linger.ms 5); the floor also with

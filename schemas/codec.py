@@ -138,7 +138,7 @@ class SingleObjectCodec(_BatchMixin):
     def encode_many(self, name: str, records: Iterable[Mapping[str, Any]]) -> list[bytes]:
         """Encode a batch (the lookups of :meth:`encode` done once where every record has
         the same writer schema); the first record that does not fit raises."""
-        if len(self.store.self_read(name)) > 1:  # typed feature schemas: one per model
+        if name == "FeatureEvent" and len(self.store.self_read(name)) > 1:  # one per model
             return [self.encode(name, record) for record in records]
         contract, header = self.store.reader(name), self._headers[name]
         return [_write_body(contract, record, header) for record in records]
@@ -156,7 +156,7 @@ class SingleObjectCodec(_BatchMixin):
         writer = self.store.writer(fingerprint)
         if writer is None:
             hint = " (a typed feature schema missing from RIVEROPS_FEATURE_SCHEMAS?)" if (
-                name == "FeatureEvent") else ""
+                name in ("FeatureEvent", "FeedbackEvent")) else ""
             raise UnknownSchemaError(
                 f"{name}: unknown writer schema fingerprint {fingerprint.hex()}{hint}",
                 raw=bytes(payload))

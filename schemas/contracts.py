@@ -28,7 +28,12 @@ from fastavro.schema import fingerprint as _fastavro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
 from riverops.schemas.errors import ConfigError
-from riverops.schemas.features import load_feature_schemas, typed_features
+from riverops.schemas.features import (
+    feedback_schema,
+    load_feature_schemas,
+    typed_features,
+    typed_feedback,
+)
 
 __all__ = ["SchemaName", "SCHEMA_NAMES", "Contract", "SchemaStore", "parse_contract"]
 
@@ -55,8 +60,9 @@ class Contract:
     canonical: str
     fingerprint: bytes  # 8 bytes, little-endian CRC-64-AVRO, as in single-object encoding
     source: str  # the schema as JSON text, for schema registries
-    # a typed FeatureEvent (riverops.schemas.features): read with itself, never resolved to
-    # the generic reader (a record of features cannot resolve to a map); same record shape
+    # a typed FeatureEvent or FeedbackEvent (riverops.schemas.features): read with itself,
+    # never resolved to the generic reader (a record of features cannot resolve to a map);
+    # same record shape
     reads_itself: bool = False
 
     @property
@@ -75,8 +81,14 @@ def parse_contract(schema: Mapping[str, Any]) -> Contract:
         canonical=canonical,
         fingerprint=fingerprint,
         source=json.dumps(schema, sort_keys=True),
-        reads_itself=typed_features(schema),
+        reads_itself=typed_features(schema) or typed_feedback(schema),
     )
+
+
+@functools.cache
+def _derived_feedback(features: str, feedback: str) -> Contract:
+    """The typed FeedbackEvent of a typed FeatureEvent (both as their ``source`` JSON)."""
+    return parse_contract(feedback_schema(json.loads(features), json.loads(feedback)))
 
 
 @functools.cache
@@ -100,8 +112,9 @@ def _previous_contracts() -> tuple[Contract, ...]:
 
 
 class SchemaStore:
-    """Reader schemas by event name, every known writer schema by fingerprint, and the typed
-    feature schema of each model that has one (:mod:`riverops.schemas.features`)."""
+    """Reader schemas by event name, every known writer schema by fingerprint, the typed
+    feature schema of each model that has one and the typed FeedbackEvent of each typed
+    feature schema known (:mod:`riverops.schemas.features`)."""
 
     def __init__(self, readers: Iterable[Contract], writers: Iterable[Contract] = (),
                  features: Mapping[str, Contract] | None = None) -> None:
@@ -109,6 +122,14 @@ class SchemaStore:
         self._features = dict(features or {})  # model -> the typed FeatureEvent it is written in
         self._writers = {c.fingerprint: c for c in (*self._readers.values(), *writers,
                                                     *self._features.values())}
+        # typed FeatureEvent fingerprint -> its typed FeedbackEvent (derived from the reader)
+        self._feedback: dict[bytes, Contract] = {}
+        generic = self._readers.get("FeedbackEvent")
+        for contract in list(self._writers.values()):
+            if generic is not None and contract.reads_itself and contract.name == "FeatureEvent":
+                derived = _derived_feedback(contract.source, generic.source)
+                self._feedback[contract.fingerprint] = derived
+                self._writers.setdefault(derived.fingerprint, derived)
 
     @classmethod
     def bundled(cls) -> SchemaStore:
@@ -143,9 +164,13 @@ class SchemaStore:
                 return typed
         return self.reader(name)
 
+    def feedback_of(self, features: bytes) -> Contract | None:
+        """The typed FeedbackEvent of the typed FeatureEvent with fingerprint ``features``."""
+        return self._feedback.get(features)
+
     def self_read(self, name: str) -> tuple[Contract, ...]:
         """The writers of ``name`` decoded without resolution: its reader, and its typed
-        feature schemas (the decoders' fast path)."""
+        schemas (the decoders' fast path)."""
         reader = self.reader(name)
         return (reader, *(c for c in self._writers.values() if c.reads_itself and c.name == name))
 

@@ -12,6 +12,11 @@ index plus a value, each key a string). A model whose features are known can hav
 
 It decodes into the same record a generic payload gives (``features`` a dict of name to
 value), so nothing after the codec knows which one was written; both may share a topic.
+Each typed FeatureEvent has a typed ``FeedbackEvent`` derived from it (:func:`feedback_schema`:
+the generic FeedbackEvent with the same features record, in the same namespace), which the
+joiner writes when it joins such features (its bytes spliced, never decoded) and which
+decodes, like the typed FeatureEvent, into the generic record's shape. Readers of the
+feedback (monitor, learner, retrainer) therefore need the same ``RIVEROPS_FEATURE_SCHEMAS``.
 The schema is a schema like any other: its own Confluent subject
 (``riverops.features.fraud.FeatureEvent``), evolved by the usual rules (add a field with a
 default, never change a type). With the single-object encoding, writers and readers find
@@ -25,6 +30,11 @@ Examples
 ('riverops.features.fraud', ['amount', 'mcc'])
 >>> typed_features(schema)
 True
+>>> feedback = feedback_schema(schema, {"type": "record", "name": "FeedbackEvent",
+...     "fields": [{"name": "event_id", "type": "string"},
+...                {"name": "features", "type": {"type": "map", "values": "double"}}]})
+>>> feedback["namespace"], typed_feedback(feedback), feedback["fields"][1]["type"]["name"]
+('riverops.features.fraud', True, 'Features')
 """
 
 from __future__ import annotations
@@ -37,8 +47,8 @@ from typing import Any
 
 from riverops.schemas.errors import ConfigError
 
-__all__ = ["FEATURE_TYPES", "feature_schema", "typed_features", "check_feature_schema",
-           "load_feature_schemas"]
+__all__ = ["FEATURE_TYPES", "feature_schema", "typed_features", "typed_feedback",
+           "feedback_schema", "check_feature_schema", "load_feature_schemas"]
 
 FEATURE_TYPES = ("double", "float", "long", "int", "boolean", "string")
 """The Avro types a typed feature may have (or a union of ``null`` and one of them)."""
@@ -79,11 +89,36 @@ def feature_schema(model: str, features: Mapping[str, str], *,
 
 def typed_features(schema: Mapping[str, Any]) -> bool:
     """Whether ``schema`` is a typed FeatureEvent (its ``features`` field a record)."""
-    if schema.get("name") != "FeatureEvent" or not isinstance(schema.get("fields"), list):
+    return _typed(schema, "FeatureEvent")
+
+
+def typed_feedback(schema: Mapping[str, Any]) -> bool:
+    """Whether ``schema`` is a typed FeedbackEvent (its ``features`` field a record)."""
+    return _typed(schema, "FeedbackEvent")
+
+
+def _typed(schema: Mapping[str, Any], name: str) -> bool:
+    if schema.get("name") != name or not isinstance(schema.get("fields"), list):
         return False
     features = next((f for f in schema["fields"] if f.get("name") == "features"), None)
     kind = features.get("type") if isinstance(features, Mapping) else None
     return isinstance(kind, Mapping) and kind.get("type") == "record"
+
+
+def feedback_schema(features: Mapping[str, Any], feedback: Mapping[str, Any]) -> dict[str, Any]:
+    """The typed FeedbackEvent of the typed FeatureEvent ``features``: the generic
+    FeedbackEvent schema ``feedback`` with the typed features record, in the feature
+    schema's namespace (so one model's typed feedback has its own name and fingerprint)."""
+    check_feature_schema(features)
+    record = next(f for f in features["fields"] if f.get("name") == "features")["type"]
+    fields = [{**field, "type": record} if field.get("name") == "features" else field
+              for field in feedback["fields"]]
+    derived = {**feedback, "fields": fields,
+               "doc": f"FeedbackEvent with the typed features of {features.get('namespace')}."}
+    derived.pop("namespace", None)
+    if features.get("namespace"):
+        derived["namespace"] = features["namespace"]
+    return derived
 
 
 def check_feature_schema(schema: Mapping[str, Any]) -> None:

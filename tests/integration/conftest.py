@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -120,6 +121,21 @@ def read_topic(settings: Settings, role: str, schema: str, *, expected: int, tim
     finally:
         consumer.close()
     return out
+
+
+def writer_schemas(settings: Settings, role: str, expected: int, timeout: float = 60) -> Counter[bytes]:
+    """How many records of a topic each writer schema (single-object fingerprint) wrote,
+    once ``expected`` records were read."""
+    consumer = make_consumer(settings, f"read-{uuid.uuid4().hex[:6]}")
+    consumer.subscribe([TopicCatalogue.from_settings(settings).name(role)])  # type: ignore[arg-type]
+    found: Counter[bytes] = Counter()
+    deadline = time.monotonic() + timeout
+    try:
+        while found.total() < expected and time.monotonic() < deadline:
+            found.update(m.value()[2:10] for m in consumer.consume(1000, 0.5) if ok(m))
+    finally:
+        consumer.close()
+    return found
 
 
 @pytest.fixture(scope="session")

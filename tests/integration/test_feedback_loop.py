@@ -1,11 +1,15 @@
-"""Score, join and monitor on the real broker: exact metrics from out-of-order, duplicated input."""
+"""Score, join and monitor on the real broker: exact metrics from out-of-order, duplicated
+input, with the features as the generic map and as the model's typed record (the joiner
+then writes the typed FeedbackEvent, which the monitor reads)."""
 
 from __future__ import annotations
 
 import bisect
+import json
 import random
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,10 +25,11 @@ from riverops.models.specs import get_spec
 from riverops.roles.joiner import JoinerStats, run_joiner
 from riverops.roles.monitor import MonitorStats, run_monitor
 from riverops.roles.scorer import ScorerStats, run_scorer
+from riverops.schemas.features import feature_schema
 from riverops.sections import DataDriftSettings, MonitorSettings
 from riverops.settings import Settings
 
-from .conftest import read_topic
+from .conftest import read_topic, writer_schemas
 
 pytestmark = pytest.mark.tansu  # also in the Tansu smoke pass
 
@@ -43,10 +48,17 @@ def _register(settings: Settings) -> None:
         registry.apply_all(records)
 
 
+@pytest.mark.parametrize("typed", [False, True], ids=["map", "typed"])
 def test_out_of_order_duplicated_stream_gives_exact_metrics(
-    loop_settings: Settings, start_worker: Any
+    loop_settings: Settings, start_worker: Any, typed: bool, tmp_path: Path
 ) -> None:
     settings = loop_settings
+    if typed:  # fraud's features (Agrawal's nine) as a typed record, for every role
+        folder = tmp_path / "features"
+        folder.mkdir()
+        names = next(iter(synth.Agrawal(seed=9).take(1)))[0]
+        (folder / "fraud.avsc").write_text(json.dumps(feature_schema("fraud", dict.fromkeys(names, "double"))))
+        settings = Settings(**{**settings.model_dump(), "feature_schemas": folder})
     _register(settings)
     rng = random.Random(3)
     t0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -98,6 +110,11 @@ def test_out_of_order_duplicated_stream_gives_exact_metrics(
     exact_auc = wins / (len(positives) * len(negatives))
 
     assert {f["event_id"] for f in feedback} == set(labelled)
+    store = settings.codec().store
+    features = store.writer_for("FeatureEvent", {"model": "fraud"})
+    feedback_writer = store.feedback_of(features.fingerprint) if typed else store.reader("FeedbackEvent")
+    assert feedback_writer is not None
+    assert writer_schemas(settings, "feedback", len(labelled)) == {feedback_writer.fingerprint: len(labelled)}
     assert all(len(f["predictions"]) >= 2 for f in feedback)
     status = {(s.model, s.variant): s for s in monitor.stats.status}
     got = status[("fraud", "champion")]

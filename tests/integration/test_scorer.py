@@ -32,6 +32,8 @@ from riverops.schemas.events import Artifact, ModelVersion
 from riverops.schemas.features import feature_schema
 from riverops.settings import Settings
 
+from .conftest import writer_schemas
+
 
 @pytest.fixture
 def scoring(settings: Settings, tmp_path: Path) -> Settings:
@@ -193,23 +195,9 @@ def test_challenger_split_and_shadows(scoring: Settings, scorer: Any, tmp_path: 
               if any(not math.isclose(shadow[i][c], shadow[i + 5_000][c], rel_tol=1e-12, abs_tol=1e-15)
                      for c in shadow[i])]
     assert differ == [], [(i, shadow[i], shadow[i + 5_000]) for i in differ[:3]]
-    assert _writer_schemas(scoring, 10_000) == {
+    assert writer_schemas(scoring, "features", 10_000) == {
         typed.codec().store.writer_for("FeatureEvent", {"model": "fraud"}).fingerprint: 5_000,
         scoring.codec().store.reader("FeatureEvent").fingerprint: 5_000}
-
-
-def _writer_schemas(settings: Settings, expected: int) -> Counter[bytes]:
-    """How many records of the features topic each writer schema (fingerprint) wrote."""
-    consumer = make_consumer(settings, f"read-{uuid.uuid4().hex[:6]}")
-    consumer.subscribe([TopicCatalogue.from_settings(settings).name("features")])
-    found: Counter[bytes] = Counter()
-    deadline = time.monotonic() + 60
-    try:
-        while found.total() < expected and time.monotonic() < deadline:
-            found.update(m.value()[2:10] for m in consumer.consume(1000, 0.5) if m.error() is None)
-    finally:
-        consumer.close()
-    return found
 
 
 def test_tampered_and_unsigned_versions_are_refused(scoring: Settings, scorer: Any) -> None:

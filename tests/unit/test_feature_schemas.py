@@ -105,6 +105,43 @@ def test_the_settings_folder_gives_current_and_previous_versions(tmp_path: Path)
         "features"]["velocity"] == 2.0
 
 
+def _joined(codec: SingleObjectCodec, event: dict[str, Any]) -> bytes:
+    """The FeedbackEvent payload a joiner with ``codec`` writes for ``event``'s features."""
+    from riverops.roles.joiner import JoinCore, JoinInput
+
+    label = codec.encode("LabelEvent", {"event_id": "e1", "model": event["model"], "label": True, "label_time": T0})
+    prediction = codec.encode("PredictionEvent", {
+        "event_id": "e1", "model": event["model"], "version": 1, "variant": "champion", "prediction": True,
+        "scores": {"True": 0.9}, "latency": 0.001, "event_time": T0, "predicted_at": T0})
+    core = JoinCore(codec=codec, encoded=True)
+    core.add_many([JoinInput(kind, "e1", payload, 1_000, (kind, 0, 0)) for kind, payload in (
+        ("features", codec.encode("FeatureEvent", event)), ("prediction", prediction), ("label", label))])
+    (_, payload), = core.flush().encoded
+    return payload
+
+
+def test_each_typed_schema_has_a_typed_feedback_its_readers_decode(tmp_path: Path) -> None:
+    """The joiner writes typed features' feedback as that schema's typed FeedbackEvent; a
+    reader with the feature folder decodes current and previous versions into the generic
+    record's shape; one without it refuses the record in place, saying what is missing."""
+    (tmp_path / "previous").mkdir()
+    (tmp_path / "card-fraud.avsc").write_text(json.dumps(FRAUD_V2))
+    (tmp_path / "previous" / "card-fraud.1.avsc").write_text(json.dumps(FRAUD))
+    reader = Settings(feature_schemas=tmp_path).codec()
+    old = SingleObjectCodec(SchemaStore.bundled().with_features("card-fraud", FRAUD))
+    for writer, event in ((old, _event()), (reader, _event(amount=1.0, mcc=None, foreign=False, velocity=2.0))):
+        payload = _joined(writer, event)
+        contract = reader.store.writer(payload[2:10])
+        assert contract is not None and contract.name == "FeedbackEvent" and contract.reads_itself
+        assert contract.parsed["name"] == "riverops.features.card_fraud.FeedbackEvent"
+        record = reader.decode("FeedbackEvent", payload)
+        assert record["features"] == event["features"] and record["label"] is True
+        assert reader.decode_many("FeedbackEvent", [payload]) == [record]
+        refused, = SingleObjectCodec().decode_many("FeedbackEvent", [payload])
+        assert isinstance(refused, UnknownSchemaError) and "RIVEROPS_FEATURE_SCHEMAS" in str(refused)
+        assert refused.raw == payload
+
+
 @pytest.mark.parametrize(("change", "why"), [
     (lambda s: s["fields"][4]["type"]["fields"].append({"name": "tags", "type": {"type": "array", "items": "string"}}),
      "feature 'tags' has type"),

@@ -1,8 +1,9 @@
 """The spliced feedback (riverops.roles.joiner.splice) is byte for byte what encoding the
 decoded feedback gives, and refuses what the decoding path refuses, the same way: on a
 random stream, on every refusal of the feature rule and of mismatched parts, on corrupt
-bodies; layouts it does not walk (typed features, a map with a repeated key, the
-Confluent wire format) go down the decoding path."""
+bodies. Typed features are spliced into their typed FeedbackEvent, which decodes to the
+decoding path's record. Layouts it does not walk (a map with a repeated key, an evolved
+FeedbackEvent, the Confluent wire format) go down the decoding path."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import fastavro
 import pytest
 
 from riverops.roles.joiner import JoinCore, JoinInput
-from riverops.roles.joiner.splice import feedback_header, splice_feedback
+from riverops.roles.joiner.splice import Splicer
 from riverops.roles.joiner.state import Item, compact_prediction
 from riverops.schemas.codec import SINGLE_OBJECT_MAGIC, SingleObjectCodec
 from riverops.schemas.contracts import SchemaStore
@@ -27,7 +28,9 @@ from .test_joiner import CODEC, Feed, batches_of, label_of, make_stream, predict
 
 
 def _both(records: list[list[JoinInput]], codec: SingleObjectCodec = CODEC) -> tuple[Any, Any]:
-    """(decoded feedback, refusals) of a dict core and of an encoded core over ``records``."""
+    """(decoded feedback, refusals) of a dict core and of an encoded core over ``records``;
+    with a codec of typed features, the encoded core's typed feedback decodes to the dict
+    core's records."""
     plain, encoded = JoinCore(ttl_ms=10_000, codec=codec), JoinCore(ttl_ms=10_000, codec=codec, encoded=True)
     out: list[tuple[list[Any], list[Any]]] = [([], []), ([], [])]
     for batch in records:
@@ -38,7 +41,10 @@ def _both(records: list[list[JoinInput]], codec: SingleObjectCodec = CODEC) -> t
             dead += refusals(result)
     (dicts, dead_plain), (payloads, dead_encoded) = out
     assert [model for model, _ in payloads] == [record["model"] for record in dicts]
-    assert [payload for _, payload in payloads] == [codec.encode("FeedbackEvent", r) for r in dicts]
+    if codec is CODEC:
+        assert [payload for _, payload in payloads] == [codec.encode("FeedbackEvent", r) for r in dicts]
+    else:
+        assert [codec.decode("FeedbackEvent", payload) for _, payload in payloads] == dicts
     # a body that does not parse: the same record refused as a DecodeError (the wording of
     # fastavro's reason and of the walk's differ)
     assert [_comparable(d) for d in dead_encoded] == [_comparable(d) for d in dead_plain]
@@ -134,23 +140,74 @@ def _avro_string(text: str) -> bytes:
 def test_layouts_it_does_not_walk_take_the_decoding_path() -> None:
     made = compact_prediction({"version": 1, "variant": "champion", "prediction": True, "scores": {}})
     prediction = (1, 0, made[0], made[1], made[2])
-    header = feedback_header(CODEC)
-    assert header == SINGLE_OBJECT_MAGIC + CODEC.store.reader("FeedbackEvent").fingerprint
+    splicer = Splicer.of(CODEC)
+    assert splicer is not None
     # a map with a repeated key (a decode keeps the last value): written by hand
     body = _features("e", {"a": 1.0, "b": 2.0})
     repeated = body.replace(b"\x02b", b"\x02a")
-    assert splice_feedback("e", Item(0, (0, 0, repeated), (2, 0, label_of("e")), [prediction]), header) is None
-    # typed features: another writer schema
-    typed = SingleObjectCodec(SchemaStore.bundled().with_features("fraud", feature_schema("fraud", {"a": "double"})))
-    payload = typed.encode("FeatureEvent", {"event_id": "e", "model": "fraud", "entity_id": "c",
-                                            "event_time": 1, "features": {"a": 1.0}})
-    assert splice_feedback("e", Item(0, (0, 0, payload), (2, 0, label_of("e")), [prediction]), header) is None
-    feed = Feed()
-    feedback, _ = _both([[feed("features", "t", payload.replace(b"\x02e", b"\x02t"), 1_000),
-                          feed("prediction", "t", prediction_of("t"), 1_002),
-                          feed("label", "t", label_of("t"), 5_000)]], codec=typed)
-    assert [r["features"] for r in feedback] == [{"a": 1.0}]
-    # a FeedbackEvent that evolved: no header, every event decoded and encoded
+    assert splicer.splice("e", Item(0, (0, 0, repeated), (2, 0, label_of("e")), [prediction])) is None
+    # typed features of a schema this codec does not write with: the decoding path
+    payload = TYPED.encode("FeatureEvent", _typed_record("e", {}))
+    assert splicer.splice("e", Item(0, (0, 0, payload), (2, 0, label_of("e")), [prediction])) is None
+    # a FeedbackEvent that evolved: no splicing, every event decoded and encoded
     evolved = json.loads(resources.files("riverops.schemas").joinpath("avro/FeedbackEvent.avsc").read_text("utf-8"))
     evolved["fields"].append({"name": "region", "type": "string", "default": "eu"})
-    assert feedback_header(SingleObjectCodec(SchemaStore.bundled().with_reader(evolved))) is None
+    assert Splicer.of(SingleObjectCodec(SchemaStore.bundled().with_reader(evolved))) is None
+
+
+TYPED_SCHEMA = feature_schema("fraud", {"a": "double", "b": "float", "n": "long", "i": "int", "flag": "boolean",
+                                        "s": "string", "opt": "double"}, nullable={"s", "opt"})
+TYPED = SingleObjectCodec(SchemaStore.bundled().with_features("fraud", TYPED_SCHEMA))
+
+
+def _typed_record(event_id: str, values: dict[str, Any], *, model: str = "fraud") -> dict[str, Any]:
+    features = {"a": 1.5, "b": 0.25, "n": -7, "i": 3, "flag": True, "s": "é", "opt": None} | values
+    return {"event_id": event_id, "model": model, "entity_id": "card-7", "event_time": 1_000, "features": features}
+
+
+def _typed(event_id: str, values: dict[str, Any], *, model: str = "fraud") -> bytes:
+    return TYPED.encode("FeatureEvent", _typed_record(event_id, values, model=model))
+
+
+def test_typed_features_are_spliced_into_their_typed_feedback() -> None:
+    rng, feed = random.Random(3), Feed()
+    events = []
+    for index in range(400):
+        values = {"a": rng.gauss(0, 1), "n": rng.randrange(-2**40, 2**40), "flag": rng.random() < 0.5,
+                  "s": rng.choice([None, "", "x" * rng.randrange(100)]), "opt": rng.choice([None, rng.random()])}
+        events.append(_event(feed, f"t{index}", _typed(f"t{index}", values), label_of(f"t{index}", label=rng.random() < 0.5)))
+    feedback, dead = _both(events, codec=TYPED)
+    assert len(feedback) == 400 and dead == []
+    core = JoinCore(ttl_ms=10_000, codec=TYPED, encoded=True)
+    core.add_many(_event(Feed(), "t", _typed("t", {})))
+    (model, payload), = core.flush().encoded
+    written = TYPED.store.feedback_of(TYPED.store.writer_for("FeatureEvent", {"model": "fraud"}).fingerprint)
+    assert model == "fraud" and payload[:10] == SINGLE_OBJECT_MAGIC + written.fingerprint
+    assert TYPED.decode("FeedbackEvent", payload)["features"] == _typed_record("t", {})["features"]
+
+
+def test_typed_refusals_are_the_same() -> None:
+    feed = Feed()
+    good = _typed("e", {"s": "text"})
+    corrupt = {"cut": good[:-2], "trailing": good + b"\x00", "utf8": good.replace(b"text", b"t\xffxt"),
+               "branch": good[:-1] + b"\x04"}  # opt's union index, null (0) made 2 (4)
+    events = [
+        _event(feed, "nan", _typed("nan", {"a": math.nan})),
+        _event(feed, "inf", _typed("inf", {"b": -math.inf, "opt": math.inf})),
+        _event(feed, "opt-nan", _typed("opt-nan", {"opt": math.nan})),
+        _event(feed, "long", _typed("long", {"s": "é" * 4_097})),
+        _event(feed, "ok", _typed("ok", {"s": "é" * 4_096})),
+        _event(feed, "other-id", _typed("someone-else", {})),
+        _event(feed, "other-model", _typed("other-model", {}), label_of("other-model", model="pricing")),
+        *(_event(feed, f"c-{name}", _rekey(payload, f"c-{name}")) for name, payload in corrupt.items()),
+    ]
+    feedback, dead = _both(events, codec=TYPED)
+    assert [r["event_id"] for r in feedback] == ["ok"]
+    reasons = {o.key_.decode(): (kind, why) for o, kind, why in dead}
+    assert reasons["nan"] == ("InvalidEventError", "feature 'a' is nan, not a finite number")
+    assert reasons["inf"] == ("InvalidEventError", "feature 'b' is -inf, not a finite number")
+    assert reasons["opt-nan"][1] == "feature 'opt' is nan, not a finite number"
+    assert reasons["long"][1] == "feature 's' is a string of 4097 chars"
+    assert "is not the key 'other-id'" in reasons["other-id"][1]
+    assert "for model 'pricing' does not match" in reasons["other-model"][1]
+    assert all(reasons[f"c-{name}"][0] == "DecodeError" for name in corrupt), reasons

@@ -77,7 +77,7 @@ from riverops.roles.joiner.results import (
 )
 from riverops.roles.joiner.snapshot import NO_TIME, SnapshotState, decode_snapshot, encode_snapshot
 from riverops.roles.joiner.spill import BLOBS, TIMES, SpillFile, SpillMap
-from riverops.roles.joiner.splice import feedback_header, splice_feedback
+from riverops.roles.joiner.splice import Splicer
 from riverops.roles.joiner.state import Item, Kind, Stored, admit, pack_item, unpack_item
 from riverops.schemas.codec import Codec, SingleObjectCodec
 from riverops.schemas.errors import ConfigError, InvalidEventError, RiveropsError
@@ -123,7 +123,7 @@ class JoinCore:
         self._ttl = ttl_ms
         self._codec: Codec = codec if codec is not None else SingleObjectCodec()
         self._encoded = encoded
-        self._header = feedback_header(self._codec) if encoded else None
+        self._splicer = Splicer.of(self._codec) if encoded else None
         self._tp_index: dict[tuple[str, int], int] = {}
         self._tps: list[tuple[str, int]] = []
         self._positions: list[int] = []
@@ -257,7 +257,7 @@ class JoinCore:
 
     def _payload(self, event_id: str, item: Item) -> tuple[str, bytes]:
         """(model, FeedbackEvent payload): spliced, else decoded and encoded again."""
-        spliced = splice_feedback(event_id, item, self._header)
+        spliced = self._splicer.splice(event_id, item) if self._splicer is not None else None
         if spliced is not None:
             return spliced
         record = feedback_record(event_id, item, self._codec)

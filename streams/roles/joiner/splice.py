@@ -7,7 +7,10 @@ body's tail (label, label_time) and ends with the array of the stored compact pr
 features and the label were written with the layouts below and the codec writes
 FeedbackEvent with its layout, the feedback is those byte ranges joined under a new
 single-object header: no record decoded to Python objects, none encoded again (the decode
-and encode were about a third of the joiner's CPU per event).
+and encode were about a third of the joiner's CPU per event). Features written with a
+typed feature schema (:mod:`riverops.schemas.features`) are walked by their record's
+fields and joined under the header of that schema's typed FeedbackEvent, whose readers
+decode it without the map of unions (most of a generic FeedbackEvent's decode).
 
 Every check of :func:`~riverops.roles.joiner.feedback.feedback_record` is made on the
 bytes, in its order, with its refusals: a body that does not parse to its last byte
@@ -15,9 +18,9 @@ bytes, in its order, with its refusals: a body that does not parse to its last b
 feature rule (:func:`~riverops.schemas.validation.check_feature_map`: a non-finite double,
 a string over ``MAX_STRING`` characters, more than ``MAX_FEATURES`` features), a label of
 another event or model. Every string is checked to be UTF-8, as a decode would. What the
-walk does not know (another writer schema: typed features, an older or newer layout, the
-Confluent wire format; a map with a repeated key, where a decode keeps the last value)
-goes back to the decoding path: :func:`splice_feedback` answers None. One deliberate
+walk does not know (another writer schema: an older or newer layout, the Confluent wire
+format; a map with a repeated key, where a decode keeps the last value) goes back to the
+decoding path: :meth:`Splicer.splice` answers None. One deliberate
 difference: a negative union index, which is not Avro but which fastavro reads as Python's
 negative list index (-1: the last branch), is refused here.
 
@@ -33,7 +36,7 @@ Examples
 >>> made = compact_prediction({"version": 1, "variant": "champion", "prediction": True,
 ...     "scores": {"True": 0.9}})
 >>> item = Item(0, (0, 0, features), (2, 0, label), [(1, 0, made[0], made[1], made[2])])
->>> model, payload = splice_feedback("e1", item, feedback_header(codec))
+>>> model, payload = Splicer.of(codec).splice("e1", item)
 >>> record = codec.decode("FeedbackEvent", payload)
 >>> model, record["features"], record["label"], record["predictions"][0]["scores"]
 ('fraud', {'amount': 12.5}, True, {'True': 0.9})
@@ -53,7 +56,7 @@ from riverops.schemas.contracts import parse_contract
 from riverops.schemas.errors import DecodeError, InvalidEventError
 from riverops.schemas.validation import MAX_FEATURES, MAX_STRING
 
-__all__ = ["feedback_header", "splice_feedback"]
+__all__ = ["Splicer"]
 
 _VALUE = ["null", "boolean", "double", "string"]
 _FEATURE_LAYOUT: dict[str, Any] = {
@@ -91,6 +94,10 @@ _FEEDBACK_LAYOUT: dict[str, Any] = {
     ],
 }
 _DOUBLE = struct.Struct("<d")
+_FLOAT = struct.Struct("<f")
+
+TypedField = tuple[str, str, bool]
+"""A typed feature as the walk reads it: (name, Avro type, nullable)."""
 
 
 class _Trailing(ValueError):
@@ -112,51 +119,82 @@ def _fingerprint(layout: str) -> bytes:
                            "feedback": _FEEDBACK_LAYOUT}[layout]).fingerprint
 
 
-def feedback_header(codec: Codec) -> bytes | None:
-    """The single-object header of FeedbackEvent when ``codec`` writes it with the layout
-    spliced here; None otherwise (another wire format, or a FeedbackEvent that evolved):
-    then every event takes the decoding path."""
-    if not isinstance(codec, SingleObjectCodec):
-        return None
-    fingerprint = codec.store.reader("FeedbackEvent").fingerprint
-    return SINGLE_OBJECT_MAGIC + fingerprint if fingerprint == _fingerprint("feedback") else None
+class Splicer:
+    """Splices the feedback of the layouts above for one codec: :meth:`of` gives None when
+    the codec writes FeedbackEvent otherwise (another wire format, or a FeedbackEvent that
+    evolved); then every event takes the decoding path."""
+
+    def __init__(self, header: bytes, typed: dict[bytes, tuple[tuple[TypedField, ...], bytes]]) -> None:
+        self._header = header  # the generic FeedbackEvent's single-object header
+        self._typed = typed  # typed FeatureEvent header -> (its fields, its FeedbackEvent's header)
+
+    @classmethod
+    def of(cls, codec: Codec) -> Splicer | None:
+        if not isinstance(codec, SingleObjectCodec):
+            return None
+        store = codec.store
+        if store.reader("FeedbackEvent").fingerprint != _fingerprint("feedback"):
+            return None
+        typed = {}
+        for contract in store.self_read("FeatureEvent"):
+            feedback = store.feedback_of(contract.fingerprint)
+            if contract.reads_itself and feedback is not None:
+                typed[SINGLE_OBJECT_MAGIC + contract.fingerprint] = (
+                    typed_fields(contract.parsed), SINGLE_OBJECT_MAGIC + feedback.fingerprint)
+        return cls(SINGLE_OBJECT_MAGIC + _fingerprint("feedback"), typed)
+
+    def splice(self, event_id: str, item: Item) -> tuple[str, bytes] | None:
+        """(model, FeedbackEvent payload) of a complete ``item``, spliced; None when a
+        stored payload is not of a layout walked here (the caller decodes instead);
+        :class:`Rejected`, as :func:`feedback_record` raises it, for an event that cannot
+        become feedback."""
+        assert item.features is not None and item.label is not None
+        features, label = item.features[2], item.label[2]
+        if label[2:10] != _fingerprint("label"):
+            return None
+        if features[2:10] == _fingerprint("features"):
+            fields, header = None, self._header
+        elif features[:10] in self._typed:
+            fields, header = self._typed[features[:10]]
+        else:
+            return None
+        try:
+            walked = _walk_features(features) if fields is None else _walk_typed(features, fields)
+        except (IndexError, ValueError, struct.error) as exc:
+            raise Rejected(item.features, _refusal("FeatureEvent", exc, features)) from exc
+        if walked is None:
+            return None  # a repeated key: the decode keeps the last value
+        (id_start, id_end), (model_start, model_end), body_end, broken = walked
+        try:
+            label_id, label_model, label_start = _walk_label(label)
+        except (IndexError, ValueError, struct.error) as exc:
+            raise Rejected(item.label, _refusal("LabelEvent", exc, label)) from exc
+        key = event_id.encode("utf-8", "surrogatepass")
+        if features[id_start:id_end] != key:
+            shown = features[id_start:id_end].decode()
+            raise Rejected(item.features, InvalidEventError(f"features event_id {shown!r} is not the key {event_id!r}"))
+        if broken is not None:
+            raise Rejected(item.features, broken)
+        model = features[model_start:model_end]
+        if label_id != key or label_model != model:
+            why = (f"label of {label_id.decode()!r} for model {label_model.decode()!r} does not match "
+                   f"features of {event_id!r} for model {model.decode()!r}")
+            raise Rejected(item.label, InvalidEventError(why))
+        predictions = sorted(item.predictions, key=lambda p: (p[3], p[2]))  # variant, version
+        array = [_zigzag(len(predictions)), *(p[4] for p in predictions), b"\x00"] if predictions else [b"\x00"]
+        payload = b"".join([header, features[10:body_end], label[label_start:], *array])
+        return model.decode(), payload
 
 
-def splice_feedback(event_id: str, item: Item, header: bytes | None) -> tuple[str, bytes] | None:
-    """(model, FeedbackEvent payload) of a complete ``item``, spliced; None when a stored
-    payload is not of a layout this module walks (the caller decodes instead);
-    :class:`Rejected`, as :func:`feedback_record` raises it, for an event that cannot
-    become feedback."""
-    assert item.features is not None and item.label is not None
-    features, label = item.features[2], item.label[2]
-    if header is None or features[2:10] != _fingerprint("features") or label[2:10] != _fingerprint("label"):
-        return None
-    try:
-        walked = _walk_features(features)
-    except (IndexError, ValueError, struct.error) as exc:
-        raise Rejected(item.features, _refusal("FeatureEvent", exc, features)) from exc
-    if walked is None:
-        return None  # a repeated key: the decode keeps the last value
-    (id_start, id_end), (model_start, model_end), body_end, broken = walked
-    try:
-        label_id, label_model, label_start = _walk_label(label)
-    except (IndexError, ValueError, struct.error) as exc:
-        raise Rejected(item.label, _refusal("LabelEvent", exc, label)) from exc
-    key = event_id.encode("utf-8", "surrogatepass")
-    if features[id_start:id_end] != key:
-        shown = features[id_start:id_end].decode()
-        raise Rejected(item.features, InvalidEventError(f"features event_id {shown!r} is not the key {event_id!r}"))
-    if broken is not None:
-        raise Rejected(item.features, broken)
-    model = features[model_start:model_end]
-    if label_id != key or label_model != model:
-        why = (f"label of {label_id.decode()!r} for model {label_model.decode()!r} does not match "
-               f"features of {event_id!r} for model {model.decode()!r}")
-        raise Rejected(item.label, InvalidEventError(why))
-    predictions = sorted(item.predictions, key=lambda p: (p[3], p[2]))  # variant, version
-    array = [_zigzag(len(predictions)), *(p[4] for p in predictions), b"\x00"] if predictions else [b"\x00"]
-    payload = b"".join([header, features[10:body_end], label[label_start:], *array])
-    return model.decode(), payload
+def typed_fields(parsed: Any) -> tuple[TypedField, ...]:
+    """The features of a parsed typed FeatureEvent schema, in their order."""
+    record = next(f for f in parsed["fields"] if f["name"] == "features")["type"]
+    out = []
+    for field in record["fields"]:
+        kind = field["type"]
+        nullable = isinstance(kind, list)
+        out.append((field["name"], kind[1] if nullable else kind, nullable))
+    return tuple(out)
 
 
 def _zigzag(n: int) -> bytes:
@@ -187,10 +225,7 @@ def _string(buf: bytes, pos: int) -> tuple[int, int]:
 def _walk_features(payload: bytes) -> tuple[tuple[int, int], tuple[int, int], int, InvalidEventError | None] | None:
     """The event_id and model ranges of a FeatureEvent payload, where its body ends, and
     the first breach of the feature rule (None: none); None for a map with a repeated key."""
-    ids = _string(payload, 10)
-    model = _string(payload, ids[1])
-    pos = _string(payload, model[1])[1]  # entity_id
-    pos = read_long(payload, pos)[1]  # event_time
+    ids, model, pos = _walk_header(payload)
     names: list[bytes] = []
     broken: InvalidEventError | None = None
     while True:
@@ -229,6 +264,52 @@ def _walk_features(payload: bytes) -> tuple[tuple[int, int], tuple[int, int], in
         return None
     if len(names) > MAX_FEATURES:  # the rule's first check, as check_feature_map makes it
         broken = InvalidEventError(f"{len(names)} features, more than {MAX_FEATURES}")
+    return ids, model, pos, broken
+
+
+def _walk_header(payload: bytes) -> tuple[tuple[int, int], tuple[int, int], int]:
+    """The event_id and model ranges of a FeatureEvent payload and where its features start."""
+    ids = _string(payload, 10)
+    model = _string(payload, ids[1])
+    pos = _string(payload, model[1])[1]  # entity_id
+    return ids, model, read_long(payload, pos)[1]  # event_time
+
+
+def _walk_typed(payload: bytes, fields: tuple[TypedField, ...]
+                ) -> tuple[tuple[int, int], tuple[int, int], int, InvalidEventError | None]:
+    """As :func:`_walk_features`, for features written as a typed record of ``fields``."""
+    ids, model, pos = _walk_header(payload)
+    broken: InvalidEventError | None = None
+    for name, kind, nullable in fields:
+        if nullable:
+            branch = payload[pos]  # ["null", kind]: 0 encodes as 0, 1 as 2
+            pos += 1
+            if branch == 0:
+                continue
+            if branch != 2:
+                raise ValueError(f"union branch byte {branch}")
+        if kind == "double" or kind == "float":
+            layout = _DOUBLE if kind == "double" else _FLOAT
+            value = layout.unpack_from(payload, pos)[0]
+            pos += layout.size
+            if broken is None and not math.isfinite(value):
+                broken = InvalidEventError(f"feature {name!r} is {value}, not a finite number")
+        elif kind == "long" or kind == "int":
+            pos = read_long(payload, pos)[1]
+        elif kind == "boolean":
+            if pos >= len(payload):
+                raise ValueError("boolean past the end")
+            pos += 1
+        else:  # string: the only other typed feature (check_feature_schema)
+            text_start, pos = _string(payload, pos)
+            if broken is None and pos - text_start > MAX_STRING:
+                chars = len(payload[text_start:pos].decode())
+                if chars > MAX_STRING:
+                    broken = InvalidEventError(f"feature {name!r} is a string of {chars} chars")
+    if pos < len(payload):
+        raise _Trailing(len(payload) - pos)
+    if len(fields) > MAX_FEATURES:  # the rule's first check, as check_feature_map makes it
+        broken = InvalidEventError(f"{len(fields)} features, more than {MAX_FEATURES}")
     return ids, model, pos, broken
 
 
