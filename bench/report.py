@@ -47,7 +47,6 @@ def markdown(results: dict[str, Any]) -> str:
     per_event = _get(results, "limit", "per_event")
     batched = _get(results, "limit", "batched")
     scorer = _get(results, "scorer", "events_per_s")
-    loop = _get(results, "full_loop", "events_per_s")
 
     def row(name: str, value: float | None, target: str, ok: bool | None,
             cpu: float | None = None) -> str:

@@ -39,8 +39,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from river import utils
-
 from riverops.dedupe import RecentIds
 from riverops.roles.monitor.drift import (
     DataDriftMonitor,
@@ -50,7 +48,7 @@ from riverops.roles.monitor.drift import (
 )
 from riverops.roles.monitor.segments import SegmentOptions, Segments, SegmentStatus
 from riverops.roles.monitor.signals import DEFAULT_SIGNALS, ConceptWatch, check_signals
-from riverops.roles.monitor.windows import MetricSet, Outcome, TimeWindow, outcome_of
+from riverops.roles.monitor.windows import CountWindow, Outcome, TimeWindow, outcome_of
 from riverops.schemas.errors import ConfigError, InvalidEventError
 from riverops.schemas.events import Task, Variant, WindowKind
 from riverops.schemas.validation import check_feature_map
@@ -103,7 +101,7 @@ class _KeyState:
         self.task = task
         self.samples = 0
         self.unscored = 0
-        self.count = utils.Rolling(MetricSet, window_size=core.window_size, task=task)
+        self.count = CountWindow(task, core.window_size)
         self.time = TimeWindow(core.time_window, task)
         self.watch = ConceptWatch(task, core.signals[task], detector=core.detector,
                                   params=core.detector_params,
@@ -317,8 +315,9 @@ class MonitorCore:
             if now is not None:
                 state.time.expire(_epoch(now))
             windows: dict[WindowKind, Mapping[str, float]] = {}
-            if state.count.obj.n:
-                windows["count"] = state.count.obj.values()
+            counted = state.count.metrics()
+            if counted.n:
+                windows["count"] = counted.values()
             if state.time.obj.n:
                 windows["time"] = state.time.obj.values()
             watch = state.watch

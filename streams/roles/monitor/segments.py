@@ -30,9 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from river import utils
-
-from riverops.roles.monitor.windows import MetricSet, Outcome
+from riverops.roles.monitor.windows import CountWindow, Outcome
 from riverops.schemas.events import Task, Variant
 
 __all__ = ["SegmentOptions", "SegmentStatus", "Segments", "segment_value", "OTHER", "MISSING"]
@@ -78,7 +76,7 @@ def segment_value(value: Any) -> str:
 
 @dataclass(slots=True)
 class _Window:
-    metrics: Any  # river.utils.Rolling over a MetricSet
+    counted: CountWindow
     samples: int = 0
 
 
@@ -106,14 +104,13 @@ class Segments:
             segment = (feature, self._segment(key[0], feature, features.get(feature)))
             window = windows.get(segment)
             if window is None:
-                window = windows[segment] = _Window(
-                    utils.Rolling(MetricSet, window_size=self.options.window_size, task=task))
-            window.metrics.update(outcome)
+                window = windows[segment] = _Window(CountWindow(task, self.options.window_size))
+            window.counted.update(outcome)
             window.samples += 1
 
     def rows(self, key: Key) -> list[SegmentStatus]:
         """The key's segments, by feature and value."""
-        return [SegmentStatus(feature, value, window.samples, window.metrics.obj.values())
+        return [SegmentStatus(feature, value, window.samples, window.counted.metrics().values())
                 for (feature, value), window in sorted(self._windows.get(key, {}).items())]
 
     def forget(self, models: Iterable[str]) -> None:

@@ -2,7 +2,8 @@
 
 An *outcome* is one made prediction scored against its label (:func:`outcome_of`); a
 :class:`MetricSet` holds the task's River metrics over outcomes and can revert one, so
-``river.utils.Rolling`` keeps it over the last N outcomes. :class:`TimeWindow` covers the
+:class:`CountWindow` keeps it over the last N outcomes (as ``river.utils.Rolling`` does,
+folding the outcomes in when the window is read). :class:`TimeWindow` covers the
 last seconds of label time with per-bucket sums instead of every outcome (its memory does
 not grow with the rate): merged, they give the values a MetricSet over the same outcomes
 gives. :class:`~riverops.roles.monitor.core.MonitorCore` keeps one of each per (model,
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -35,7 +37,7 @@ from riverops.roles.monitor.auc import Scores, roc_auc
 from riverops.schemas.errors import ConfigError, InvalidEventError
 from riverops.schemas.events import Task
 
-__all__ = ["Outcome", "outcome_of", "MetricSet", "TimeWindow", "METRIC_NAMES", "BUCKETS"]
+__all__ = ["Outcome", "outcome_of", "MetricSet", "CountWindow", "TimeWindow", "METRIC_NAMES", "BUCKETS"]
 
 # River metric classes per task: fed the predicted class, or the scores (when present)
 _LABEL_METRICS: dict[Task, dict[str, Any]] = {
@@ -139,6 +141,54 @@ class MetricSet:
             if math.isfinite(value):
                 out[name] = value
         return out
+
+
+class CountWindow:
+    """A :class:`MetricSet` over the last ``size`` outcomes, brought up to date when read.
+
+    :meth:`update` only keeps the outcome; :meth:`metrics` folds the outcomes that came
+    since the last read in as ``river.utils.Rolling`` would have, one at a time (revert the
+    oldest, update with the new: the same values, bit for bit), or, when ``size`` or more
+    came, builds the set afresh from the last ``size`` (the whole window was replaced; its
+    means are then the window's own, without the rounding of reverts). A read costs at
+    most ``size`` updates whatever the rate, and an outcome costs an append: at thousands
+    of outcomes per second and a read every few seconds, the monitor no longer updates
+    and reverts seven metrics per outcome.
+
+    >>> window = CountWindow("binary", 2)
+    >>> for right in (True, False, False):
+    ...     window.update(outcome_of("binary", True, {"prediction": right, "scores": {}}))
+    >>> window.metrics().values()["accuracy"], window.metrics().n
+    (0.0, 2)
+    """
+
+    __slots__ = ("task", "size", "_set", "_window", "_pending", "_arrived")
+
+    def __init__(self, task: Task, size: int) -> None:
+        self.task, self.size = task, size
+        self._set = MetricSet(task)
+        self._window: deque[Outcome] = deque()  # the outcomes ``_set`` holds, oldest first
+        self._pending: deque[Outcome] = deque(maxlen=size)  # since the last read (its newest)
+        self._arrived = 0  # outcomes since the last read, those past ``size`` included
+
+    def update(self, outcome: Outcome) -> None:
+        self._pending.append(outcome)
+        self._arrived += 1
+
+    def metrics(self) -> MetricSet:
+        """The set over the last ``size`` outcomes."""
+        if self._arrived:
+            if self._arrived >= self.size:
+                self._set, self._window = MetricSet(self.task), deque()
+            held, window = self._set, self._window
+            for outcome in self._pending:
+                if len(window) == self.size:
+                    held.revert(window.popleft())
+                held.update(outcome)
+                window.append(outcome)
+            self._pending.clear()
+            self._arrived = 0
+        return self._set
 
 
 BUCKETS = 300
