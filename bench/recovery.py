@@ -12,7 +12,8 @@ waiting); a request that is ready is judged by
 candidate serves from the next event on. Recovery is measured as the demo measures it
 (:func:`riverops.demo.summary.recovery_of`): labelled events from the change until a newer
 champion's count window (1,000 of its own outcomes) is within 0.02 of the pre-change ROC
-AUC (card) or accuracy (SINE).
+AUC (card) or accuracy (SINE), and until that champion began serving (the window's
+start: the recovery as the stream saw it).
 
 Left out against the real loop: the request's round trip through the retrain topic, the
 scorer's hot swap and the monitor's emit interval (tens to hundreds of events at the
@@ -116,7 +117,8 @@ class Run:
     stream: str
     seed: int
     mode: str
-    recovered_after: int | None  # labelled events from the change to recovery
+    recovered_after: int | None  # labelled events from the change to recovery (its window complete)
+    serving_from: int | None  # ... to the first outcome of the champion that recovered
     level: float | None
     value: float | None
     first_alarm: int | None  # labelled events from the change to the first acted-on alarm
@@ -183,7 +185,8 @@ def run(stream: str, seed: int, mode: str) -> Run:
                 champion, version = judged.result.model, version + 1
                 promoted.append(after)
     back = recovery_of(metrics, change_time, metric=metric) if change_time else None
-    return Run(stream, seed, mode, back.events if back else None, back.level if back else None,
+    return Run(stream, seed, mode, back.events if back else None, back.serving_from if back else None,
+               back.level if back else None,
                back.value if back else None, first_alarm, promoted, decisions,
                time.monotonic() - began)
 
@@ -201,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
             runs = [run(stream, seed, mode) for seed in args.seeds]
             for r in runs:
                 print(f"{stream} {mode} seed {r.seed}: recovered after {r.recovered_after} "
+                      f"(serving from {r.serving_from}) "
                       f"(level {r.level and round(r.level, 4)} -> {r.value and round(r.value, 4)}), "
                       f"first alarm acted on {r.first_alarm}, promotions at {r.promoted_at} "
                       f"({r.seconds:.0f} s)")
@@ -209,8 +213,11 @@ def main(argv: list[str] | None = None) -> None:
                         print("    " + line)
             done = [r.recovered_after for r in runs if r.recovered_after is not None]
             median = statistics.median(done) if len(done) == len(runs) else None
+            serving = [r.serving_from for r in runs if r.serving_from is not None]
+            served = statistics.median(serving) if len(serving) == len(runs) else None
             print(f"== {stream} {mode}: median {median} over seeds {args.seeds} "
-                  f"({len(done)}/{len(runs)} recovered): {[r.recovered_after for r in runs]}")
+                  f"({len(done)}/{len(runs)} recovered): {[r.recovered_after for r in runs]}; "
+                  f"serving from: median {served}, {[r.serving_from for r in runs]}")
 
 
 if __name__ == "__main__":

@@ -55,7 +55,10 @@ class Recovery:
     ``level`` is ``old_version``'s figure just before the drift, ``low`` the worst figure a
     champion showed after it, ``value`` the first figure of ``version`` (a newer champion,
     over a full window of its own outcomes) within the tolerance of ``level``, reached
-    ``events`` labelled events after the drift.
+    ``events`` labelled events after the drift. ``serving_from`` is where that champion's
+    outcomes began, in labelled events after the drift: the recovery as the stream saw it
+    (every labelled event from there on was scored by a model that the window shows is
+    back), where ``events`` adds the window it took to show it.
     """
 
     metric: str
@@ -65,6 +68,7 @@ class Recovery:
     version: int
     value: float
     events: int
+    serving_from: int
 
 
 def _champion_windows(metrics: Sequence[Record], metric: str) -> list[Record]:
@@ -80,7 +84,9 @@ def recovery_of(metrics: Sequence[Record], drift_time: datetime, *, metric: str 
     recovery is the first later MetricsEvent of a *newer* champion version, over a full
     count window of its own outcomes, within ``tolerance`` of it (for log loss, lower is
     better: within means at most ``level + tolerance``); events are counted from the
-    champions' sample counts. None when nothing was before the drift or nothing came back.
+    champions' sample counts (each labelled event has one champion outcome), and that
+    version's began where its own count leaves off. None when nothing was before the drift
+    or nothing came back.
     """
     lower_is_better = metric == "log_loss"
     champion = _champion_windows(metrics, metric)
@@ -99,8 +105,9 @@ def recovery_of(metrics: Sequence[Record], drift_time: datetime, *, metric: str 
         low = max(low, value) if lower_is_better else min(low, value)
         back = value <= level + tolerance if lower_is_better else value >= level - tolerance
         if int(e["version"]) > old_version and e["samples"] >= e["window_size"] and back:
-            return Recovery(metric, level, old_version, low, int(e["version"]), value,
-                            sum(seen.values()) - baseline)  # fmt: skip
+            events = sum(seen.values()) - baseline
+            return Recovery(metric, level, old_version, low, int(e["version"]), value, events,
+                            max(events - int(e["samples"]), 0))  # fmt: skip
     return None
 
 
@@ -121,7 +128,8 @@ def recovery_line(back: Recovery | None, *, metric: str = "roc_auc", tolerance: 
                 f"champion's {name} over a full window")
     return (f"recovery: v{back.old_version}'s {name} was {back.level:.4f} before the drift and "
             f"fell to {back.low:.4f}; v{back.version}, the new champion, was back to "
-            f"{back.value:.4f} (within {tolerance:g}) {back.events:,} labelled events after the drift")
+            f"{back.value:.4f} (within {tolerance:g}) over its first full window: it served from "
+            f"{back.serving_from:,} labelled events after the drift (the window complete at {back.events:,})")
 
 
 def metrics_table(metrics: Sequence[Record], versions: Sequence[Record]) -> Table:

@@ -34,10 +34,12 @@ def story() -> list[dict[str, Any]]:
 def test_recovery_needs_a_newer_champion_over_a_full_window() -> None:
     back = recovery_of(story(), T0 + timedelta(seconds=3))
     assert back == Recovery("roc_auc", level=0.92, old_version=1, low=0.28, version=2, value=0.905,
-                            events=(3600 - 3000) + 1400)  # v1's outcomes after the drift + v2's
+                            events=(3600 - 3000) + 1400,  # v1's outcomes after the drift + v2's
+                            serving_from=3600 - 3000)  # v2's began after v1's last
     line = recovery_line(back)
     assert "v1's ROC AUC was 0.9200" in line and "fell to 0.2800" in line
-    assert "v2, the new champion, was back to 0.9050" in line and "2,000 labelled events" in line
+    assert "v2, the new champion, was back to 0.9050" in line
+    assert "served from 600 labelled events" in line and "complete at 2,000" in line
 
 
 def test_the_accuracy_tuple() -> None:
