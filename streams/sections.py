@@ -77,6 +77,8 @@ class DataDriftSettings(_Section):
     reference_size: int = Field(1000, ge=10, description="events in the reference window")
     window_size: int = Field(1000, ge=10, description="events in the current window")
     every: int = Field(200, ge=1, description="evaluate every this many events once full")
+    min_seconds: float = Field(1.0, ge=0, description="... and no sooner than this many seconds "
+                               "of label time after the last evaluation")
     psi_threshold: float = Field(0.2, gt=0, description="PSI above this is an alarm")
     ks_threshold: float = Field(0.2, gt=0, description="KS statistic above this is an alarm")
 

@@ -13,6 +13,7 @@ from river.datasets import synth
 
 from riverops.roles.monitor.drift import (
     ConceptDriftDetector,
+    DataAlarm,
     DataDriftMonitor,
     DataDriftOptions,
     DetectorName,
@@ -246,3 +247,31 @@ def test_the_batched_evaluation_equals_the_definitions_on_messy_windows() -> Non
                 assert monitor.scores[name]["KS"] == ks_statistic(ref.values, numbers), name
         checked += 1
     assert checked == 17 and monitor.scores["ties"]["KS"] > 0.2
+
+
+def test_evaluations_wait_min_seconds_of_stream_time() -> None:
+    """At 1,000 events a second an evaluation every 200 events would run five times a
+    second; with the label times given it runs at the first multiple of ``every`` at least
+    ``min_seconds`` after the last one; without them (or at 0) at every multiple."""
+    rng = random.Random(3)
+    rows = [{"x": rng.gauss(0.0, 1.0)} for _ in range(6_000)]
+
+    def evaluated_at(min_seconds: float, timed: bool) -> list[int]:
+        monitor = DataDriftMonitor(DataDriftOptions(reference_size=1000, window_size=1000, every=200,
+                                                    min_seconds=min_seconds))
+        at: list[int] = []
+        evaluate = monitor._evaluate
+
+        def counted() -> list[DataAlarm]:
+            at.append(monitor.samples - 1)  # the index of the event being added
+            return evaluate()
+
+        monitor._evaluate = counted  # type: ignore[method-assign]
+        for i, row in enumerate(rows):
+            monitor.update(row, seconds=i / 1000 if timed else None)
+        return at
+
+    every_multiple = list(range(1999, 6000, 200))  # the window is full after 2,000 events
+    assert evaluated_at(1.0, timed=False) == evaluated_at(0.0, timed=True) == every_multiple
+    assert evaluated_at(1.0, timed=True) == [1999, 2999, 3999, 4999, 5999]
+    assert evaluated_at(0.5, timed=True) == list(range(1999, 6000, 600))

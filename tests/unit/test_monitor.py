@@ -369,7 +369,8 @@ def test_data_drift_alarms_per_feature_against_the_champion() -> None:
     preds = [made(True, version=4, variant="challenger"), made(True, version=2)]
     records = [
         feedback(
-            f"e{i}", True, preds, features={"x": rng.gauss(3.0 if i >= 400 else 0.0, 1.0), "k": "a"}
+            f"e{i}", True, preds, features={"x": rng.gauss(3.0 if i >= 400 else 0.0, 1.0), "k": "a"},
+            at=i * 0.1,  # an evaluation every 50 events is 5 s of label time: past min_seconds
         )
         for i in range(800)
     ]

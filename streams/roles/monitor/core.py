@@ -185,6 +185,7 @@ class MonitorCore:
         drift = section.data_drift
         options = DataDriftOptions(
             reference_size=drift.reference_size, window_size=drift.window_size, every=drift.every,
+            min_seconds=drift.min_seconds,
             psi_threshold=drift.psi_threshold, ks_threshold=drift.ks_threshold,
         ) if drift.enabled else None
         signals: dict[Task, Sequence[Signal]] = {
@@ -253,7 +254,7 @@ class MonitorCore:
         if self.data_drift is not None:
             monitor = self._data.setdefault(model, DataDriftMonitor(self.data_drift))
             version, variant = self._versions.get(model, (1, "champion"))
-            for alarm in monitor.update(features):
+            for alarm in monitor.update(features, seconds):
                 drift.append(
                     {
                         "model": model, "version": version, "variant": variant,
