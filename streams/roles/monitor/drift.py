@@ -89,9 +89,10 @@ class DataDriftOptions:
     window is the last ``window_size`` events after it, evaluated every ``every`` events once
     full, and no sooner than ``min_seconds`` of stream time (the events' label times, when
     the caller gives them) after the last evaluation: at thousands of events a second an
-    evaluation every 200 events was a fifth of the monitor's CPU for statistics no one reads
-    faster than every second (at 200 events a second or fewer it changes nothing). Numeric features get ``bins`` quantile bins of the reference (plus one for missing
-    values); categorical ones (strings, booleans) their ``max_categories`` most frequent
+    evaluation every 200 events was about a quarter of the monitor's CPU
+    (``bench.profile_monitor``) for statistics no one reads faster than every second (at
+    200 events a second or fewer it changes nothing). Numeric features get ``bins``
+    quantile bins of the reference (plus one for missing values); categorical ones (strings, booleans) their ``max_categories`` most frequent
     reference categories plus "other" and "missing". An alarm fires when PSI >
     ``psi_threshold`` (0.2: the usual "significant shift") or KS > ``ks_threshold`` (0.2: an
     effect-size threshold well above the KS noise level, about 0.06 at 1000 vs 1000 values),
