@@ -121,7 +121,7 @@ def markdown(results: dict[str, Any]) -> str:
                       "| " + " | ".join(loop_cpu) + " | sum |",
                       "|" + "---|" * (len(loop_cpu) + 1),
                       "| " + " | ".join(f"{v:.0f} µs" for v in loop_cpu.values())
-                      + f" | {sum(loop_cpu.values()):.0f} µs |", ""]
+                      + f" | {total or 0:.0f} µs |", ""]
     lines += _quix_comparison(results)
     measured = [m for m in (results.get("latency"),) if m]
     if measured:

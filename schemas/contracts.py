@@ -125,8 +125,9 @@ class SchemaStore:
         # typed FeatureEvent fingerprint -> its typed FeedbackEvent (derived from the reader)
         self._feedback: dict[bytes, Contract] = {}
         generic = self._readers.get("FeedbackEvent")
-        for contract in list(self._writers.values()):
-            if generic is not None and contract.reads_itself and contract.name == "FeatureEvent":
+        typed = [c for c in self._writers.values() if c.reads_itself and c.name == "FeatureEvent"]
+        if generic is not None:
+            for contract in typed:
                 derived = _derived_feedback(contract.source, generic.source)
                 self._feedback[contract.fingerprint] = derived
                 self._writers.setdefault(derived.fingerprint, derived)

@@ -140,7 +140,7 @@ class Splicer:
             feedback = store.feedback_of(contract.fingerprint)
             if contract.reads_itself and feedback is not None:
                 typed[SINGLE_OBJECT_MAGIC + contract.fingerprint] = (
-                    typed_fields(contract.parsed), SINGLE_OBJECT_MAGIC + feedback.fingerprint)
+                    _typed_fields(contract.parsed), SINGLE_OBJECT_MAGIC + feedback.fingerprint)
         return cls(SINGLE_OBJECT_MAGIC + _fingerprint("feedback"), typed)
 
     def splice(self, event_id: str, item: Item) -> tuple[str, bytes] | None:
@@ -186,7 +186,7 @@ class Splicer:
         return model.decode(), payload
 
 
-def typed_fields(parsed: Any) -> tuple[TypedField, ...]:
+def _typed_fields(parsed: Any) -> tuple[TypedField, ...]:
     """The features of a parsed typed FeatureEvent schema, in their order."""
     record = next(f for f in parsed["fields"] if f["name"] == "features")["type"]
     out = []
@@ -245,26 +245,37 @@ def _walk_features(payload: bytes) -> tuple[tuple[int, int], tuple[int, int], in
                 value = _DOUBLE.unpack_from(payload, pos)[0]
                 pos += 8
                 if broken is None and not math.isfinite(value):
-                    broken = InvalidEventError(f"feature {name.decode()!r} is {value}, not a finite number")
+                    broken = _not_finite(name.decode(), value)
             elif branch == 2:
                 if pos >= len(payload):
                     raise ValueError("boolean past the end")
                 pos += 1
             elif branch == 6:
                 text_start, pos = _string(payload, pos)
-                if broken is None and pos - text_start > MAX_STRING:
-                    chars = len(payload[text_start:pos].decode())
-                    if chars > MAX_STRING:
-                        broken = InvalidEventError(f"feature {name.decode()!r} is a string of {chars} chars")
+                if broken is None and pos - text_start > MAX_STRING:  # bytes: a bound on chars
+                    broken = _too_long(name.decode(), payload[text_start:pos])
             elif branch != 0:
                 raise ValueError(f"union branch byte {branch}")
     if pos < len(payload):
         raise _Trailing(len(payload) - pos)
     if len(set(names)) != len(names):
         return None
-    if len(names) > MAX_FEATURES:  # the rule's first check, as check_feature_map makes it
-        broken = InvalidEventError(f"{len(names)} features, more than {MAX_FEATURES}")
+    broken = _too_many(len(names)) or broken  # the rule's first check, as check_feature_map makes it
     return ids, model, pos, broken
+
+
+def _not_finite(name: str, value: float) -> InvalidEventError:
+    return InvalidEventError(f"feature {name!r} is {value}, not a finite number")
+
+
+def _too_long(name: str, text: bytes) -> InvalidEventError | None:
+    """The breach of a string feature over ``MAX_STRING`` characters (None: within)."""
+    chars = len(text.decode())
+    return InvalidEventError(f"feature {name!r} is a string of {chars} chars") if chars > MAX_STRING else None
+
+
+def _too_many(count: int) -> InvalidEventError | None:
+    return InvalidEventError(f"{count} features, more than {MAX_FEATURES}") if count > MAX_FEATURES else None
 
 
 def _walk_header(payload: bytes) -> tuple[tuple[int, int], tuple[int, int], int]:
@@ -293,7 +304,7 @@ def _walk_typed(payload: bytes, fields: tuple[TypedField, ...]
             value = layout.unpack_from(payload, pos)[0]
             pos += layout.size
             if broken is None and not math.isfinite(value):
-                broken = InvalidEventError(f"feature {name!r} is {value}, not a finite number")
+                broken = _not_finite(name, value)
         elif kind == "long" or kind == "int":
             pos = read_long(payload, pos)[1]
         elif kind == "boolean":
@@ -302,14 +313,11 @@ def _walk_typed(payload: bytes, fields: tuple[TypedField, ...]
             pos += 1
         else:  # string: the only other typed feature (check_feature_schema)
             text_start, pos = _string(payload, pos)
-            if broken is None and pos - text_start > MAX_STRING:
-                chars = len(payload[text_start:pos].decode())
-                if chars > MAX_STRING:
-                    broken = InvalidEventError(f"feature {name!r} is a string of {chars} chars")
+            if broken is None and pos - text_start > MAX_STRING:  # bytes: a bound on chars
+                broken = _too_long(name, payload[text_start:pos])
     if pos < len(payload):
         raise _Trailing(len(payload) - pos)
-    if len(fields) > MAX_FEATURES:  # the rule's first check, as check_feature_map makes it
-        broken = InvalidEventError(f"{len(fields)} features, more than {MAX_FEATURES}")
+    broken = _too_many(len(fields)) or broken  # the rule's first check, as check_feature_map makes it
     return ids, model, pos, broken
 
 
