@@ -54,7 +54,13 @@ from riverops.roles.joiner.state import Item, read_long
 from riverops.schemas.codec import SINGLE_OBJECT_MAGIC, Codec, SingleObjectCodec
 from riverops.schemas.contracts import parse_contract
 from riverops.schemas.errors import DecodeError, InvalidEventError
-from riverops.schemas.validation import MAX_FEATURES, MAX_STRING
+from riverops.schemas.validation import (
+    MAX_FEATURES,
+    MAX_STRING,
+    not_finite,
+    string_too_long,
+    too_many_features,
+)
 
 __all__ = ["Splicer"]
 
@@ -245,7 +251,7 @@ def _walk_features(payload: bytes) -> tuple[tuple[int, int], tuple[int, int], in
                 value = _DOUBLE.unpack_from(payload, pos)[0]
                 pos += 8
                 if broken is None and not math.isfinite(value):
-                    broken = _not_finite(name.decode(), value)
+                    broken = not_finite(name.decode(), value)
             elif branch == 2:
                 if pos >= len(payload):
                     raise ValueError("boolean past the end")
@@ -264,18 +270,14 @@ def _walk_features(payload: bytes) -> tuple[tuple[int, int], tuple[int, int], in
     return ids, model, pos, broken
 
 
-def _not_finite(name: str, value: float) -> InvalidEventError:
-    return InvalidEventError(f"feature {name!r} is {value}, not a finite number")
-
-
 def _too_long(name: str, text: bytes) -> InvalidEventError | None:
     """The breach of a string feature over ``MAX_STRING`` characters (None: within)."""
     chars = len(text.decode())
-    return InvalidEventError(f"feature {name!r} is a string of {chars} chars") if chars > MAX_STRING else None
+    return string_too_long(name, chars) if chars > MAX_STRING else None
 
 
 def _too_many(count: int) -> InvalidEventError | None:
-    return InvalidEventError(f"{count} features, more than {MAX_FEATURES}") if count > MAX_FEATURES else None
+    return too_many_features(count) if count > MAX_FEATURES else None
 
 
 def _walk_header(payload: bytes) -> tuple[tuple[int, int], tuple[int, int], int]:
@@ -304,7 +306,7 @@ def _walk_typed(payload: bytes, fields: tuple[TypedField, ...]
             value = layout.unpack_from(payload, pos)[0]
             pos += layout.size
             if broken is None and not math.isfinite(value):
-                broken = _not_finite(name, value)
+                broken = not_finite(name, value)
         elif kind == "long" or kind == "int":
             pos = read_long(payload, pos)[1]
         elif kind == "boolean":
