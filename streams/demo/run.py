@@ -145,6 +145,7 @@ class DemoResult:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     recovery: Recovery | None = None  # of the champions' ROC AUC
     worker_failed: bool = False  # a role stopped with an error (its log says why)
+    drained: bool = True  # False: stopped at --duration before every label reached the monitor
 
 
 def demo_settings(options: DemoOptions, *, bootstrap_servers: str, run_id: str) -> Settings:
@@ -308,12 +309,19 @@ def run_demo(options: DemoOptions, *, console: Console | None = None) -> DemoRes
             previous = now
             return rendered
 
+        def progress() -> tuple[float, float]:
+            """Labelled outcomes of the served predictions so far (a champion's or a
+            challenger's with its share of the traffic; a shadow's come on top), and events
+            waiting for a label."""
+            snap = take_snapshot(registry)
+            served = sum(v for (_, _, variant), v in snap.samples.items() if variant in ("champion", "challenger"))
+            return served, snap.pending
+
         def finished() -> bool:
             if feeder.is_alive() or not workers.is_alive():
                 return not workers.is_alive()
-            snap = take_snapshot(registry)
-            champion = [v for (m, _, variant), v in snap.samples.items() if variant == "champion"]
-            return sum(champion) >= counts["labels"] * 0.99 and snap.pending <= counts["features"] * 0.02
+            served, pending = progress()
+            return served >= counts["labels"] * 0.99 and pending <= counts["features"] * 0.02
 
         deadline = started + options.duration
         if live_view:
@@ -326,9 +334,17 @@ def run_demo(options: DemoOptions, *, console: Console | None = None) -> DemoRes
             while not finished() and time.monotonic() < deadline:
                 time.sleep(1.0)
                 if time.monotonic() - last_print >= 10:
+                    served, pending = progress()
                     console.print(f"[{time.monotonic() - started:5.0f}s] features {counts['features']:,} "
-                                  f"labels {counts['labels']:,}")
+                                  f"labels {counts['labels']:,} outcomes {served:,.0f} "
+                                  f"pending {pending:,.0f}")
                     last_print = time.monotonic()
+        drained = finished()
+        if workers.is_alive() and not drained:
+            served, pending = progress()
+            console.print(f"[yellow]stopped at the --duration deadline ({options.duration:g} s) before the "
+                          f"loop drained: outcomes {served:,.0f} of {counts['labels']:,} labels, "
+                          f"{pending:,.0f} events pending[/]")
         feeder_stop.set()
         stop.set()
         workers.join(60)
@@ -336,6 +352,7 @@ def run_demo(options: DemoOptions, *, console: Console | None = None) -> DemoRes
             console.print("[red]a worker role failed; see the log above[/]")
         result = _finish(settings, options, counts, started, console, clock)
         result.worker_failed = bool(exit_code and exit_code[0] != 0)
+        result.drained = drained
         return result
     finally:
         feeder_stop.set()

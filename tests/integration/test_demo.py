@@ -31,6 +31,7 @@ def test_the_short_demo_tells_the_drift_story(bootstrap_servers: str, tmp_path: 
     result = run_demo(options, console=console)
     printed = console.export_text()
     assert not result.worker_failed, printed
+    assert result.drained, printed  # every served outcome reached the monitor (a challenger's too)
     assert result.events == 30_000
     assert result.labels == 30_000  # every label replayed, chargebacks included
     assert result.predictions == 30_000  # one champion prediction per event, no shadow here
