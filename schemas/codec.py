@@ -26,6 +26,7 @@ from typing import Any, Literal, Protocol
 
 from fastavro import schemaless_reader, schemaless_writer
 
+from riverops.schemas import fast
 from riverops.schemas.contracts import Contract, SchemaStore, parse_contract
 from riverops.schemas.errors import ConfigError, DecodeError, EncodeError, UnknownSchemaError
 
@@ -61,6 +62,9 @@ class Codec(Protocol):
 
 
 def _write_body(contract: Contract, record: Mapping[str, Any], header: bytes) -> bytes:
+    body = fast.encoder(contract)(record)
+    if body is not None:
+        return header + body
     buffer = io.BytesIO()
     buffer.write(header)
     try:
@@ -75,9 +79,13 @@ def _write_body(contract: Contract, record: Mapping[str, Any], header: bytes) ->
 
 
 def _read_body(payload: bytes, offset: int, writer: Contract, reader: Contract) -> Record:
+    resolved = writer is reader or writer.reads_itself
+    quick = fast.decoder(writer, None if resolved else reader, offset)(payload)
+    if quick is not None:
+        return quick
     buffer = io.BytesIO(payload)
     buffer.seek(offset)
-    reader_schema = None if writer is reader or writer.reads_itself else reader.parsed
+    reader_schema = None if resolved else reader.parsed
     try:
         record = schemaless_reader(buffer, writer.parsed, reader_schema)
     except Exception as exc:  # fastavro raises many types on corrupt input; all mean "bad bytes"
@@ -128,8 +136,8 @@ class SingleObjectCodec(_BatchMixin):
             name: SINGLE_OBJECT_MAGIC + self.store.reader(name).fingerprint
             for name in self.store.names
         }
-        # name -> {header: parsed schema} of the writers decoded without resolution
-        self._inline: dict[str, dict[bytes, Any]] = {}
+        # name -> {header: fast decoder} of the writers decoded without resolution
+        self._inline: dict[str, dict[bytes, fast.Decoder]] = {}
 
     def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
         contract = self.store.writer_for(name, record)
@@ -177,23 +185,18 @@ class SingleObjectCodec(_BatchMixin):
         errors included, goes through :meth:`decode`, so results and error messages are
         those of :meth:`decode`.
         """
+        offset = len(SINGLE_OBJECT_MAGIC) + 8
         inline = self._inline.get(name)
         if inline is None:
             inline = self._inline[name] = {
-                SINGLE_OBJECT_MAGIC + c.fingerprint: c.parsed
+                SINGLE_OBJECT_MAGIC + c.fingerprint: fast.decoder(c, None, offset)
                 for c in self.store.self_read(name) if self.store.writer(c.fingerprint) is c}
-        offset = len(SINGLE_OBJECT_MAGIC) + 8
         out: list[Record | DecodeError] = []
         for payload in payloads:
-            parsed = inline.get(payload[:offset]) if type(payload) is bytes else None
-            if parsed is not None and payload is not None:
-                buffer = io.BytesIO(payload)
-                buffer.seek(offset)
-                try:
-                    record = schemaless_reader(buffer, parsed, None)
-                except Exception:  # decode() below says why, in its own words
-                    record = None
-                if type(record) is dict and buffer.tell() == len(payload):
+            read = inline.get(payload[:offset]) if type(payload) is bytes else None
+            if read is not None:
+                record = read(payload)  # type: ignore[arg-type]
+                if record is not None:
                     out.append(record)
                     continue
             try:
