@@ -87,10 +87,12 @@ def measure_latency(settings: Settings, *, rate: float, seconds: float, timeout:
     latencies: list[float] = []
     producer = make_producer(settings, **(producer_config or {}))
     try:
-        # warm up: the scorer joined its group, the reader has its partitions, the
-        # producer has its id and connections
+        # warm up at the offered rate: the scorer joined its group, the reader has its
+        # partitions, the producer has its id and connections, and the first seconds at this
+        # rate are behind (after a second at 1k/s, a traced run had 85% of its events over
+        # 20 ms in its first second at 5k/s, in stalls of ~50 ms: docs/benchmarks.md)
         warm: list[int] = []
-        _paced_send(settings, producer, features, rate=1000, seconds=1.0, sent=warm, start=0)
+        _paced_send(settings, producer, features, rate=rate, seconds=3.0, sent=warm, start=0)
         seen, deadline = 0, time.monotonic() + timeout
         while seen < warm[0]:
             seen += sum(1 for m in reader.consume(1000, 0.1) if m.error() is None)
