@@ -72,9 +72,12 @@ def _framed(source: str, head: int) -> Any:
 def _decoder(writer: str, reader: str | None, head: int) -> Decoder:
     if not AVAILABLE:
         return _refused
-    schema = _framed(writer, head)
-    if reader is not None:
-        schema = _framed(reader, head).reader_for_writer(schema)
+    try:
+        schema = _framed(writer, head)
+        if reader is not None:
+            schema = _framed(reader, head).reader_for_writer(schema)
+    except Exception:  # noqa: BLE001 - a schema cavro will not take (its name rules, a
+        return _refused  # registry's writer it cannot resolve): fastavro reads, or says why
     decode = schema.binary_decode
 
     def read(payload: bytes) -> dict[str, Any] | None:
@@ -101,7 +104,10 @@ def decoder(writer: Contract, reader: Contract | None, head: int) -> Decoder:
 def _encoder(source: str) -> Encoder:
     if not AVAILABLE:
         return _refused
-    encode = cavro.Schema(source, options=_OPTIONS).binary_encode
+    try:
+        encode = cavro.Schema(source, options=_OPTIONS).binary_encode
+    except Exception:  # noqa: BLE001 - a schema cavro will not take: fastavro writes
+        return _refused
 
     def write(record: Mapping[str, Any]) -> bytes | None:
         try:

@@ -133,3 +133,12 @@ def test_a_damaged_body_is_declined_or_read_as_fastavro_reads_it(index: int) -> 
         else:
             assert repr(got) == repr(_reference_read(contract, None, bad)), bad  # NaN included
     assert declined >= len(payload) - len(HEAD)  # every truncation at least
+
+
+def test_a_schema_cavro_will_not_take_is_left_to_fastavro() -> None:
+    # a resolution neither library makes (a long read as an int): cavro raises when the
+    # schema is built, which the fast path turns into declining; the codec's fastavro path
+    # then gives its DecodeError (a worker never sees cavro's exception)
+    writer = parse_contract({"type": "record", "name": "T", "fields": [{"name": "a", "type": "long"}]})
+    reader = parse_contract({"type": "record", "name": "T", "fields": [{"name": "a", "type": "int"}]})
+    assert fast.decoder(writer, reader, len(HEAD))(HEAD + _reference_body(writer, {"a": 1})) is None
