@@ -55,6 +55,10 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--partitions", type=int, default=2, help="partitions of the event topics")
     parser.add_argument("--broker", choices=BROKERS, default="kafka",
                         help="the broker started for the run (KAFKA_BOOTSTRAP_SERVERS overrides)")
+    parser.add_argument("--broker-jvm", choices=("quick", "kafka"), default="quick",
+                        help="the Kafka broker's JVM flags: the tests' quick-starting ones (serial GC, "
+                        "C1 only; the default: a fresh broker's C2 compiling takes the 2 cores' time "
+                        "for minutes) or Apache Kafka's start scripts' (G1, full JIT, 1 GB heap)")
     parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--output", type=Path, default=RESULTS)
     return parser.parse_args(argv)
@@ -65,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     console = Console()
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     results: dict[str, Any] = {
-        "machine": describe(broker=None if external else args.broker),
+        "machine": {**describe(broker=None if external else args.broker),
+                    **({"broker_jvm": args.broker_jvm} if not external and args.broker == "kafka" else {})},
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "memory": {"workers": {}, "join": []},
     }
@@ -75,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         TimeElapsedColumn(), console=console,
     ) as progress:
         workdir = Path(tmp)
-        broker = None if external else _start_broker(args.broker, workdir)
+        broker = None if external else _start_broker(args.broker, workdir, jvm=args.broker_jvm)
         bootstrap = external or (broker.bootstrap_servers if broker else "")
         console.log(f"broker {results['machine']['broker']} on {bootstrap}")
 
@@ -108,12 +113,13 @@ def main(argv: list[str] | None = None) -> None:
     console.log(f"wrote {as_md} and {as_json}")
 
 
-def _start_broker(engine: str, workdir: Path) -> Any:
-    """A fresh broker of ``engine`` for the run, its data under ``workdir``."""
+def _start_broker(engine: str, workdir: Path, *, jvm: str = "quick") -> Any:
+    """A fresh broker of ``engine`` for the run, its data under ``workdir``; a Kafka
+    broker's JVM flags by ``jvm`` (riverops.kafka.cluster.JVM_FLAGS)."""
     if engine == "kafka":
         from riverops.kafka.cluster import KafkaCluster
 
-        return KafkaCluster(data_dir=workdir / "kafka").start()
+        return KafkaCluster(data_dir=workdir / "kafka", jvm=jvm, heap="1g" if jvm == "kafka" else "512m").start()  # type: ignore[arg-type]
     from riverops.kafka.tansu import EmbeddedBroker
 
     return EmbeddedBroker().start()

@@ -48,6 +48,15 @@ def test_three_nodes_replicate_and_need_two_in_sync(tmp_path: Path) -> None:
         KafkaCluster(nodes=2)  # type: ignore[arg-type]
 
 
+def test_the_benchmarks_broker_runs_with_kafkas_own_jvm_flags(tmp_path: Path) -> None:
+    from riverops.kafka.cluster import JVM_FLAGS
+
+    assert KafkaCluster(data_dir=tmp_path).jvm == "quick"  # the tests': starts fast
+    assert "-XX:+UseG1GC" in JVM_FLAGS["kafka"] and "-XX:TieredStopAtLevel=1" not in JVM_FLAGS["kafka"]
+    with pytest.raises(BrokerError, match="unknown JVM profile"):
+        KafkaCluster(data_dir=tmp_path, jvm="fast")  # type: ignore[arg-type]
+
+
 def test_tls_listeners_require_certificates_and_take_scram(tmp_path: Path) -> None:
     from riverops.kafka.cluster import BrokerTls
 
