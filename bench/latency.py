@@ -104,6 +104,7 @@ def measure_latency(settings: Settings, *, rate: float, seconds: float, timeout:
                                   kwargs={"rate": rate, "seconds": seconds, "sent": sent,
                                           "start": 1_000_000})
         expected = int(rate * seconds)
+        cpu_at_start = worker.cpu()
         sender.start()
         deadline = time.monotonic() + seconds + timeout
         while len(latencies) < expected and time.monotonic() < deadline:
@@ -115,10 +116,14 @@ def measure_latency(settings: Settings, *, rate: float, seconds: float, timeout:
                 progress(len(latencies))
             worker.check()
         sender.join()
+        scorer_cpu = worker.cpu() - cpu_at_start
     finally:
         worker.stop()
         reader.close()
     return {
+        # the scorer's CPU per event at this rate: small batches, where the throughput
+        # runs' are 1000 events
+        "scorer_cpu_us_per_event": scorer_cpu / max(len(latencies), 1) * 1e6,
         "offered_per_s": rate, "achieved_per_s": sent[0] / (sent[1] / 1000) if sent[1] else 0.0,
         "events": len(latencies), "seconds": seconds,
         "p50_ms": percentile(latencies, 0.50), "p90_ms": percentile(latencies, 0.90),

@@ -129,15 +129,17 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             "## Scoring latency (feature produced → prediction readable)",
             "",
-            "| service's producer | offered | achieved | events | p50 | p90 | p99 | max | target | met |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| service's producer | offered | achieved | events | p50 | p90 | p99 | max | scorer CPU per event | target | met |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for latency in measured:
+            cpu = latency.get("scorer_cpu_us_per_event")  # not in runs before 2026-12-06
             lines.append(
                 f"| `{latency.get('producer_config') or 'riverops default'}` | "
                 f"{latency['offered_per_s']:,.0f} /s | {latency['achieved_per_s']:,.0f} /s | "
                 f"{latency['events']:,} | {latency['p50_ms']:.1f} ms | {latency['p90_ms']:.1f} ms | "
-                f"{latency['p99_ms']:.1f} ms | {latency['max_ms']:.1f} ms | {TARGETS['latency']} | "
+                f"{latency['p99_ms']:.1f} ms | {latency['max_ms']:.1f} ms | "
+                f"{'' if cpu is None else f'{cpu:.1f} µs'} | {TARGETS['latency']} | "
                 f"{_met(latency['p99_ms'] <= 10.0)} |")
     floors = results.get("broker_floor") or []
     if floors:

@@ -229,7 +229,8 @@ def _run_parts(args: argparse.Namespace, part: Callable[..., Any], results: dict
     if both:
         results["latency"], results["broker_floor"] = both
         workers["scorer (latency run)"] = ("latency at 5k/s", both[0]["peak_rss"])
-        console.log(f"latency: p50 {both[0]['p50_ms']:.1f} ms, p99 {both[0]['p99_ms']:.1f} ms")
+        console.log(f"latency: p50 {both[0]['p50_ms']:.1f} ms, p99 {both[0]['p99_ms']:.1f} ms, "
+                    f"scorer {both[0]['scorer_cpu_us_per_event']:.1f} µs CPU per event")
 
     for events in args.join_events:
         join = part("join", f"join state, {events:,} pending", None,

@@ -32,6 +32,15 @@ events/s, ``logreg`` spec (plain ``StandardScaler | LogisticRegression`` in brac
 Per 1000 rows: ~1.8 ms to build the DataFrame, ~0.6 ms of ``predict_proba_many``,
 ~0.8 ms of ``learn_many``, ~1 ms to turn probabilities back into per-row dicts.
 
+Small batches predict one by one: the mini-batch path costs ~0.7 ms per call whatever its
+size (pandas and River's frame handling), ``predict_proba_one`` ~7 µs per row, so below
+:data:`PREDICT_MANY_FROM` rows the rows go one by one (measured 2026-12-06 on the bench
+model: 10 rows 0.74 ms batched against 0.07 ms one by one, 100 rows 0.84 against 0.73,
+1000 rows 5.2 against 6.8). A scorer at 5k events/s sees batches of 10-50 rows: the fixed
+cost was most of its time there, and of its latency. Learning is not affected (a
+``learn_many`` is a different step from a ``learn_one``; :func:`learn_batch` keeps the
+mini-batch path for any size).
+
 Examples
 --------
 >>> from riverops.models.specs import get_spec
@@ -53,7 +62,7 @@ from river import base, compose, preprocessing
 from riverops.models.specs import FeatureEncoder, drop_missing
 
 __all__ = [
-    "to_frame", "supports_many", "batch_frame", "proba_rows", "predict_proba_batch", "predict_batch",
+    "to_frame", "supports_many", "batch_frame", "predict_frame", "PREDICT_MANY_FROM", "proba_rows", "predict_proba_batch", "predict_batch",
     "labels_and_scores",
     "learn_batch", "learn_in_order",
 ]
@@ -121,6 +130,16 @@ def _reads_nan_as_missing(model: Any) -> bool:
     return isinstance(model, FeatureEncoder)
 
 
+PREDICT_MANY_FROM = 100
+"""Predictions of fewer rows than this go one by one (see the module docstring)."""
+
+
+def predict_frame(model: Any, rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame | None:
+    """:func:`batch_frame` for predicting: ``None`` (one by one) below
+    :data:`PREDICT_MANY_FROM` rows too."""
+    return None if len(rows) < PREDICT_MANY_FROM else batch_frame(model, rows)
+
+
 def batch_frame(model: Any, rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame | None:
     """The DataFrame to send down the mini-batch path, or ``None`` for the one-by-one path."""
     if not rows or not supports_many(model):
@@ -137,7 +156,7 @@ def batch_frame(model: Any, rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame |
 
 def predict_proba_batch(model: Any, rows: Sequence[Mapping[str, Any]]) -> list[dict[Hashable, float]]:
     """Class probabilities for each row, in row order (``{}`` before the model saw a label)."""
-    frame = batch_frame(model, rows)
+    frame = predict_frame(model, rows)
     if frame is None:
         return [model.predict_proba_one(drop_missing(row)) for row in rows]
     return proba_rows(model.predict_proba_many(frame))
@@ -149,7 +168,7 @@ def labels_and_scores(model: Any, rows: Sequence[Mapping[str, Any]]
     model saw a label) and its class probabilities keyed by the class as a string: the
     scorer's output, built straight from the probability matrix (~5x cheaper than through
     :func:`predict_proba_batch`'s dicts)."""
-    frame = batch_frame(model, rows)
+    frame = predict_frame(model, rows)
     if frame is None:
         probas = [model.predict_proba_one(drop_missing(row)) for row in rows]
         return ([max(p, key=p.__getitem__) if p else None for p in probas],
@@ -173,7 +192,7 @@ def proba_rows(probas: pd.DataFrame) -> list[dict[Hashable, float]]:
 
 def predict_batch(model: Any, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
     """A prediction for each row, in row order; for regressors (and classifiers' labels)."""
-    frame = batch_frame(model, rows)
+    frame = predict_frame(model, rows)
     if frame is None:
         return [model.predict_one(drop_missing(row)) for row in rows]
     predicted: list[Any] = model.predict_many(frame).tolist()

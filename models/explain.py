@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 from river import compose, linear_model
 
-from riverops.models.batch import batch_frame, proba_rows
+from riverops.models.batch import predict_frame, proba_rows
 from riverops.models.specs import drop_missing
 
 __all__ = ["Explanation", "explainable", "predict_proba_explained", "predict_explained"]
@@ -91,7 +91,7 @@ def _explained(model: Any, rows: Sequence[Mapping[str, Any]], top_k: int, *,
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     pipeline = isinstance(model, compose.Pipeline)
-    frame = batch_frame(model, rows)
+    frame = predict_frame(model, rows)
     outputs: list[Any]
     if frame is None:  # the one-by-one path, exactly as predict_proba_batch / predict_batch
         outputs, explanations = [], []

@@ -15,6 +15,7 @@ from river import datasets, dummy, linear_model, metrics, preprocessing, stats
 from river.datasets import synth
 
 from riverops.models.batch import (
+    PREDICT_MANY_FROM,
     labels_and_scores,
     learn_batch,
     predict_batch,
@@ -259,6 +260,26 @@ def test_predict_proba_batch_matches_one_by_one(share: float) -> None:
         expected = model.predict_proba_one(drop_missing(x))
         assert got.keys() == expected.keys()
         assert all(abs(got[k] - expected[k]) < 1e-9 for k in expected)
+
+
+def test_a_small_batch_is_predicted_one_by_one_and_learning_is_not() -> None:
+    """Below PREDICT_MANY_FROM rows the mini-batch path's fixed cost (~0.7 ms a call) is more
+    than the rows' own: they go one by one, with the same answers; learn_batch keeps its
+    mini-batch step whatever the size (a learn_many is not a learn_one)."""
+    rows = _phishing_with_strings(600)
+    model = _trained(get_spec("logreg"), rows[:500])
+    small = [x for x, _ in rows[500:500 + PREDICT_MANY_FROM - 1]]
+    calls = _spy(model, "predict_proba_many")
+    labels, scores = labels_and_scores(model, small)
+    assert calls == []  # one by one
+    assert labels_and_scores(model, [x for x, _ in rows[500:500 + PREDICT_MANY_FROM]]) and calls == [PREDICT_MANY_FROM]
+    for label, score, x in zip(labels, scores, small, strict=True):
+        expected = model.predict_proba_one(drop_missing(x))
+        assert score == {str(k): v for k, v in expected.items()}
+        assert label == max(expected, key=expected.__getitem__)
+    learned = _spy(model, "learn_many")
+    learn_batch(model, small[:3], [y for _, y in rows[500:503]])
+    assert learned == [3]
 
 
 def test_predict_batch_matches_one_by_one_for_regression() -> None:
