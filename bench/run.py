@@ -24,13 +24,16 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench import report
 from bench.environment import describe
+
+if TYPE_CHECKING:
+    from riverops.kafka.cluster import JvmProfile
 
 __all__ = ["main", "PARTS"]
 
@@ -113,13 +116,13 @@ def main(argv: list[str] | None = None) -> None:
     console.log(f"wrote {as_md} and {as_json}")
 
 
-def _start_broker(engine: str, workdir: Path, *, jvm: str = "quick") -> Any:
+def _start_broker(engine: str, workdir: Path, *, jvm: JvmProfile = "quick") -> Any:
     """A fresh broker of ``engine`` for the run, its data under ``workdir``; a Kafka
     broker's JVM flags by ``jvm`` (riverops.kafka.cluster.JVM_FLAGS)."""
     if engine == "kafka":
         from riverops.kafka.cluster import KafkaCluster
 
-        return KafkaCluster(data_dir=workdir / "kafka", jvm=jvm, heap="1g" if jvm == "kafka" else "512m").start()  # type: ignore[arg-type]
+        return KafkaCluster(data_dir=workdir / "kafka", jvm=jvm).start()
     from riverops.kafka.tansu import EmbeddedBroker
 
     return EmbeddedBroker().start()

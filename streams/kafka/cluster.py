@@ -70,15 +70,16 @@ class BrokerTls:
 JvmProfile = Literal["quick", "kafka"]
 JVM_FLAGS: dict[JvmProfile, tuple[str, ...]] = {
     # the tests' and `riverops broker`'s: starts fast, little memory (no C2 compiler, serial GC)
-    "quick": ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"),
-    # what Apache Kafka's own start scripts run it with (kafka-run-class.sh's
-    # KAFKA_JVM_PERFORMANCE_OPTS; kafka-server-start.sh's heap is -Xms1G -Xmx1G), for a
-    # long-lived broker: freshly started on 2 cores, its C2 compiling made the bench's
-    # latency p99 196-219 ms against 25-29 ms quick (docs/benchmarks.md)
-    "kafka": ("-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
-              "-XX:+ExplicitGCInvokesConcurrent", "-XX:MaxInlineLevel=15", "-Djava.awt.headless=true"),
+    "quick": ("-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"),
+    # what Apache Kafka's own start scripts run it with (kafka-server-start.sh's heap,
+    # kafka-run-class.sh's KAFKA_JVM_PERFORMANCE_OPTS), for a long-lived broker: freshly
+    # started on 2 cores, its C2 compiling made the bench's latency p99 196-219 ms against
+    # 25-29 ms quick (docs/benchmarks.md)
+    "kafka": ("-Xmx1g", "-Xms1g", "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+              "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
+              "-XX:MaxInlineLevel=15", "-Djava.awt.headless=true"),
 }
-"""The JVM flags of a node, by profile."""
+"""The JVM flags of a node (its heap included), by profile."""
 
 
 @dataclass
@@ -111,7 +112,6 @@ class KafkaCluster:
         jars: Path | None = None,
         tls: BrokerTls | None = None,
         authorizer: bool = False,
-        heap: str = "512m",
         jvm: JvmProfile = "quick",
         overrides: dict[str, str] | None = None,
     ) -> None:
@@ -124,7 +124,6 @@ class KafkaCluster:
         self.authorizer = authorizer
         if jvm not in JVM_FLAGS:
             raise BrokerError(f"unknown JVM profile {jvm!r}; one of {sorted(JVM_FLAGS)}")
-        self.heap = heap
         self.jvm: JvmProfile = jvm
         self.overrides = dict(overrides or {})
         self.jars = jars
@@ -285,8 +284,7 @@ class KafkaCluster:
     def _launch(self, node: _Node, java: str, jars: Path) -> None:
         node.log = open(node.log_path, "ab")
         node.process = subprocess.Popen(
-            [java, f"-Xmx{self.heap}", *([f"-Xms{self.heap}"] if self.jvm == "kafka" else []),
-             *JVM_FLAGS[self.jvm],
+            [java, *JVM_FLAGS[self.jvm],
              f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
              "-cp", f"{jars}/*", "kafka.Kafka", str(node.directory / "node.properties")],
             stdout=node.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
